@@ -1,0 +1,90 @@
+"""Tollgate: an LLM gateway that meters, budgets and limits usage per customer of your app."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify, request
+from sqlalchemy import event
+from werkzeug.exceptions import HTTPException
+
+from app import config
+from app.extensions import csrf, db, login_manager, migrate
+
+
+def create_app(settings: config.Settings | None = None) -> Flask:
+    settings = settings or config.load()
+    app = Flask(__name__, template_folder=str(config.ROOT / "templates"),
+                static_folder=str(config.ROOT / "static"), instance_path=str(settings.instance_path))
+    app.config.update(settings.flask_config())
+    _init_extensions(app)
+    _register_blueprints(app)
+    _register_errors(app)
+    from app import cli
+
+    cli.register(app)
+    with app.app_context():
+        _init_gateway(app, settings)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    from app import models  # noqa: F401 - the metadata must know every table
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(config.ROOT / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from app import monitoring
+    from app.proxy import views as proxy_views
+
+    app.register_blueprint(proxy_views.bp)
+    csrf.exempt(proxy_views.bp)
+    app.register_blueprint(monitoring.bp)
+
+
+def _register_errors(app: Flask) -> None:
+    from app.proxy.errors import ProxyError
+
+    codes = {400: "invalid_request", 401: "invalid_api_key", 404: "not_found", 405: "method_not_allowed",
+             413: "request_too_large", 500: "internal_error"}
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response | HTTPException:
+        if not request.path.startswith(("/v1/", "/api/")):
+            return exc
+        code = codes.get(exc.code or 500, "invalid_request")
+        return ProxyError(code, exc.description or exc.name).response()
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        app.logger.exception("unhandled error on %s", request.path)
+        if request.path.startswith(("/v1/", "/api/")):
+            err = ProxyError("internal_error", "Internal error; the request was not charged.")
+            return err.response(), 500
+        return jsonify(error="internal error"), 500
+
+
+def _init_gateway(app: Flask, settings: config.Settings) -> None:
+    from app.proxy.auth import SnapshotCache
+    from app.proxy.routing import Breakers
+    from app.proxy.upstream import Client
+    from app.proxy.views import Gateway
+
+    engine = db.engine
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    app.extensions["tollgate.gateway"] = Gateway(
+        engine=engine, cache=SnapshotCache(engine, settings.secret_key, settings.master_key),
+        client=Client(), breakers=Breakers(),
+    )
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # WAL lets readers run beside the writer; NORMAL sync is durable across process crashes.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()

@@ -1,0 +1,1 @@
+"""The model catalog: models, prices, deployments, and the default model per model tier."""

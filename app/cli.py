@@ -1,0 +1,195 @@
+"""`flask --app wsgi …` commands (SPEC 2)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+
+import click
+from flask import Flask, current_app
+from flask_migrate import upgrade
+from sqlalchemy import func, select
+from werkzeug.security import generate_password_hash
+
+from app import configfile
+from app.catalog.operations import set_tier_default, upsert_model
+from app.errors import DomainError, Invalid
+from app.extensions import db
+from app.keys.operations import create_key
+from app.metering import audit
+from app.models.admin_user import ROLES, AdminUser
+from app.models.api_key import ApiKey
+from app.projects.operations import create_project, find_project
+
+DEMO_MODEL = "demo"
+DEMO_INITIAL_TOKENS = 10_000
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(setup)
+    app.cli.add_command(admin)
+    app.cli.add_command(keys)
+    app.cli.add_command(config)
+    app.cli.add_command(ledger)
+
+
+def _settings():
+    return current_app.config["TOLLGATE"]
+
+
+def _fail(exc: DomainError) -> None:
+    click.echo(f"error: {exc.message}", err=True)
+    db.session.rollback()
+    sys.exit(2)
+
+
+def add_admin(email: str, password: str, role: str = "owner") -> AdminUser:
+    email = email.strip().lower()
+    if "@" not in email:
+        raise Invalid("email must be an email address", "email")
+    if len(password) < 8:
+        raise Invalid("password must be at least 8 characters", "password")
+    if role not in ROLES:
+        raise Invalid(f"role must be one of {', '.join(ROLES)}", "role")
+    if db.session.scalar(select(AdminUser).where(AdminUser.email == email)) is not None:
+        raise Invalid(f"an admin with email {email} already exists", "email")
+    user = AdminUser(email=email, password_hash=generate_password_hash(password), role=role)
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+@click.command("setup")
+def setup() -> None:
+    """Migrate, apply TOLLGATE_CONFIG, create the default project; print logins the first time."""
+    upgrade(directory=current_app.extensions["migrate"].directory)
+    settings = _settings()
+    try:
+        if settings.config_file:
+            for line in configfile.apply(db.session, configfile.read(settings.config_file), settings.secret_key):
+                click.echo(f"config: {line}")
+        _ensure_default_project(settings.secret_key)
+        login = _ensure_admin(settings)
+        key = _ensure_first_key()
+    except DomainError as exc:
+        _fail(exc)
+        return
+    db.session.commit()
+    if login:
+        click.echo(f"Admin login: {login[0]} / {login[1]}  (shown once; change it after signing in)")
+    if key:
+        click.echo(f"Proxy key for project 'default': {key}  (shown once; store it now)")
+        click.echo(f"Try it: curl -s http://{settings.bind}/v1/chat/completions -H 'Authorization: Bearer "
+                   f"{key}' -H 'Content-Type: application/json' -d '{{\"model\": \"{DEMO_MODEL}\", "
+                   f"\"user\": \"acme\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'")
+
+
+def _ensure_default_project(secret_key: str) -> None:
+    if find_project(db.session, "default") is not None:
+        return
+    project = create_project(db.session, "default", "Default", new_customer_initial_tokens=DEMO_INITIAL_TOKENS)
+    upsert_model(db.session, project, {"name": DEMO_MODEL, "model_tier": "standard",
+                                       "price": {"input_per_mtok": "0.15", "output_per_mtok": "0.60"},
+                                       "deployments": [{"provider": "mock", "model": "mock", "region": "us"}]},
+                 secret_key)
+    set_tier_default(db.session, project, "standard", DEMO_MODEL)
+
+
+def _ensure_admin(settings) -> tuple[str, str] | None:
+    if db.session.scalar(select(func.count()).select_from(AdminUser)):
+        return None
+    if settings.admin_email and settings.admin_password:
+        add_admin(settings.admin_email, settings.admin_password)
+        return None
+    password = secrets.token_urlsafe(12)
+    add_admin("admin@localhost", password)
+    return "admin@localhost", password
+
+
+def _ensure_first_key() -> str | None:
+    project = find_project(db.session, "default")
+    if project is None or db.session.scalar(select(func.count()).select_from(ApiKey)
+                                            .where(ApiKey.project_id == project.id)):
+        return None
+    _, raw = create_key(db.session, project, "quickstart", "proxy")
+    return raw
+
+
+@click.group()
+def admin() -> None:
+    """Admin users of the web admin."""
+
+
+@admin.command("create")
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@click.option("--role", default="owner", show_default=True)
+def admin_create(email: str, password: str, role: str) -> None:
+    try:
+        user = add_admin(email, password, role)
+    except DomainError as exc:
+        _fail(exc)
+        return
+    db.session.commit()
+    click.echo(f"created admin {user.email} ({user.role})")
+
+
+@click.group()
+def keys() -> None:
+    """API keys."""
+
+
+@keys.command("create")
+@click.option("--project", "slug", default="default", show_default=True)
+@click.option("--name", required=True)
+@click.option("--scope", default="proxy", show_default=True, type=click.Choice(["proxy", "admin"]))
+def keys_create(slug: str, name: str, scope: str) -> None:
+    """Create a key and print it once."""
+    project = find_project(db.session, slug)
+    if project is None:
+        _fail(Invalid(f"no project {slug!r}", "project"))
+        return
+    try:
+        _, raw = create_key(db.session, project, name, scope)
+    except DomainError as exc:
+        _fail(exc)
+        return
+    db.session.commit()
+    click.echo(raw)
+
+
+@click.group()
+def config() -> None:
+    """The YAML config file."""
+
+
+@config.command("apply")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def config_apply(path: str) -> None:
+    try:
+        done = configfile.apply(db.session, configfile.read(path), _settings().secret_key, os.environ)
+    except DomainError as exc:
+        _fail(exc)
+        return
+    db.session.commit()
+    for line in done:
+        click.echo(line)
+    click.echo("config applied")
+
+
+@click.group()
+def ledger() -> None:
+    """The token ledger."""
+
+
+@ledger.command("verify")
+def ledger_verify() -> None:
+    """Check the SPEC 11 invariants; exit 1 on any breach."""
+    with db.engine.connect() as conn:
+        breaches = audit.verify(conn)
+    for b in breaches:
+        click.echo(f"BREACH project={b.project_id} customer={b.customer_id}: {b.what}", err=True)
+    if breaches:
+        sys.exit(1)
+    click.echo("ledger ok: every balance equals its ledger entries minus metered usage")

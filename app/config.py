@@ -1,0 +1,112 @@
+"""Settings from TOLLGATE_* environment variables (SPEC 2).
+
+Infrastructure and secrets live in the environment; project settings live in the database.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or unsafe; the process refuses to start."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    secret_key: str
+    instance_path: Path
+    redis_url: str | None = None
+    master_key: str | None = None
+    config_file: str | None = None
+    admin_email: str | None = None
+    admin_password: str | None = None
+    bind: str = "127.0.0.1:8000"
+    max_body_bytes: int = 8 * 1024 * 1024
+    webhook_url: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def flask_config(self) -> dict:
+        return {
+            "SECRET_KEY": self.secret_key,
+            "SQLALCHEMY_DATABASE_URI": self.database_url,
+            "SQLALCHEMY_ENGINE_OPTIONS": engine_options(self.database_url),
+            "MAX_CONTENT_LENGTH": self.max_body_bytes,
+            "TOLLGATE": self,
+            **self.extra,
+        }
+
+
+def engine_options(url: str) -> dict:
+    """Pool settings sized for gevent workers; SQLite waits on its own lock instead of failing."""
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30, "check_same_thread": False}, "pool_size": 20,
+                "max_overflow": 40}
+    return {"pool_size": 20, "max_overflow": 40, "pool_pre_ping": True, "pool_recycle": 1800}
+
+
+def load(env: dict[str, str] | None = None, **overrides) -> Settings:
+    """Read the environment, fill in the defaults, and refuse settings that are unsafe."""
+    env = dict(os.environ if env is None else env)
+    instance = Path(env.get("TOLLGATE_INSTANCE_PATH", ROOT / "instance"))
+    instance.mkdir(parents=True, exist_ok=True)
+    url = env.get("TOLLGATE_DATABASE_URL") or f"sqlite:///{instance / 'tollgate.db'}"
+    values = dict(
+        database_url=_normalise_db_url(url),
+        secret_key=env.get("TOLLGATE_SECRET_KEY") or _instance_secret(instance),
+        instance_path=instance,
+        redis_url=env.get("TOLLGATE_REDIS_URL") or None,
+        master_key=env.get("TOLLGATE_MASTER_KEY") or None,
+        config_file=env.get("TOLLGATE_CONFIG") or None,
+        admin_email=env.get("TOLLGATE_ADMIN_EMAIL") or None,
+        admin_password=env.get("TOLLGATE_ADMIN_PASSWORD") or None,
+        bind=env.get("TOLLGATE_BIND", "127.0.0.1:8000"),
+        max_body_bytes=_max_body(env.get("TOLLGATE_MAX_BODY_MB", "8")),
+        webhook_url=env.get("WEBHOOK_URL") or None,
+    )
+    values.update(overrides)
+    settings = Settings(**values)
+    _refuse_unsafe(settings)
+    return settings
+
+
+def _normalise_db_url(url: str) -> str:
+    # Users paste Heroku-style URLs; SQLAlchemy needs the driver named to pick psycopg 3.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _instance_secret(instance: Path) -> str:
+    path = instance / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def _max_body(raw: str) -> int:
+    try:
+        mb = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"TOLLGATE_MAX_BODY_MB must be a number, got {raw!r}") from exc
+    if not 0 < mb <= 1024:
+        raise ConfigError("TOLLGATE_MAX_BODY_MB must be between 0 and 1024")
+    return int(mb * 1024 * 1024)
+
+
+def _refuse_unsafe(settings: Settings) -> None:
+    if len(settings.secret_key) < 32:
+        raise ConfigError("TOLLGATE_SECRET_KEY must be at least 32 characters")
+    if settings.master_key is not None and len(settings.master_key) < 16:
+        raise ConfigError("TOLLGATE_MASTER_KEY must be at least 16 characters")
+    if settings.admin_password is not None and len(settings.admin_password) < 8:
+        raise ConfigError("TOLLGATE_ADMIN_PASSWORD must be at least 8 characters")

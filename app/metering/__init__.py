@@ -1,0 +1,1 @@
+"""Token and money arithmetic: the only place it happens. No Flask imports here."""

@@ -1,0 +1,235 @@
+"""Reserve, settle, release: the atomic statements behind every metered call (SPEC 5.1, 5.2).
+
+Each function is one short write transaction with no I/O inside, so no greenlet ever yields
+while it holds a database lock. Customer state is never cached: these statements decide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, and_, case, func, not_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.db import write_transaction
+from app.models.customer import Customer
+from app.models.ledger import LedgerEntry
+from app.models.tier import UsageTier
+from app.models.usage import UsageRecord
+
+customers = Customer.__table__
+tiers = UsageTier.__table__
+ledger = LedgerEntry.__table__
+usage_records = UsageRecord.__table__
+
+FALLBACK_RESERVE = 1024
+
+
+class QuotaRefused(Exception):
+    """The call may not go ahead; `code` is the SPEC 3.3 error code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a call wants to reserve."""
+
+    project_id: int
+    external_id: str
+    prompt_upper: int
+    completion_requested: int | None  # the client's max_tokens; None = the tier's default reserve
+    now: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A reservation taken for one call."""
+
+    customer_pk: int
+    tier_id: int | None
+    tokens: int
+    completion_cap: int | None  # the completion limit to send upstream, when hard_cap set one
+    capped: bool  # hard_cap applies: the charge never exceeds the hold
+    available: int  # balance minus every hold, right after this one
+    allowed_regions: tuple[str, ...]
+    shedding_tier: str
+
+
+@dataclass(frozen=True)
+class TierTerms:
+    """The parts of a tier the reservation needs (from the proxy snapshot)."""
+
+    prepaid: bool = True
+    hard_cap: bool = True
+    default_reserve_tokens: int = FALLBACK_RESERVE
+
+
+def _tier_value(column: str, default: object):
+    sub = select(tiers.c[column]).where(tiers.c.id == customers.c.tier_id).scalar_subquery()
+    return func.coalesce(sub, default)
+
+
+def _room_condition(prompt_upper: int, completion: int | None):
+    """SQL truth of "this customer may hold what the call asks", judged by its own tier."""
+    reserve = completion if completion is not None else _tier_value("default_reserve_tokens", FALLBACK_RESERVE)
+    need = prompt_upper + reserve
+    available = customers.c.token_balance - customers.c.reserved_tokens
+    prepaid = _tier_value("prepaid", True)
+    hard_cap = _tier_value("hard_cap", True)
+    return need, or_(
+        not_(prepaid),
+        and_(hard_cap, available >= need),
+        and_(not_(hard_cap), available > 0),
+    )
+
+
+def _hold_statement(ask: Ask, need, condition):
+    expiry = case(
+        (or_(customers.c.reservation_expires_at.is_(None), customers.c.reservation_expires_at < ask.expires_at),
+         ask.expires_at),
+        else_=customers.c.reservation_expires_at,
+    )
+    return (
+        update(customers)
+        .where(customers.c.project_id == ask.project_id, customers.c.external_id == ask.external_id,
+               customers.c.blocked.is_(False), condition)
+        .values(reserved_tokens=customers.c.reserved_tokens + need, reservation_expires_at=expiry,
+                last_seen_at=ask.now)
+        .returning(customers.c.id, customers.c.tier_id, customers.c.token_balance,
+                   customers.c.reserved_tokens, customers.c.allowed_regions, customers.c.shedding_tier)
+    )
+
+
+def _hold_from_row(row, ask: Ask, terms: TierTerms, tokens: int | None = None) -> Hold:
+    reserve = ask.completion_requested
+    if reserve is None:
+        reserve = terms.default_reserve_tokens
+    held = tokens if tokens is not None else ask.prompt_upper + reserve
+    capped = terms.prepaid and terms.hard_cap
+    return Hold(
+        customer_pk=row.id, tier_id=row.tier_id, tokens=held,
+        completion_cap=held - ask.prompt_upper if capped else None, capped=capped,
+        available=row.token_balance - row.reserved_tokens,
+        allowed_regions=tuple(row.allowed_regions or ()), shedding_tier=row.shedding_tier,
+    )
+
+
+def reserve(engine: Engine, ask: Ask, terms_of) -> Hold | None:
+    """Hold tokens for one call, atomically. None when the customer does not exist yet.
+
+    `terms_of(tier_id)` gives the tier's TierTerms from the snapshot; tier versions that have
+    customers are immutable, so the snapshot and the database agree on them.
+    """
+    need, condition = _room_condition(ask.prompt_upper, ask.completion_requested)
+    with write_transaction(engine) as conn:
+        row = conn.execute(_hold_statement(ask, need, condition)).first()
+        if row is not None:
+            return _hold_from_row(row, ask, terms_of(row.tier_id))
+        return _hold_what_remains(conn, ask, terms_of)
+
+
+def _hold_what_remains(conn: Connection, ask: Ask, terms_of) -> Hold | None:
+    """The full hold did not fit: say why, or with hard_cap hold what is left (SPEC 5.1)."""
+    state = conn.execute(
+        select(customers.c.id, customers.c.blocked, customers.c.tier_id,
+               (customers.c.token_balance - customers.c.reserved_tokens).label("available"),
+               customers.c.token_balance)
+        .where(customers.c.project_id == ask.project_id, customers.c.external_id == ask.external_id)
+    ).first()
+    if state is None:
+        return None
+    if state.blocked:
+        raise QuotaRefused("customer_blocked", f"Customer {ask.external_id} is blocked.")
+    terms = terms_of(state.tier_id)
+    if state.token_balance <= 0:
+        raise QuotaRefused("insufficient_tokens",
+                           f"No tokens: customer {ask.external_id} has a balance of {state.token_balance}.")
+    if not (terms.prepaid and terms.hard_cap) or state.available < ask.prompt_upper + 1:
+        raise QuotaRefused(
+            "insufficient_tokens",
+            f"No tokens left for this request: {max(state.available, 0)} available, the prompt alone "
+            f"is estimated at up to {ask.prompt_upper}.",
+        )
+    fixed = int(state.available)
+    available = customers.c.token_balance - customers.c.reserved_tokens
+    row = conn.execute(_hold_statement(ask, fixed, available >= fixed)).first()
+    if row is None:  # another call took the rest between the two statements
+        raise QuotaRefused("insufficient_tokens", f"No tokens: customer {ask.external_id} has none left.")
+    return _hold_from_row(row, ask, terms, tokens=fixed)
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What one served call costs, from the upstream's usage (or the estimate on a hang-up)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cost_nusd: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def settle(engine: Engine, hold: Hold | None, charge: Charge, record: dict) -> int | None:
+    """Release the hold, debit the usage and write the usage record, in one transaction.
+
+    Returns the customer's available tokens afterwards (None for project-level calls).
+    """
+    charged = charge.total_tokens
+    if hold is not None and hold.capped:
+        # hard_cap: the balance is a hard ceiling; a prompt estimate that fell short is absorbed.
+        charged = min(charged, hold.tokens)
+    with write_transaction(engine) as conn:
+        available = None
+        if hold is not None:
+            row = conn.execute(
+                update(customers).where(customers.c.id == hold.customer_pk)
+                .values(token_balance=customers.c.token_balance - charged,
+                        reserved_tokens=_released(hold.tokens),
+                        spend_nusd=customers.c.spend_nusd + charge.cost_nusd)
+                .returning(customers.c.token_balance, customers.c.reserved_tokens)
+            ).one()
+            available = row.token_balance - row.reserved_tokens
+        conn.execute(usage_records.insert().values(
+            customer_id=hold.customer_pk if hold else None,
+            prompt_tokens=charge.prompt_tokens, completion_tokens=charge.completion_tokens,
+            total_tokens=charge.total_tokens, tokens_charged=charged if hold else 0,
+            cost_nusd=charge.cost_nusd, **record,
+        ))
+    return available
+
+
+def _released(tokens: int):
+    # Never below zero: the scheduler may already have released an expired hold.
+    return case((customers.c.reserved_tokens >= tokens, customers.c.reserved_tokens - tokens), else_=0)
+
+
+def release(engine: Engine, hold: Hold) -> None:
+    """Give a hold back untouched: the call failed before anything was served."""
+    with write_transaction(engine) as conn:
+        conn.execute(update(customers).where(customers.c.id == hold.customer_pk)
+                     .values(reserved_tokens=_released(hold.tokens)))
+
+
+def release_expired(conn: Connection, now: datetime) -> int:
+    """Free every hold whose calls have all passed their expiry (their process died)."""
+    result = conn.execute(
+        update(customers)
+        .where(customers.c.reservation_expires_at < now, customers.c.reserved_tokens != 0)
+        .values(reserved_tokens=0, reserved_nusd=0, reservation_expires_at=None)
+    )
+    return result.rowcount
+
+
+def insert_ignoring_conflict(conn: Connection, table, values: dict, conflict_on: list[str]):
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id: the row's id if this call created it."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict_on)
+    return conn.execute(stmt.returning(table.c.id)).scalar()

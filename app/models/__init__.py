@@ -1,0 +1,18 @@
+"""Every aggregate, imported so that Alembic and create_app see the whole metadata."""
+
+from app.models.admin_user import AdminUser
+from app.models.api_key import ApiKey
+from app.models.catalog import Deployment, Model, ModelTierDefault
+from app.models.customer import Customer
+from app.models.event import Delivery, Event, Hook, InboundWebhook
+from app.models.idempotency import IdempotencyRecord, SchedulerLease
+from app.models.ledger import LedgerEntry
+from app.models.project import ConfigStamp, Project
+from app.models.tier import UsageTier
+from app.models.usage import PeriodCounter, UsageRecord
+
+__all__ = [
+    "AdminUser", "ApiKey", "ConfigStamp", "Customer", "Delivery", "Deployment", "Event", "Hook",
+    "IdempotencyRecord", "InboundWebhook", "LedgerEntry", "Model", "ModelTierDefault", "PeriodCounter",
+    "Project", "SchedulerLease", "UsageRecord", "UsageTier",
+]

@@ -1,0 +1,67 @@
+"""Metered usage: one record per upstream-served request, and per-period counters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import UTCDateTime, now_utc
+from app.extensions import db
+
+
+class UsageRecord(db.Model):
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        Index("ix_usage_records_customer_id_id", "customer_id", "id"),
+        Index("ix_usage_records_project_created", "project_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    endpoint: Mapped[str] = mapped_column(String(32))
+    model_requested: Mapped[str] = mapped_column(String(200))
+    model_served: Mapped[str] = mapped_column(String(200))
+    model_tier: Mapped[str] = mapped_column(String(16))
+    deployment_id: Mapped[int | None] = mapped_column(ForeignKey("deployments.id", ondelete="SET NULL"))
+    region: Mapped[str | None] = mapped_column(String(32))
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What the balance was debited; below total_tokens only when hard_cap absorbed an estimate miss.
+    tokens_charged: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[int] = mapped_column(Integer)
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    client_disconnected: Mapped[bool] = mapped_column(Boolean, default=False)
+    overage: Mapped[bool] = mapped_column(Boolean, default=False)
+    restricted_from: Mapped[str | None] = mapped_column(String(16))
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+
+
+class PeriodCounter(db.Model):
+    """Calls, tokens and spend of one customer in one period, per scope.
+
+    scope is a model tier (`standard`…), `model:<name>` for per-model budgets, or `total`.
+    """
+
+    __tablename__ = "period_counters"
+    __table_args__ = (UniqueConstraint("customer_id", "period_start", "scope"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    tier_id: Mapped[int] = mapped_column(ForeignKey("usage_tiers.id"))
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    scope: Mapped[str] = mapped_column(String(216))
+    calls: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    spend_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
+    overage_calls: Mapped[int] = mapped_column(BigInteger, default=0)
+    overage_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_calls: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_nusd: Mapped[int] = mapped_column(BigInteger, default=0)

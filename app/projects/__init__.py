@@ -1,0 +1,1 @@
+"""Projects (tenants): creation and settings."""

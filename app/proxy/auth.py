@@ -1,0 +1,182 @@
+"""Who is calling: API key -> project, from an in-process snapshot of the configuration.
+
+The snapshot holds keys, projects, settings, models, deployments and tiers. It is rebuilt when
+the config stamp moves, checked at most once a second, so an admin change (a revoked key
+included) reaches every worker within about a second without a query per request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, select
+
+from app import stamp
+from app.crypto import unseal
+from app.metering.accounts import Defaults
+from app.metering.pricing import Price, resolve_price
+from app.metering.quota import TierTerms
+from app.models.api_key import ApiKey, hash_key
+from app.models.catalog import Deployment, Model, ModelTierDefault
+from app.models.project import Project
+from app.models.tier import UsageTier
+from app.proxy.errors import ProxyError
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    id: int
+    provider: str
+    base_url: str
+    api_key: str | None
+    api_version: str | None
+    upstream_model: str
+    region: str
+    weight: int
+    timeout_s: int
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: int
+    name: str
+    model_tier: str
+    price: Price | None
+    deployments: tuple[DeploymentInfo, ...]
+
+
+@dataclass(frozen=True)
+class TierInfo:
+    id: int
+    key: str
+    version: int
+    terms: TierTerms
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    id: int
+    slug: str
+    require_customer: bool
+    defaults: Defaults
+    models: dict[str, ModelInfo]
+    tiers: dict[int, TierInfo]
+    tier_defaults: dict[str, str]  # model tier -> model name
+
+    def terms_of(self, tier_id: int | None) -> TierTerms:
+        tier = self.tiers.get(tier_id) if tier_id is not None else None
+        return tier.terms if tier else TierTerms()
+
+
+@dataclass(frozen=True)
+class Caller:
+    project: ProjectInfo
+    scope: str
+    key_id: int | None
+
+
+@dataclass
+class Snapshot:
+    version: int
+    keys: dict[str, tuple[int, str, int]] = field(default_factory=dict)  # hash -> (project, scope, key id)
+    projects: dict[int, ProjectInfo] = field(default_factory=dict)
+    by_slug: dict[str, int] = field(default_factory=dict)
+
+
+def _deployment(d: Deployment, secret_key: str) -> DeploymentInfo:
+    return DeploymentInfo(d.id, d.provider, d.base_url.rstrip("/"), unseal(secret_key, d.api_key),
+                          d.api_version, d.upstream_model, d.region, max(d.weight, 0), d.timeout_s)
+
+
+def _tier(t: UsageTier) -> TierInfo:
+    return TierInfo(t.id, t.key, t.version, TierTerms(t.prepaid, t.hard_cap, t.default_reserve_tokens))
+
+
+def load_snapshot(engine: Engine, secret_key: str) -> Snapshot:
+    """Read the whole configuration in one short transaction."""
+    from sqlalchemy.orm import Session, selectinload
+
+    with Session(engine) as session:
+        snap = Snapshot(version=stamp.read(session.connection()))
+        models_by_project: dict[int, dict[str, ModelInfo]] = {}
+        for m in session.scalars(select(Model).options(selectinload(Model.deployments))):
+            deployments = tuple(_deployment(d, secret_key) for d in m.deployments if d.enabled)
+            price = resolve_price(m.input_nusd_per_mtok, m.output_nusd_per_mtok, m.name)
+            models_by_project.setdefault(m.project_id, {})[m.name] = ModelInfo(
+                m.id, m.name, m.model_tier, price, deployments)
+        tiers_by_project: dict[int, dict[int, TierInfo]] = {}
+        for t in session.scalars(select(UsageTier)):
+            tiers_by_project.setdefault(t.project_id, {})[t.id] = _tier(t)
+        defaults_by_project: dict[int, dict[str, str]] = {}
+        for tier_name, project_id, model_name in session.execute(
+            select(ModelTierDefault.model_tier, ModelTierDefault.project_id, Model.name)
+            .join(Model, Model.id == ModelTierDefault.model_id)
+        ):
+            defaults_by_project.setdefault(project_id, {})[tier_name] = model_name
+        for p in session.scalars(select(Project)):
+            snap.projects[p.id] = ProjectInfo(
+                id=p.id, slug=p.slug, require_customer=p.require_customer,
+                defaults=Defaults(p.id, p.new_customer_initial_tokens or 0, p.default_tier_id,
+                                  p.default_shedding_tier, tuple(p.default_allowed_regions or ())),
+                models=models_by_project.get(p.id, {}), tiers=tiers_by_project.get(p.id, {}),
+                tier_defaults=defaults_by_project.get(p.id, {}),
+            )
+            snap.by_slug[p.slug] = p.id
+        for k in session.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None))):
+            snap.keys[k.key_hash] = (k.project_id, k.scope, k.id)
+    return snap
+
+
+class SnapshotCache:
+    """The process's current snapshot, reloaded when the config stamp moves."""
+
+    def __init__(self, engine: Engine, secret_key: str, master_key: str | None,
+                 clock: Callable[[], float] = time.monotonic, interval: float = 1.0):
+        self.engine = engine
+        self.secret_key = secret_key
+        self.master_key = master_key
+        self.clock = clock
+        self.interval = interval
+        self._snap: Snapshot | None = None
+        self._checked = float("-inf")
+        self._lock = threading.Lock()
+
+    def current(self) -> Snapshot:
+        now = self.clock()
+        if self._snap is not None and now - self._checked < self.interval:
+            return self._snap
+        with self._lock:
+            if self._snap is None or now - self._checked >= self.interval:
+                self._refresh()
+                self._checked = now
+        assert self._snap is not None
+        return self._snap
+
+    def _refresh(self) -> None:
+        with self.engine.connect() as conn:
+            version = stamp.read(conn)
+        if self._snap is None or version != self._snap.version:
+            self._snap = load_snapshot(self.engine, self.secret_key)
+
+    def invalidate(self) -> None:
+        self._checked = float("-inf")
+
+    def authenticate(self, raw_key: str | None, project_slug: str | None) -> Caller:
+        """Key -> caller; the master key acts as admin on the project named by the header."""
+        if not raw_key:
+            raise ProxyError("invalid_api_key", "Missing API key. Send 'Authorization: Bearer <key>'.")
+        snap = self.current()
+        if self.master_key and hmac.compare_digest(raw_key.encode(), self.master_key.encode()):
+            project_id = snap.by_slug.get(project_slug or "default")
+            if project_id is None:
+                raise ProxyError("invalid_api_key", f"Unknown project {project_slug!r} in X-Tollgate-Project.")
+            return Caller(snap.projects[project_id], "admin", None)
+        found = snap.keys.get(hash_key(raw_key))
+        if found is None:
+            raise ProxyError("invalid_api_key", "Invalid API key: it is unknown or has been revoked.")
+        project_id, scope, key_id = found
+        return Caller(snap.projects[project_id], scope, key_id)

@@ -1,0 +1,213 @@
+"""Forwarding an admitted call: failover before the first byte, passthrough, settlement."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from flask import Response
+from sqlalchemy import Engine
+from urllib3.exceptions import HTTPError
+
+from app.db import now_utc
+from app.metering.quota import Charge, release, settle
+from app.proxy import telemetry
+from app.proxy.admission import Admitted
+from app.proxy.auth import DeploymentInfo
+from app.proxy.errors import ProxyError
+from app.proxy.routing import Breakers, order
+from app.proxy.upstream import Client, Reply, UpstreamFailure
+
+DONE = b"data: [DONE]"
+
+
+@dataclass
+class Call:
+    request_id: str
+    endpoint: str
+    stream: bool
+    admitted: Admitted
+    started: float = field(default_factory=time.perf_counter)
+    client_wants_usage: bool = False
+    served: DeploymentInfo | None = None
+    reached: bool = False
+
+    def headers(self, available: int | None) -> dict[str, str]:
+        h = {"x-request-id": self.request_id, "x-tollgate-model": self.admitted.model.name}
+        if self.admitted.who.customer_id is not None:
+            h["x-tollgate-customer"] = self.admitted.who.customer_id
+        if available is not None:
+            h["x-tollgate-tokens-remaining"] = str(available)
+        if self.served is not None:
+            h["x-tollgate-region"] = self.served.region
+        return h
+
+    def record(self, status: int, disconnected: bool = False) -> dict:
+        model = self.admitted.model
+        return dict(
+            request_id=self.request_id, project_id=self.admitted.caller.project.id, endpoint=self.endpoint,
+            model_requested=model.name, model_served=model.name, model_tier=model.model_tier,
+            deployment_id=self.served.id if self.served else None,
+            region=self.served.region if self.served else None, status=status, stream=self.stream,
+            client_disconnected=disconnected, latency_ms=int((time.perf_counter() - self.started) * 1000),
+            created_at=now_utc(),
+        )
+
+
+def _outgoing(call: Call, body: dict) -> dict:
+    """The body every deployment gets: hard_cap's completion limit, usage always asked for."""
+    out = dict(body)
+    hold = call.admitted.hold
+    if call.endpoint == "chat/completions" and hold is not None and hold.completion_cap is not None:
+        name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        per_choice = max(1, hold.completion_cap // (body.get("n") or 1))
+        requested = body.get(name)
+        out[name] = per_choice if requested is None else min(requested, per_choice)
+    if call.stream:
+        options = dict(body.get("stream_options") or {})
+        call.client_wants_usage = bool(options.get("include_usage"))
+        options["include_usage"] = True
+        out["stream_options"] = options
+    return out
+
+
+def forward(engine: Engine, client: Client, breakers: Breakers, call: Call, body: dict) -> Reply:
+    """Try each eligible deployment until one answers; fail over on errors before the first byte."""
+    outgoing = _outgoing(call, body)
+    last: UpstreamFailure | None = None
+    for deployment in order(call.admitted.deployments, breakers):
+        attempt = dict(outgoing, model=deployment.upstream_model)
+        try:
+            reply = client.send(deployment, call.endpoint, attempt, call.stream)
+            call.reached = True
+            if reply.status >= 500:
+                raise UpstreamFailure(f"deployment {deployment.id} answered {reply.status}")
+        except UpstreamFailure as failure:
+            call.reached = call.reached or failure.reached
+            breakers.failed(deployment.id)
+            telemetry.upstream_failure(deployment.id)
+            last = failure
+            continue
+        breakers.succeeded(deployment.id)
+        call.served = deployment
+        return reply
+    _give_back(engine, call, 504 if last and last.timeout else 502)
+    if last is not None and last.timeout:
+        raise ProxyError("upstream_timeout", "The upstream did not answer within its timeout.")
+    raise ProxyError("upstream_error", "Every eligible deployment failed or is unhealthy.")
+
+
+def _give_back(engine: Engine, call: Call, status: int) -> None:
+    """Nothing was served: release the hold; a call that reached an upstream still gets its record."""
+    hold = call.admitted.hold
+    if call.reached:
+        settle(engine, hold, Charge(0, 0, 0), call.record(status))
+    elif hold is not None:
+        release(engine, hold)
+
+
+def _charge(call: Call, usage: dict | None, streamed_chunks: int | None = None) -> Charge:
+    prompt = completion = None
+    if isinstance(usage, dict):
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens", 0)
+    if not isinstance(prompt, int) or not isinstance(completion, int) or prompt < 0 or completion < 0:
+        # No usage from the upstream (a hang-up, or a server that omits it): charge the estimate.
+        prompt, completion = call.admitted.prompt.likely, streamed_chunks or 0
+    price = call.admitted.model.price
+    cost = price.cost_nusd(prompt, completion) if price else 0
+    return Charge(prompt, completion, cost)
+
+
+def finish_json(engine: Engine, call: Call, reply: Reply) -> Response:
+    body = reply.body or b""
+    if reply.status != 200:
+        _give_back(engine, call, reply.status)
+        return Response(body, status=reply.status, content_type=reply.content_type, headers=call.headers(None))
+    try:
+        usage = json.loads(body).get("usage")
+    except (ValueError, AttributeError):
+        usage = None
+    charge = _charge(call, usage)
+    available = settle(engine, call.admitted.hold, charge, call.record(200))
+    telemetry.served(call.endpoint, charge)
+    return Response(body, status=200, content_type=reply.content_type, headers=call.headers(available))
+
+
+def finish_stream(engine: Engine, call: Call, reply: Reply) -> Response:
+    if reply.status != 200:
+        return finish_json(engine, call, reply)
+    hold = call.admitted.hold
+    headers = call.headers(hold.available if hold else None)
+    headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
+    return Response(_relay(engine, call, reply), status=200, content_type="text/event-stream",
+                    headers=headers, direct_passthrough=True)
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.usage: dict | None = None
+        self.chunks = 0
+        self.done = False
+
+
+def _filter(call: Call, events: list[bytes], tally: _Tally) -> bytes:
+    """Pass events through untouched, keeping the usage and hiding it from clients that did not ask."""
+    out = []
+    for event in events:
+        if event.startswith(DONE):
+            tally.done = True
+        elif b'"usage"' in event and b'"usage":null' not in event and b'"usage": null' not in event:
+            usage = _usage_of(event)
+            if usage is not None:
+                tally.usage = usage
+                if not call.client_wants_usage and b'"choices":[]' in event.replace(b" ", b""):
+                    continue
+        else:
+            tally.chunks += 1
+        out.append(event)
+        out.append(b"\n\n")
+    return b"".join(out)
+
+
+def _usage_of(event: bytes) -> dict | None:
+    try:
+        usage = json.loads(event[event.index(b"{"):]).get("usage")
+    except (ValueError, AttributeError):
+        return None
+    return usage if isinstance(usage, dict) else None
+
+
+def _relay(engine: Engine, call: Call, reply: Reply) -> Iterator[bytes]:
+    tally = _Tally()
+    pending = b""
+    ended = settled = False
+    try:
+        for data in reply.chunks():
+            if b"\r" in data:
+                data = data.replace(b"\r\n", b"\n")
+            pending += data
+            if b"\n\n" not in pending:
+                continue
+            *complete, pending = pending.split(b"\n\n")
+            out = _filter(call, [e for e in complete if e], tally)
+            if tally.done and not settled:
+                # Charge before the client sees [DONE]: when its stream ends, the balance is final.
+                settled = True
+                _settle_stream(engine, call, tally, disconnected=False)
+            if out:
+                yield out
+        ended = True
+    except (HTTPError, OSError):
+        pass  # the upstream broke mid-stream: the client keeps what it got, and pays for that much
+    finally:
+        reply.close(finished=ended)
+        if not settled:
+            _settle_stream(engine, call, tally, disconnected=not ended)
+
+
+def _settle_stream(engine: Engine, call: Call, tally: _Tally, disconnected: bool) -> None:
+    charge = _charge(call, tally.usage, tally.chunks)
+    settle(engine, call.admitted.hold, charge, call.record(200, disconnected=disconnected))
+    telemetry.served(call.endpoint, charge)

@@ -1,0 +1,97 @@
+"""/v1: the OpenAI-compatible endpoints. Thin: authenticate, parse, admit, forward, answer."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+from flask import Blueprint, Response, current_app, request
+from sqlalchemy import Engine
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from app.db import now_utc
+from app.proxy import bodies, telemetry
+from app.proxy.admission import admit
+from app.proxy.auth import Caller, SnapshotCache
+from app.proxy.errors import ProxyError
+from app.proxy.relay import Call, finish_json, finish_stream, forward
+from app.proxy.routing import Breakers
+from app.proxy.upstream import Client
+
+bp = Blueprint("v1", __name__, url_prefix="/v1")
+
+
+@dataclass
+class Gateway:
+    """What the proxy keeps per process: the engine, the config snapshot, the pooled client, health."""
+
+    engine: Engine
+    cache: SnapshotCache
+    client: Client
+    breakers: Breakers
+
+
+def gateway() -> Gateway:
+    return current_app.extensions["tollgate.gateway"]
+
+
+def presented_key() -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return request.headers.get("x-api-key") or None
+
+
+def _caller(gw: Gateway) -> Caller:
+    return gw.cache.authenticate(presented_key(), request.headers.get("X-Tollgate-Project"))
+
+
+def _body() -> dict:
+    try:
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge as exc:
+        limit = current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
+        raise ProxyError("request_too_large", f"The request body is larger than {limit} MB.") from exc
+    return bodies.parse(raw)
+
+
+def _serve(endpoint: str) -> Response:
+    gw = gateway()
+    started = time.perf_counter()
+    request_id = "req_" + secrets.token_hex(12)
+    try:
+        caller = _caller(gw)
+        body = _body()
+        stream = bodies.check_chat(body) if endpoint == "chat/completions" else bodies.check_embeddings(body)
+        admitted = admit(gw.engine, caller, body, request.headers, endpoint, now_utc())
+        call = Call(request_id, endpoint, bool(stream), admitted)
+        reply = forward(gw.engine, gw.client, gw.breakers, call, body)
+        response = finish_stream(gw.engine, call, reply) if stream else finish_json(gw.engine, call, reply)
+    except ProxyError as err:
+        telemetry.finished(endpoint, err.status, time.perf_counter() - started, err.code)
+        return err.response({"x-request-id": request_id})
+    telemetry.finished(endpoint, response.status_code, time.perf_counter() - started)
+    return response
+
+
+@bp.post("/chat/completions")
+def chat_completions() -> Response:
+    return _serve("chat/completions")
+
+
+@bp.post("/embeddings")
+def embeddings() -> Response:
+    return _serve("embeddings")
+
+
+@bp.get("/models")
+def models() -> Response:
+    try:
+        caller = _caller(gateway())
+    except ProxyError as err:
+        return err.response()
+    data = [{"id": m.name, "object": "model", "created": 0, "owned_by": "tollgate"}
+            for m in sorted(caller.project.models.values(), key=lambda m: m.name) if m.deployments]
+    return Response(json.dumps({"object": "list", "data": data}), mimetype="application/json")

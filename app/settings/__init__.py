@@ -1,0 +1,1 @@
+"""Project settings: defaults for new customers, shedding, capacity."""

@@ -1,0 +1,1 @@
+"""Usage tiers: versioned plans."""

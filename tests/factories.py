@@ -1,0 +1,101 @@
+"""Building test data through the same domain operations the app uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import func, select
+
+from app.catalog.operations import upsert_model
+from app.extensions import db
+from app.keys.operations import create_key
+from app.models import Customer, LedgerEntry, UsageRecord
+from app.models.project import Project
+from app.projects.operations import create_project
+from app.tiers.operations import create_tier
+from tests.fakes.upstream import FakeUpstream
+
+
+class World:
+    """One project with a key and models, plus the handles tests need."""
+
+    def __init__(self, app: Flask, upstream: FakeUpstream, live_url: str):
+        self.app = app
+        self.upstream = upstream
+        self.url = live_url
+        self.project: Project | None = None
+        self.key = ""
+
+    @property
+    def secret_key(self) -> str:
+        return self.app.config["SECRET_KEY"]
+
+    def setup_default(self, initial_tokens: int = 100_000) -> None:
+        self.project = create_project(db.session, "default", "Test", new_customer_initial_tokens=initial_tokens)
+        self.add_model("gpt-test", [{"provider": "openai", "base_url": self.upstream.base_url,
+                                     "model": "fake-model", "region": "us", "api_key": "sk-upstream"}],
+                       price={"input_per_mtok": "0.15", "output_per_mtok": "0.60"})
+        _, self.key = create_key(db.session, self.project, "tests", "proxy")
+        self.commit()
+
+    def add_model(self, name: str, deployments: list[dict[str, Any]], model_tier: str = "standard",
+                  price: dict | None = None) -> None:
+        spec = {"name": name, "model_tier": model_tier, "deployments": deployments}
+        if price:
+            spec["price"] = price
+        upsert_model(db.session, self.project, spec, self.secret_key)
+        self.commit()
+
+    def add_tier(self, spec: dict[str, Any]):
+        tier = create_tier(db.session, self.project, spec)
+        self.commit()
+        return tier
+
+    def set(self, **settings: Any) -> None:
+        for name, value in settings.items():
+            setattr(self.project, name, value)
+        from app import stamp
+
+        stamp.bump(db.session)
+        self.commit()
+
+    def commit(self) -> None:
+        db.session.commit()
+        self.app.extensions["tollgate.gateway"].cache.invalidate()
+
+    # --- reading state back -------------------------------------------------------------
+    def customer(self, customer_id: str) -> Customer | None:
+        db.session.expire_all()
+        return db.session.scalar(select(Customer).where(Customer.external_id == customer_id))
+
+    def count(self, model) -> int:
+        return db.session.scalar(select(func.count()).select_from(model)) or 0
+
+    def usage_records(self, customer_id: str | None = None) -> list[UsageRecord]:
+        db.session.expire_all()
+        stmt = select(UsageRecord).order_by(UsageRecord.id)
+        if customer_id is not None:
+            stmt = stmt.join(Customer, Customer.id == UsageRecord.customer_id).where(
+                Customer.external_id == customer_id)
+        return list(db.session.scalars(stmt))
+
+    def ledger(self, customer_id: str) -> list[LedgerEntry]:
+        return list(db.session.scalars(select(LedgerEntry).join(Customer, Customer.id == LedgerEntry.customer_id)
+                                       .where(Customer.external_id == customer_id).order_by(LedgerEntry.id)))
+
+    def give_customer(self, customer_id: str, tokens: int, **fields: Any) -> Customer:
+        """Create a customer through the proxy's own account opening, then set its balance via the ledger."""
+        from app.db import now_utc, write_transaction
+        from app.metering.accounts import Defaults, open_account
+
+        p = self.project
+        defaults = Defaults(p.id, tokens, p.default_tier_id, p.default_shedding_tier,
+                            tuple(p.default_allowed_regions or ()))
+        with write_transaction(db.engine) as conn:
+            open_account(conn, defaults, customer_id, None, now_utc(), source="tests")
+        customer = self.customer(customer_id)
+        for name, value in fields.items():
+            setattr(customer, name, value)
+        self.commit()
+        return customer

@@ -1,0 +1,587 @@
+"""A fake OpenAI-compatible upstream, served over real HTTP for gateway tests.
+
+Standard library only. Usage::
+
+    fake = FakeUpstream().start()
+    try:
+        ...  # point the gateway at fake.base_url
+    finally:
+        fake.stop()
+
+The server speaks HTTP/1.1 with keep-alive, so pooled clients can reuse
+connections. Streams use chunked transfer encoding: each SSE event is written
+as its own HTTP chunk and flushed at once, so the client receives events one at
+a time as they are sent.
+
+Tests change behaviour through plain attributes (``fail_status``,
+``latency_gate``, ``stream_gate``, ...), and ``reset()`` puts them back to
+their defaults.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import select
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = ["FakeUpstream", "refusing_url"]
+
+GATE_TIMEOUT = 30.0  # seconds a gate is waited on before going ahead anyway
+_POLL = 0.02  # interval for checking whether the peer closed while waiting
+
+
+def refusing_url() -> str:
+    """Return a ``http://127.0.0.1:PORT/v1`` URL where nothing is listening."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    finally:
+        s.close()
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def _words(text: Any) -> int:
+    return len(text.split()) if isinstance(text, str) else 0
+
+
+def _content_words(content: Any) -> int:
+    if isinstance(content, str):
+        return _words(content)
+    if isinstance(content, list):
+        total = 0
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                total += _words(part["text"])
+            elif isinstance(part, str):
+                total += _words(part)
+        return total
+    return 0
+
+
+def count_prompt_tokens(messages: Any) -> int:
+    """Count words in every message's content, plus 3 for each message."""
+    if not isinstance(messages, list):
+        return 0
+    total = 0
+    for msg in messages:
+        total += 3
+        if isinstance(msg, dict):
+            total += _content_words(msg.get("content"))
+    return total
+
+
+def _fake_vector(text: str) -> list[float]:
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return [round((b / 127.5) - 1.0, 6) for b in digest[:8]]
+
+
+def _error_body(message: str, type_: str, code: Any = None) -> dict:
+    return {"error": {"message": message, "type": type_, "code": code, "param": None}}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # stop() must not wait for idle keep-alive connections
+    allow_reuse_address = True
+    fake: FakeUpstream
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    # -- plumbing ----------------------------------------------------------
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep test output clean
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.fake._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass
+        finally:
+            self.server.fake._track(self.connection, add=False)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            parts = []
+            while True:
+                line = self.rfile.readline()
+                if not line:
+                    break
+                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    # skip trailers up to the blank line
+                    while True:
+                        trailer = self.rfile.readline()
+                        if trailer in (b"\r\n", b"\n", b""):
+                            break
+                    break
+                parts.append(self.rfile.read(size))
+                self.rfile.readline()  # CRLF after each chunk
+            return b"".join(parts)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _peer_closed(self) -> bool:
+        """True if the client has closed its end (EOF, or the socket is unusable)."""
+        sock = self.connection
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return False
+            return sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    def _wait(self, event: threading.Event) -> bool:
+        """Wait up to GATE_TIMEOUT for an event.
+
+        Returns False if the client hung up or the server is stopping while
+        waiting (and records that in ``client_closed`` if it was the client).
+        """
+        fake = self.server.fake
+        deadline = time.monotonic() + GATE_TIMEOUT
+        while True:
+            if event.wait(_POLL):
+                return True
+            if fake._stopping.is_set():
+                return False
+            if self._peer_closed():
+                fake.client_closed.set()
+                return False
+            if time.monotonic() >= deadline:
+                return True  # go ahead anyway after the timeout
+
+    def _send_json(self, status: int, body: Any, extra_headers: dict | None = None) -> None:
+        data = json.dumps(body).encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (extra_headers or {}).items():
+                self.send_header(k, str(v))
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+        except OSError:
+            self.server.fake.client_closed.set()
+            self.close_connection = True
+
+    # -- dispatch ----------------------------------------------------------
+
+    def _record(self) -> Any:
+        raw = self._read_body()
+        parsed: Any = None
+        if raw:
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                parsed = None
+        self.server.fake._record(
+            {
+                "path": self.path,
+                "method": self.command,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "json": parsed,
+            }
+        )
+        return parsed
+
+    def do_GET(self) -> None:
+        self._record()
+        route = urlsplit(self.path).path.rstrip("/")
+        if route == "/v1/models":
+            self._send_json(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": "fake-model",
+                            "object": "model",
+                            "created": 1700000000,
+                            "owned_by": "fake",
+                        }
+                    ],
+                },
+            )
+        else:
+            self._not_found()
+
+    def do_POST(self) -> None:
+        body = self._record()
+        fake = self.server.fake
+        failure = fake._take_failure()
+        if failure is not None:
+            self._send_json(
+                failure,
+                _error_body("fake failure", "server_error"),
+                extra_headers=fake.fail_headers,
+            )
+            return
+
+        route = urlsplit(self.path).path.rstrip("/")
+        deployment: str | None = None
+        parts = route.split("/")
+        # /openai/deployments/{name}/chat/completions | /embeddings
+        if len(parts) >= 5 and parts[1] == "openai" and parts[2] == "deployments":
+            deployment = parts[3]
+            route = "/v1/" + "/".join(parts[4:])
+
+        if not isinstance(body, dict):
+            if route in ("/v1/chat/completions", "/v1/embeddings"):
+                self._send_json(
+                    400, _error_body("request body must be a JSON object", "invalid_request_error")
+                )
+            else:
+                self._not_found()
+            return
+
+        if route == "/v1/chat/completions":
+            self._chat(body, deployment)
+        elif route == "/v1/embeddings":
+            self._embeddings(body, deployment)
+        else:
+            self._not_found()
+
+    def do_PUT(self) -> None:
+        self._record()
+        self._not_found()
+
+    do_DELETE = do_PUT
+    do_PATCH = do_PUT
+
+    def _not_found(self) -> None:
+        self._send_json(
+            404,
+            _error_body(
+                f"Unknown request URL: {self.command} {self.path}", "invalid_request_error", "unknown_url"
+            ),
+        )
+
+    # -- endpoints ---------------------------------------------------------
+
+    def _chat(self, body: dict, deployment: str | None) -> None:
+        fake = self.server.fake
+        model = body.get("model") or deployment or "fake-model"
+        limit = body.get("max_tokens")
+        if limit is None:
+            limit = body.get("max_completion_tokens")
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0:
+            n = limit
+            finish_reason = "length"
+        else:
+            n = int(fake.completion_tokens)
+            finish_reason = "stop"
+        prompt_tokens = count_prompt_tokens(body.get("messages"))
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": n,
+            "total_tokens": prompt_tokens + n,
+        }
+        completion_id = fake._next_id()
+        created = int(time.time())
+
+        if body.get("stream") is True:
+            opts = body.get("stream_options")
+            include_usage = isinstance(opts, dict) and opts.get("include_usage") is True
+            self._stream(completion_id, created, model, n, finish_reason, usage, include_usage)
+            return
+
+        gate = fake.latency_gate
+        if gate is not None and not self._wait(gate):
+            self.close_connection = True
+            return
+        content = " ".join(f"tok{i}" for i in range(n))
+        self._send_json(
+            200,
+            {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "logprobs": None,
+                        "finish_reason": finish_reason,
+                    }
+                ],
+                "usage": usage,
+            },
+        )
+
+    def _stream(
+        self,
+        completion_id: str,
+        created: int,
+        model: str,
+        n: int,
+        finish_reason: str,
+        usage: dict,
+        include_usage: bool,
+    ) -> None:
+        fake = self.server.fake
+        fake.chunks_sent = 0
+
+        def chunk(delta: dict, finish: str | None) -> dict:
+            obj: dict[str, Any] = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            }
+            if include_usage:
+                obj["usage"] = None
+            return obj
+
+        def write_event(payload: Any) -> bool:
+            data = payload if isinstance(payload, str) else json.dumps(payload)
+            event = f"data: {data}\n\n".encode()
+            return self._write_chunk(event)
+
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+        except OSError:
+            fake.client_closed.set()
+            self.close_connection = True
+            return
+
+        if not write_event(chunk({"role": "assistant", "content": ""}, None)):
+            return
+
+        limit = fake.disconnect_after_chunks
+        if limit is not None and limit <= 0:
+            self._drop()
+            return
+
+        for k in range(n):
+            pause = fake.stream_chunk_pause
+            if k > 0 and pause is not None and not self._wait(pause):
+                self.close_connection = True
+                return
+            gate = fake.stream_gate
+            if k == n - 1 and gate is not None and not self._wait(gate):
+                self.close_connection = True
+                return
+            if not write_event(chunk({"content": f"tok{k} "}, None)):
+                return
+            fake.chunks_sent += 1
+            if limit is not None and fake.chunks_sent >= limit:
+                self._drop()
+                return
+
+        if not write_event(chunk({}, finish_reason)):
+            return
+        if include_usage:
+            usage_chunk = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": usage,
+            }
+            if not write_event(usage_chunk):
+                return
+        if not write_event("[DONE]"):
+            return
+        self._write_raw(b"0\r\n\r\n")
+
+    def _write_chunk(self, data: bytes) -> bool:
+        return self._write_raw(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _write_raw(self, data: bytes) -> bool:
+        fake = self.server.fake
+        if self._peer_closed():
+            fake.client_closed.set()
+            self.close_connection = True
+            return False
+        try:
+            self.wfile.write(data)
+            self.wfile.flush()
+            return True
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, OSError):
+            fake.client_closed.set()
+            self.close_connection = True
+            return False
+
+    def _drop(self) -> None:
+        """Close the connection in the middle of a chunked body."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _embeddings(self, body: dict, deployment: str | None) -> None:
+        model = body.get("model") or deployment or "fake-model"
+        raw = body.get("input")
+        if isinstance(raw, str):
+            inputs: list[Any] = [raw]
+        elif isinstance(raw, list) and raw and all(isinstance(x, int) for x in raw):
+            inputs = [raw]  # one input given as token ids
+        elif isinstance(raw, list):
+            inputs = raw
+        else:
+            self._send_json(400, _error_body("'input' is required", "invalid_request_error"))
+            return
+        data = []
+        tokens = 0
+        for i, item in enumerate(inputs):
+            if isinstance(item, str):
+                tokens += _words(item)
+                text = item
+            elif isinstance(item, list):
+                tokens += len(item)
+                text = json.dumps(item)
+            else:
+                text = json.dumps(item)
+            data.append({"object": "embedding", "index": i, "embedding": _fake_vector(text)})
+        self._send_json(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
+
+
+class FakeUpstream:
+    """A fake OpenAI-compatible server on 127.0.0.1, run in a background thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: list[dict] = []
+        self.client_closed = threading.Event()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._conns: set[socket.socket] = set()
+        self._id_counter = 0
+        self._set_defaults()
+
+    def _set_defaults(self) -> None:
+        self.fail_status: int | None = None
+        self.fail_times: int | None = None
+        self.fail_headers: dict | None = None  # extra headers on failure responses
+        self.completion_tokens: int = 10
+        self.latency_gate: threading.Event | None = None
+        self.stream_gate: threading.Event | None = None
+        self.stream_chunk_pause: threading.Event | None = None
+        self.disconnect_after_chunks: int | None = None
+        self.chunks_sent: int = 0
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> FakeUpstream:
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.fake = self
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-upstream-{server.server_address[1]}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server = self._server
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.server_close()
+        with self._lock:
+            conns = list(self._conns)
+            self._conns.clear()
+        for conn in conns:  # wake handlers blocked on idle keep-alive reads
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("FakeUpstream is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        """Server root without /v1 (for Azure-style base URLs)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def reset(self) -> None:
+        """Forget recorded requests and restore the default behaviour."""
+        with self._lock:
+            self.requests.clear()
+        self._set_defaults()
+        self.client_closed.clear()
+
+    # -- helpers used by the handler ---------------------------------------
+
+    def _record(self, entry: dict) -> None:
+        with self._lock:
+            self.requests.append(entry)
+
+    def _track(self, conn: socket.socket, add: bool) -> None:
+        with self._lock:
+            if add:
+                self._conns.add(conn)
+            else:
+                self._conns.discard(conn)
+
+    def _next_id(self) -> str:
+        with self._lock:
+            self._id_counter += 1
+            return f"chatcmpl-fake-{self._id_counter}"
+
+    def _take_failure(self) -> int | None:
+        """Status to fail this POST with, or None; uses up one of ``fail_times``."""
+        with self._lock:
+            status = self.fail_status
+            if status is None:
+                return None
+            if self.fail_times is not None:
+                if self.fail_times <= 0:
+                    return None
+                self.fail_times -= 1
+            return int(status)
