@@ -12,8 +12,12 @@ from app.extensions import csrf, db, login_manager, migrate
 
 def create_app(settings: config.Settings | None = None) -> Flask:
     settings = settings or config.load()
-    app = Flask(__name__, template_folder=str(config.ROOT / "templates"),
-                static_folder=str(config.ROOT / "static"), instance_path=str(settings.instance_path))
+    app = Flask(
+        __name__,
+        template_folder=str(config.ROOT / "templates"),
+        static_folder=str(config.ROOT / "static"),
+        instance_path=str(settings.instance_path),
+    )
     app.config.update(settings.flask_config())
     _init_extensions(app)
     _register_blueprints(app)
@@ -47,8 +51,14 @@ def _register_blueprints(app: Flask) -> None:
 def _register_errors(app: Flask) -> None:
     from app.proxy.errors import ProxyError
 
-    codes = {400: "invalid_request", 401: "invalid_api_key", 404: "not_found", 405: "method_not_allowed",
-             413: "request_too_large", 500: "internal_error"}
+    codes = {
+        400: "invalid_request",
+        401: "invalid_api_key",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "request_too_large",
+        500: "internal_error",
+    }
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response | HTTPException:
@@ -76,8 +86,10 @@ def _init_gateway(app: Flask, settings: config.Settings) -> None:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     app.extensions["tollgate.gateway"] = Gateway(
-        engine=engine, cache=SnapshotCache(engine, settings.secret_key, settings.master_key),
-        client=Client(), breakers=Breakers(),
+        engine=engine,
+        cache=SnapshotCache(engine, settings.secret_key, settings.master_key),
+        client=Client(),
+        breakers=Breakers(),
     )
 
 

@@ -67,7 +67,9 @@ def setup() -> None:
     settings = _settings()
     try:
         if settings.config_file:
-            for line in configfile.apply(db.session, configfile.read(settings.config_file), settings.secret_key):
+            for line in configfile.apply(
+                db.session, configfile.read(settings.config_file), settings.secret_key
+            ):
                 click.echo(f"config: {line}")
         _ensure_default_project(settings.secret_key)
         login = _ensure_admin(settings)
@@ -80,19 +82,30 @@ def setup() -> None:
         click.echo(f"Admin login: {login[0]} / {login[1]}  (shown once; change it after signing in)")
     if key:
         click.echo(f"Proxy key for project 'default': {key}  (shown once; store it now)")
-        click.echo(f"Try it: curl -s http://{settings.bind}/v1/chat/completions -H 'Authorization: Bearer "
-                   f"{key}' -H 'Content-Type: application/json' -d '{{\"model\": \"{DEMO_MODEL}\", "
-                   f"\"user\": \"acme\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}]}}'")
+        click.echo(
+            f"Try it: curl -s http://{settings.bind}/v1/chat/completions -H 'Authorization: Bearer "
+            f"{key}' -H 'Content-Type: application/json' -d '{{\"model\": \"{DEMO_MODEL}\", "
+            f'"user": "acme", "messages": [{{"role": "user", "content": "Hello"}}]}}\''
+        )
 
 
 def _ensure_default_project(secret_key: str) -> None:
     if find_project(db.session, "default") is not None:
         return
-    project = create_project(db.session, "default", "Default", new_customer_initial_tokens=DEMO_INITIAL_TOKENS)
-    upsert_model(db.session, project, {"name": DEMO_MODEL, "model_tier": "standard",
-                                       "price": {"input_per_mtok": "0.15", "output_per_mtok": "0.60"},
-                                       "deployments": [{"provider": "mock", "model": "mock", "region": "us"}]},
-                 secret_key)
+    project = create_project(
+        db.session, "default", "Default", new_customer_initial_tokens=DEMO_INITIAL_TOKENS
+    )
+    upsert_model(
+        db.session,
+        project,
+        {
+            "name": DEMO_MODEL,
+            "model_tier": "standard",
+            "price": {"input_per_mtok": "0.15", "output_per_mtok": "0.60"},
+            "deployments": [{"provider": "mock", "model": "mock", "region": "us"}],
+        },
+        secret_key,
+    )
     set_tier_default(db.session, project, "standard", DEMO_MODEL)
 
 
@@ -109,8 +122,9 @@ def _ensure_admin(settings) -> tuple[str, str] | None:
 
 def _ensure_first_key() -> str | None:
     project = find_project(db.session, "default")
-    if project is None or db.session.scalar(select(func.count()).select_from(ApiKey)
-                                            .where(ApiKey.project_id == project.id)):
+    if project is None or db.session.scalar(
+        select(func.count()).select_from(ApiKey).where(ApiKey.project_id == project.id)
+    ):
         return None
     _, raw = create_key(db.session, project, "quickstart", "proxy")
     return raw

@@ -46,8 +46,11 @@ class Settings:
 def engine_options(url: str) -> dict:
     """Pool settings sized for gevent workers; SQLite waits on its own lock instead of failing."""
     if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 30, "check_same_thread": False}, "pool_size": 20,
-                "max_overflow": 40}
+        return {
+            "connect_args": {"timeout": 30, "check_same_thread": False},
+            "pool_size": 20,
+            "max_overflow": 40,
+        }
     return {"pool_size": 20, "max_overflow": 40, "pool_pre_ping": True, "pool_recycle": 1800}
 
 
@@ -80,7 +83,7 @@ def _normalise_db_url(url: str) -> str:
     # Users paste Heroku-style URLs; SQLAlchemy needs the driver named to pick psycopg 3.
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 

@@ -73,8 +73,9 @@ def _project(session: Session, spec: dict, secret_key: str, env: Mapping[str, st
     for t in spec.get("tiers") or []:
         if not isinstance(t, dict):
             raise Invalid("each tier must be a mapping")
-        exists = session.scalar(select(UsageTier.id).where(UsageTier.project_id == project.id,
-                                                          UsageTier.key == t.get("key")))
+        exists = session.scalar(
+            select(UsageTier.id).where(UsageTier.project_id == project.id, UsageTier.key == t.get("key"))
+        )
         if exists is None:
             create_tier(session, project, t)
             done.append(f"created tier {t.get('key')}")

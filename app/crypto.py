@@ -31,6 +31,6 @@ def unseal(secret_key: str, stored: str | None) -> str | None:
     if not stored.startswith(PREFIX):
         raise SecretError("stored secret is not encrypted")
     try:
-        return _fernet(secret_key).decrypt(stored[len(PREFIX):].encode()).decode()
+        return _fernet(secret_key).decrypt(stored[len(PREFIX) :].encode()).decode()
     except InvalidToken as exc:
         raise SecretError("stored secret cannot be decrypted with this TOLLGATE_SECRET_KEY") from exc

@@ -51,6 +51,10 @@ def metrics() -> Response:
         return ProxyError("invalid_api_key", "Metrics are open to loopback and to admin keys.").response()
     gw = gateway()
     snap = gw.cache.current()
-    health = {d.id: gw.breakers.healthy(d.id) for p in snap.projects.values()
-              for m in p.models.values() for d in m.deployments}
+    health = {
+        d.id: gw.breakers.healthy(d.id)
+        for p in snap.projects.values()
+        for m in p.models.values()
+        for d in m.deployments
+    }
     return Response(telemetry.render(health), mimetype="text/plain; version=0.0.4")

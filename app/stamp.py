@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select, update
+from typing import cast
+
+from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.orm import Session
 
 from app.db import now_utc
 from app.models.project import ConfigStamp
 
-stamps = ConfigStamp.__table__
+stamps = cast(Table, ConfigStamp.__table__)
 
 
 def bump(target: Session | Connection) -> None:
     """Mark the configuration changed; call inside the transaction that changes it."""
     stmt = update(stamps).where(stamps.c.id == 1).values(version=stamps.c.version + 1, changed_at=now_utc())
-    if target.execute(stmt).rowcount == 0:
+    result = target.execute(stmt)
+    if getattr(result, "rowcount", 0) == 0:
         target.execute(stamps.insert().values(id=1, version=1, changed_at=now_utc()))
 
 

@@ -48,13 +48,15 @@ def instance_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def app(instance_dir: Path) -> Iterator[Flask]:
-    settings = config.load(env={
-        "TOLLGATE_INSTANCE_PATH": str(instance_dir),
-        "TOLLGATE_DATABASE_URL": _database_url(instance_dir),
-        "TOLLGATE_SECRET_KEY": "s" * 48,
-        "TOLLGATE_MASTER_KEY": MASTER_KEY,
-        "TOLLGATE_MAX_BODY_MB": "8",
-    })
+    settings = config.load(
+        env={
+            "TOLLGATE_INSTANCE_PATH": str(instance_dir),
+            "TOLLGATE_DATABASE_URL": _database_url(instance_dir),
+            "TOLLGATE_SECRET_KEY": "s" * 48,
+            "TOLLGATE_MASTER_KEY": MASTER_KEY,
+            "TOLLGATE_MAX_BODY_MB": "8",
+        }
+    )
     application = create_app(settings)
     application.config["TESTING"] = True
     with application.app_context():
@@ -92,7 +94,9 @@ def clean_db(app: Flask, upstream: FakeUpstream) -> Iterator[None]:
         tables = [t for t in reversed(db.metadata.sorted_tables) if t.name not in KEEP]
         with db.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
-                conn.execute(text("TRUNCATE " + ", ".join(t.name for t in tables) + " RESTART IDENTITY CASCADE"))
+                conn.execute(
+                    text("TRUNCATE " + ", ".join(t.name for t in tables) + " RESTART IDENTITY CASCADE")
+                )
             else:
                 conn.execute(text("UPDATE projects SET default_tier_id = NULL"))
                 for table in tables:

@@ -32,15 +32,32 @@ class World:
         return self.app.config["SECRET_KEY"]
 
     def setup_default(self, initial_tokens: int = 100_000) -> None:
-        self.project = create_project(db.session, "default", "Test", new_customer_initial_tokens=initial_tokens)
-        self.add_model("gpt-test", [{"provider": "openai", "base_url": self.upstream.base_url,
-                                     "model": "fake-model", "region": "us", "api_key": "sk-upstream"}],
-                       price={"input_per_mtok": "0.15", "output_per_mtok": "0.60"})
+        self.project = create_project(
+            db.session, "default", "Test", new_customer_initial_tokens=initial_tokens
+        )
+        self.add_model(
+            "gpt-test",
+            [
+                {
+                    "provider": "openai",
+                    "base_url": self.upstream.base_url,
+                    "model": "fake-model",
+                    "region": "us",
+                    "api_key": "sk-upstream",
+                }
+            ],
+            price={"input_per_mtok": "0.15", "output_per_mtok": "0.60"},
+        )
         _, self.key = create_key(db.session, self.project, "tests", "proxy")
         self.commit()
 
-    def add_model(self, name: str, deployments: list[dict[str, Any]], model_tier: str = "standard",
-                  price: dict | None = None) -> None:
+    def add_model(
+        self,
+        name: str,
+        deployments: list[dict[str, Any]],
+        model_tier: str = "standard",
+        price: dict | None = None,
+    ) -> None:
         spec = {"name": name, "model_tier": model_tier, "deployments": deployments}
         if price:
             spec["price"] = price
@@ -77,12 +94,19 @@ class World:
         stmt = select(UsageRecord).order_by(UsageRecord.id)
         if customer_id is not None:
             stmt = stmt.join(Customer, Customer.id == UsageRecord.customer_id).where(
-                Customer.external_id == customer_id)
+                Customer.external_id == customer_id
+            )
         return list(db.session.scalars(stmt))
 
     def ledger(self, customer_id: str) -> list[LedgerEntry]:
-        return list(db.session.scalars(select(LedgerEntry).join(Customer, Customer.id == LedgerEntry.customer_id)
-                                       .where(Customer.external_id == customer_id).order_by(LedgerEntry.id)))
+        return list(
+            db.session.scalars(
+                select(LedgerEntry)
+                .join(Customer, Customer.id == LedgerEntry.customer_id)
+                .where(Customer.external_id == customer_id)
+                .order_by(LedgerEntry.id)
+            )
+        )
 
     def give_customer(self, customer_id: str, tokens: int, **fields: Any) -> Customer:
         """Create a customer through the proxy's own account opening, then set its balance via the ledger."""
@@ -90,8 +114,9 @@ class World:
         from app.metering.accounts import Defaults, open_account
 
         p = self.project
-        defaults = Defaults(p.id, tokens, p.default_tier_id, p.default_shedding_tier,
-                            tuple(p.default_allowed_regions or ()))
+        defaults = Defaults(
+            p.id, tokens, p.default_tier_id, p.default_shedding_tier, tuple(p.default_allowed_regions or ())
+        )
         with write_transaction(db.engine) as conn:
             open_account(conn, defaults, customer_id, None, now_utc(), source="tests")
         customer = self.customer(customer_id)

@@ -43,8 +43,14 @@ def deployment_values(spec: dict[str, Any], secret_key: str) -> dict[str, Any]:
     region = spec.get("region", "us")
     if not isinstance(region, str) or not region or len(region) > REGION_MAX:
         raise Invalid("region must be a short name such as us or eu", "region")
-    values = dict(provider=provider, base_url=base_url.rstrip("/"), upstream_model=model, region=region,
-                  api_key=seal(secret_key, spec.get("api_key")), api_version=spec.get("api_version"))
+    values = dict(
+        provider=provider,
+        base_url=base_url.rstrip("/"),
+        upstream_model=model,
+        region=region,
+        api_key=seal(secret_key, spec.get("api_key")),
+        api_version=spec.get("api_version"),
+    )
     for name, default, minimum in (("weight", 1, 0), ("timeout_s", 600, 1)):
         value = spec.get(name, default)
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -80,8 +86,11 @@ def set_tier_default(session: Session, project: Project, model_tier: str, model_
     model = session.scalar(select(Model).where(Model.project_id == project.id, Model.name == model_name))
     if model is None:
         raise Invalid(f"model_tier_defaults names unknown model {model_name!r}", "model_tier_defaults")
-    row = session.scalar(select(ModelTierDefault).where(ModelTierDefault.project_id == project.id,
-                                                        ModelTierDefault.model_tier == model_tier))
+    row = session.scalar(
+        select(ModelTierDefault).where(
+            ModelTierDefault.project_id == project.id, ModelTierDefault.model_tier == model_tier
+        )
+    )
     if row is None:
         session.add(ModelTierDefault(project_id=project.id, model_tier=model_tier, model_id=model.id))
     else:

@@ -21,7 +21,9 @@ def new_secret() -> str:
     return "tg-" + secrets.token_urlsafe(30)
 
 
-def create_key(session: Session, project: Project, name: str, scope: str, raw: str | None = None) -> tuple[ApiKey, str]:
+def create_key(
+    session: Session, project: Project, name: str, scope: str, raw: str | None = None
+) -> tuple[ApiKey, str]:
     """Create a key; returns it with its secret, which is never stored in the clear."""
     if scope not in SCOPES:
         raise Invalid(f"scope must be one of {', '.join(SCOPES)}", "scope")

@@ -22,33 +22,68 @@ class Defaults:
     allowed_regions: tuple[str, ...]
 
 
-def open_account(conn: Connection, defaults: Defaults, external_id: str, name: str | None, now: datetime,
-                 source: str) -> int | None:
+def open_account(
+    conn: Connection, defaults: Defaults, external_id: str, name: str | None, now: datetime, source: str
+) -> int | None:
     """Create the customer with the project's defaults; None if it already existed.
 
     Concurrent first calls race on the (project, customer_id) unique key: exactly one inserts,
     and only that one writes the initial grant and the event.
     """
-    pk = insert_ignoring_conflict(conn, customers, dict(
-        project_id=defaults.project_id, external_id=external_id, name=name or external_id,
-        token_balance=defaults.initial_tokens, reserved_tokens=0, reserved_nusd=0,
-        tier_id=defaults.tier_id, tier_assigned_at=now, period_start=now,
-        shedding_tier=defaults.shedding_tier, allowed_regions=list(defaults.allowed_regions),
-        blocked=False, spend_nusd=0, low_balance_notified=False, metadata={}, created_at=now,
-        last_seen_at=now,
-    ), ["project_id", "external_id"])
+    pk = insert_ignoring_conflict(
+        conn,
+        customers,
+        dict(
+            project_id=defaults.project_id,
+            external_id=external_id,
+            name=name or external_id,
+            token_balance=defaults.initial_tokens,
+            reserved_tokens=0,
+            reserved_nusd=0,
+            tier_id=defaults.tier_id,
+            tier_assigned_at=now,
+            period_start=now,
+            shedding_tier=defaults.shedding_tier,
+            allowed_regions=list(defaults.allowed_regions),
+            blocked=False,
+            spend_nusd=0,
+            low_balance_notified=False,
+            metadata={},
+            created_at=now,
+            last_seen_at=now,
+        ),
+        ["project_id", "external_id"],
+    )
     if pk is None:
         return None
-    conn.execute(ledger.insert().values(
-        project_id=defaults.project_id, customer_id=pk, kind="initial_grant", amount=defaults.initial_tokens,
-        balance_after=defaults.initial_tokens, source=source, reason="new customer", created_at=now,
-    ))
+    conn.execute(
+        ledger.insert().values(
+            project_id=defaults.project_id,
+            customer_id=pk,
+            kind="initial_grant",
+            amount=defaults.initial_tokens,
+            balance_after=defaults.initial_tokens,
+            source=source,
+            reason="new customer",
+            created_at=now,
+        )
+    )
     if defaults.tier_id is not None:
         # A version a customer has been assigned to is immutable from now on (SPEC 4).
-        conn.execute(update(tiers).where(tiers.c.id == defaults.tier_id, tiers.c.locked.is_(False))
-                     .values(locked=True))
-    recorder.record(conn, project_id=defaults.project_id, type="customer.created", now=now, customer_pk=pk,
-                    customer_external_id=external_id,
-                    data={"customer_id": external_id, "name": name or external_id,
-                          "token_balance": defaults.initial_tokens})
+        conn.execute(
+            update(tiers).where(tiers.c.id == defaults.tier_id, tiers.c.locked.is_(False)).values(locked=True)
+        )
+    recorder.record(
+        conn,
+        project_id=defaults.project_id,
+        type="customer.created",
+        now=now,
+        customer_pk=pk,
+        customer_external_id=external_id,
+        data={
+            "customer_id": external_id,
+            "name": name or external_id,
+            "token_balance": defaults.initial_tokens,
+        },
+    )
     return pk

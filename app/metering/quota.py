@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import Connection, Engine, and_, case, func, not_, or_, select, update
+from sqlalchemy import Connection, Engine, Table, and_, case, func, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.db import write_transaction
@@ -18,10 +19,10 @@ from app.models.ledger import LedgerEntry
 from app.models.tier import UsageTier
 from app.models.usage import UsageRecord
 
-customers = Customer.__table__
-tiers = UsageTier.__table__
-ledger = LedgerEntry.__table__
-usage_records = UsageRecord.__table__
+customers = cast(Table, Customer.__table__)
+tiers = cast(Table, UsageTier.__table__)
+ledger = cast(Table, LedgerEntry.__table__)
+usage_records = cast(Table, UsageRecord.__table__)
 
 FALLBACK_RESERVE = 1024
 
@@ -77,7 +78,9 @@ def _tier_value(column: str, default: object):
 
 def _room_condition(prompt_upper: int, completion: int | None):
     """SQL truth of "this customer may hold what the call asks", judged by its own tier."""
-    reserve = completion if completion is not None else _tier_value("default_reserve_tokens", FALLBACK_RESERVE)
+    reserve = (
+        completion if completion is not None else _tier_value("default_reserve_tokens", FALLBACK_RESERVE)
+    )
     need = prompt_upper + reserve
     available = customers.c.token_balance - customers.c.reserved_tokens
     prepaid = _tier_value("prepaid", True)
@@ -91,18 +94,36 @@ def _room_condition(prompt_upper: int, completion: int | None):
 
 def _hold_statement(ask: Ask, need, condition):
     expiry = case(
-        (or_(customers.c.reservation_expires_at.is_(None), customers.c.reservation_expires_at < ask.expires_at),
-         ask.expires_at),
+        (
+            or_(
+                customers.c.reservation_expires_at.is_(None),
+                customers.c.reservation_expires_at < ask.expires_at,
+            ),
+            ask.expires_at,
+        ),
         else_=customers.c.reservation_expires_at,
     )
     return (
         update(customers)
-        .where(customers.c.project_id == ask.project_id, customers.c.external_id == ask.external_id,
-               customers.c.blocked.is_(False), condition)
-        .values(reserved_tokens=customers.c.reserved_tokens + need, reservation_expires_at=expiry,
-                last_seen_at=ask.now)
-        .returning(customers.c.id, customers.c.tier_id, customers.c.token_balance,
-                   customers.c.reserved_tokens, customers.c.allowed_regions, customers.c.shedding_tier)
+        .where(
+            customers.c.project_id == ask.project_id,
+            customers.c.external_id == ask.external_id,
+            customers.c.blocked.is_(False),
+            condition,
+        )
+        .values(
+            reserved_tokens=customers.c.reserved_tokens + need,
+            reservation_expires_at=expiry,
+            last_seen_at=ask.now,
+        )
+        .returning(
+            customers.c.id,
+            customers.c.tier_id,
+            customers.c.token_balance,
+            customers.c.reserved_tokens,
+            customers.c.allowed_regions,
+            customers.c.shedding_tier,
+        )
     )
 
 
@@ -113,10 +134,14 @@ def _hold_from_row(row, ask: Ask, terms: TierTerms, tokens: int | None = None) -
     held = tokens if tokens is not None else ask.prompt_upper + reserve
     capped = terms.prepaid and terms.hard_cap
     return Hold(
-        customer_pk=row.id, tier_id=row.tier_id, tokens=held,
-        completion_cap=held - ask.prompt_upper if capped else None, capped=capped,
+        customer_pk=row.id,
+        tier_id=row.tier_id,
+        tokens=held,
+        completion_cap=held - ask.prompt_upper if capped else None,
+        capped=capped,
         available=row.token_balance - row.reserved_tokens,
-        allowed_regions=tuple(row.allowed_regions or ()), shedding_tier=row.shedding_tier,
+        allowed_regions=tuple(row.allowed_regions or ()),
+        shedding_tier=row.shedding_tier,
     )
 
 
@@ -128,29 +153,55 @@ def reserve(engine: Engine, ask: Ask, terms_of) -> Hold | None:
     """
     need, condition = _room_condition(ask.prompt_upper, ask.completion_requested)
     with write_transaction(engine) as conn:
-        row = conn.execute(_hold_statement(ask, need, condition)).first()
-        if row is not None:
-            return _hold_from_row(row, ask, terms_of(row.tier_id))
-        return _hold_what_remains(conn, ask, terms_of)
+        for _ in range(RETRIES):
+            row = conn.execute(_hold_statement(ask, need, condition)).first()
+            if row is not None:
+                return _hold_from_row(row, ask, terms_of(row.tier_id))
+            state = _state(conn, ask)
+            if state is None:
+                return None
+            hold = _hold_what_remains(conn, ask, state, terms_of(state.tier_id))
+            if hold is not None:
+                return hold
+    raise QuotaRefused(
+        "insufficient_tokens",
+        f"No tokens could be held for {ask.external_id}: its balance kept changing; try again.",
+    )
 
 
-def _hold_what_remains(conn: Connection, ask: Ask, terms_of) -> Hold | None:
-    """The full hold did not fit: say why, or with hard_cap hold what is left (SPEC 5.1)."""
-    state = conn.execute(
-        select(customers.c.id, customers.c.blocked, customers.c.tier_id,
-               (customers.c.token_balance - customers.c.reserved_tokens).label("available"),
-               customers.c.token_balance)
-        .where(customers.c.project_id == ask.project_id, customers.c.external_id == ask.external_id)
+RETRIES = 3
+
+
+def _state(conn: Connection, ask: Ask):
+    return conn.execute(
+        select(
+            customers.c.blocked,
+            customers.c.tier_id,
+            customers.c.token_balance,
+            (customers.c.token_balance - customers.c.reserved_tokens).label("available"),
+        ).where(customers.c.project_id == ask.project_id, customers.c.external_id == ask.external_id)
     ).first()
-    if state is None:
-        return None
+
+
+def _hold_what_remains(conn: Connection, ask: Ask, state, terms: TierTerms) -> Hold | None:
+    """The full hold did not fit: say why, or with hard_cap hold what is left (SPEC 5.1).
+
+    None means the state changed since the hold was tried (the row was just created, or
+    another call settled): the caller tries the full hold again.
+    """
     if state.blocked:
         raise QuotaRefused("customer_blocked", f"Customer {ask.external_id} is blocked.")
-    terms = terms_of(state.tier_id)
+    reserve = ask.completion_requested
+    full = ask.prompt_upper + (terms.default_reserve_tokens if reserve is None else reserve)
+    capped = terms.prepaid and terms.hard_cap
+    if not terms.prepaid or (capped and state.available >= full) or (not capped and state.available > 0):
+        return None
     if state.token_balance <= 0:
-        raise QuotaRefused("insufficient_tokens",
-                           f"No tokens: customer {ask.external_id} has a balance of {state.token_balance}.")
-    if not (terms.prepaid and terms.hard_cap) or state.available < ask.prompt_upper + 1:
+        raise QuotaRefused(
+            "insufficient_tokens",
+            f"No tokens: customer {ask.external_id} has a balance of {state.token_balance}.",
+        )
+    if not capped or state.available < ask.prompt_upper + 1:
         raise QuotaRefused(
             "insufficient_tokens",
             f"No tokens left for this request: {max(state.available, 0)} available, the prompt alone "
@@ -159,9 +210,7 @@ def _hold_what_remains(conn: Connection, ask: Ask, terms_of) -> Hold | None:
     fixed = int(state.available)
     available = customers.c.token_balance - customers.c.reserved_tokens
     row = conn.execute(_hold_statement(ask, fixed, available >= fixed)).first()
-    if row is None:  # another call took the rest between the two statements
-        raise QuotaRefused("insufficient_tokens", f"No tokens: customer {ask.external_id} has none left.")
-    return _hold_from_row(row, ask, terms, tokens=fixed)
+    return _hold_from_row(row, ask, terms, tokens=fixed) if row is not None else None
 
 
 @dataclass(frozen=True)
@@ -186,23 +235,35 @@ def settle(engine: Engine, hold: Hold | None, charge: Charge, record: dict) -> i
     if hold is not None and hold.capped:
         # hard_cap: the balance is a hard ceiling; a prompt estimate that fell short is absorbed.
         charged = min(charged, hold.tokens)
+    customer_pk = hold.customer_pk if hold is not None else None
     with write_transaction(engine) as conn:
         available = None
         if hold is not None:
             row = conn.execute(
-                update(customers).where(customers.c.id == hold.customer_pk)
-                .values(token_balance=customers.c.token_balance - charged,
-                        reserved_tokens=_released(hold.tokens),
-                        spend_nusd=customers.c.spend_nusd + charge.cost_nusd)
+                update(customers)
+                .where(customers.c.id == hold.customer_pk)
+                .values(
+                    token_balance=customers.c.token_balance - charged,
+                    reserved_tokens=_released(hold.tokens),
+                    spend_nusd=customers.c.spend_nusd + charge.cost_nusd,
+                )
                 .returning(customers.c.token_balance, customers.c.reserved_tokens)
-            ).one()
-            available = row.token_balance - row.reserved_tokens
-        conn.execute(usage_records.insert().values(
-            customer_id=hold.customer_pk if hold else None,
-            prompt_tokens=charge.prompt_tokens, completion_tokens=charge.completion_tokens,
-            total_tokens=charge.total_tokens, tokens_charged=charged if hold else 0,
-            cost_nusd=charge.cost_nusd, **record,
-        ))
+            ).first()
+            if row is None:  # the customer was deleted while its call was in flight
+                customer_pk = None
+            else:
+                available = row.token_balance - row.reserved_tokens
+        conn.execute(
+            usage_records.insert().values(
+                customer_id=customer_pk,
+                prompt_tokens=charge.prompt_tokens,
+                completion_tokens=charge.completion_tokens,
+                total_tokens=charge.total_tokens,
+                tokens_charged=charged if customer_pk is not None else 0,
+                cost_nusd=charge.cost_nusd,
+                **record,
+            )
+        )
     return available
 
 
@@ -214,8 +275,11 @@ def _released(tokens: int):
 def release(engine: Engine, hold: Hold) -> None:
     """Give a hold back untouched: the call failed before anything was served."""
     with write_transaction(engine) as conn:
-        conn.execute(update(customers).where(customers.c.id == hold.customer_pk)
-                     .values(reserved_tokens=_released(hold.tokens)))
+        conn.execute(
+            update(customers)
+            .where(customers.c.id == hold.customer_pk)
+            .values(reserved_tokens=_released(hold.tokens))
+        )
 
 
 def release_expired(conn: Connection, now: datetime) -> int:

@@ -12,7 +12,22 @@ from app.models.tier import UsageTier
 from app.models.usage import PeriodCounter, UsageRecord
 
 __all__ = [
-    "AdminUser", "ApiKey", "ConfigStamp", "Customer", "Delivery", "Deployment", "Event", "Hook",
-    "IdempotencyRecord", "InboundWebhook", "LedgerEntry", "Model", "ModelTierDefault", "PeriodCounter",
-    "Project", "SchedulerLease", "UsageRecord", "UsageTier",
+    "AdminUser",
+    "ApiKey",
+    "ConfigStamp",
+    "Customer",
+    "Delivery",
+    "Deployment",
+    "Event",
+    "Hook",
+    "IdempotencyRecord",
+    "InboundWebhook",
+    "LedgerEntry",
+    "Model",
+    "ModelTierDefault",
+    "PeriodCounter",
+    "Project",
+    "SchedulerLease",
+    "UsageRecord",
+    "UsageTier",
 ]

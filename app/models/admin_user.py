@@ -8,13 +8,12 @@ from flask_login import UserMixin
 from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import UTCDateTime, now_utc
-from app.extensions import db
+from app.db import Base, UTCDateTime, now_utc
 
 ROLES = ("owner", "viewer")
 
 
-class AdminUser(UserMixin, db.Model):
+class AdminUser(UserMixin, Base):
     __tablename__ = "admin_users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

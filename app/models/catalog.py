@@ -7,13 +7,12 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.db import UTCDateTime, now_utc
-from app.extensions import db
+from app.db import Base, UTCDateTime, now_utc
 
 PROVIDERS = ("openai", "azure", "mock")
 
 
-class Model(db.Model):
+class Model(Base):
     __tablename__ = "models"
     __table_args__ = (UniqueConstraint("project_id", "name"),)
 
@@ -31,7 +30,7 @@ class Model(db.Model):
     )
 
 
-class Deployment(db.Model):
+class Deployment(Base):
     __tablename__ = "deployments"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -50,7 +49,7 @@ class Deployment(db.Model):
     model: Mapped[Model] = relationship(back_populates="deployments")
 
 
-class ModelTierDefault(db.Model):
+class ModelTierDefault(Base):
     """The project's default model per model tier: the target of a tier's `restrict`."""
 
     __tablename__ = "model_tier_defaults"

@@ -7,11 +7,10 @@ from datetime import datetime
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import UTCDateTime, now_utc
-from app.extensions import db
+from app.db import Base, UTCDateTime, now_utc
 
 
-class Customer(db.Model):
+class Customer(Base):
     __tablename__ = "customers"
     __table_args__ = (UniqueConstraint("project_id", "external_id"),)
 

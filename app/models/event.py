@@ -7,18 +7,27 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import UTCDateTime, now_utc
-from app.extensions import db
+from app.db import Base, UTCDateTime, now_utc
 
 EVENT_TYPES = (
-    "customer.created", "customer.updated", "customer.blocked", "customer.unblocked",
-    "customer.tier_changed", "tokens.credited", "tokens.low", "tokens.exhausted",
-    "usage.limit_reached", "usage.overage_started", "budget.threshold_crossed", "budget.exceeded",
-    "purchase.completed", "purchase.refunded",
+    "customer.created",
+    "customer.updated",
+    "customer.blocked",
+    "customer.unblocked",
+    "customer.tier_changed",
+    "tokens.credited",
+    "tokens.low",
+    "tokens.exhausted",
+    "usage.limit_reached",
+    "usage.overage_started",
+    "budget.threshold_crossed",
+    "budget.exceeded",
+    "purchase.completed",
+    "purchase.refunded",
 )
 
 
-class Event(db.Model):
+class Event(Base):
     __tablename__ = "events"
     __table_args__ = (
         Index("ix_events_project_type_id", "project_id", "type", "id"),
@@ -37,7 +46,7 @@ class Event(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
 
 
-class Hook(db.Model):
+class Hook(Base):
     """A webhook subscription (Zapier REST hook or added in the admin)."""
 
     __tablename__ = "hooks"
@@ -52,7 +61,7 @@ class Hook(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
 
 
-class Delivery(db.Model):
+class Delivery(Base):
     """The outbox: one row per (hook, event), sent and retried outside any request."""
 
     __tablename__ = "deliveries"
@@ -73,7 +82,7 @@ class Delivery(db.Model):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class InboundWebhook(db.Model):
+class InboundWebhook(Base):
     """(provider, event_id) stored before any side effect, so a retried event is processed once."""
 
     __tablename__ = "inbound_webhooks"

@@ -7,11 +7,10 @@ from datetime import datetime
 from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import UTCDateTime, now_utc
-from app.extensions import db
+from app.db import Base, UTCDateTime, now_utc
 
 
-class IdempotencyRecord(db.Model):
+class IdempotencyRecord(Base):
     __tablename__ = "idempotency_records"
     __table_args__ = (UniqueConstraint("project_id", "key"),)
 
@@ -25,7 +24,7 @@ class IdempotencyRecord(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
 
 
-class SchedulerLease(db.Model):
+class SchedulerLease(Base):
     __tablename__ = "scheduler_leases"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -7,13 +7,12 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import UTCDateTime, now_utc
-from app.extensions import db
+from app.db import Base, UTCDateTime, now_utc
 
 KINDS = ("initial_grant", "purchase", "replenishment", "adjustment", "refund", "set_balance")
 
 
-class LedgerEntry(db.Model):
+class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
     # The idempotency key makes a replayed credit (Stripe retry, API replay, scheduler rerun,
     # two racing replenishments) fail on the constraint instead of crediting twice.

@@ -7,14 +7,13 @@ from datetime import datetime
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import UTCDateTime, now_utc
-from app.extensions import db
+from app.db import Base, UTCDateTime, now_utc
 
 SHEDDING_TIERS = ("high", "middle", "low")
 SHEDDING_LEVELS = ("off", "low", "middle")
 
 
-class Project(db.Model):
+class Project(Base):
     __tablename__ = "projects"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -40,7 +39,7 @@ class Project(db.Model):
     stripe_prices: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
-class ConfigStamp(db.Model):
+class ConfigStamp(Base):
     """One row whose version every admin change bumps; proxies reload their snapshot when it moves."""
 
     __tablename__ = "config_stamp"

@@ -7,8 +7,7 @@ from datetime import datetime
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import UTCDateTime, now_utc
-from app.extensions import db
+from app.db import Base, UTCDateTime, now_utc
 
 MODEL_TIERS = ("standard", "premium", "super_premium", "reasoning")
 ON_LIMIT = ("block", "allow", "restrict")
@@ -16,7 +15,7 @@ REPLENISH_MODES = ("reset", "add")
 ANCHORS = ("calendar", "assignment")
 
 
-class UsageTier(db.Model):
+class UsageTier(Base):
     __tablename__ = "usage_tiers"
     __table_args__ = (UniqueConstraint("project_id", "key", "version"),)
 

@@ -7,11 +7,10 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import UTCDateTime, now_utc
-from app.extensions import db
+from app.db import Base, UTCDateTime, now_utc
 
 
-class UsageRecord(db.Model):
+class UsageRecord(Base):
     __tablename__ = "usage_records"
     __table_args__ = (
         Index("ix_usage_records_customer_id_id", "customer_id", "id"),
@@ -43,7 +42,7 @@ class UsageRecord(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
 
 
-class PeriodCounter(db.Model):
+class PeriodCounter(Base):
     """Calls, tokens and spend of one customer in one period, per scope.
 
     scope is a model tier (`standard`…), `model:<name>` for per-model budgets, or `total`.

@@ -42,8 +42,11 @@ class Admitted:
 
 def _string_id(value: object, field: str) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID:
-        raise ProxyError("invalid_request", f"{field} must be a non-empty string of at most {MAX_ID} "
-                                            "characters.", param=field)
+        raise ProxyError(
+            "invalid_request",
+            f"{field} must be a non-empty string of at most {MAX_ID} characters.",
+            param=field,
+        )
     return value
 
 
@@ -52,11 +55,14 @@ def identify(body: dict, headers) -> Who:
     given = body.pop("customer", None)
     if given is not None:
         if not isinstance(given, dict) or "customer_id" not in given:
-            raise ProxyError("invalid_request", "customer must be an object with a customer_id.",
-                             param="customer")
+            raise ProxyError(
+                "invalid_request", "customer must be an object with a customer_id.", param="customer"
+            )
         name = given.get("customer_name")
-        return Who(_string_id(given["customer_id"], "customer.customer_id"),
-                   _string_id(name, "customer.customer_name") if name is not None else None)
+        return Who(
+            _string_id(given["customer_id"], "customer.customer_id"),
+            _string_id(name, "customer.customer_name") if name is not None else None,
+        )
     header = headers.get("X-Customer-Id")
     if header:
         name = headers.get("X-Customer-Name")
@@ -81,19 +87,28 @@ def _refuse_unknown_model(engine: Engine, caller: Caller, who: Who, model: str, 
     if who.customer_id is not None:
         _open_if_missing(engine, caller, who, now)
         with engine.connect() as conn:
-            blocked = conn.execute(select(customers.c.blocked).where(
-                customers.c.project_id == caller.project.id, customers.c.external_id == who.customer_id)).scalar()
+            blocked = conn.execute(
+                select(customers.c.blocked).where(
+                    customers.c.project_id == caller.project.id, customers.c.external_id == who.customer_id
+                )
+            ).scalar()
         if blocked:
             return ProxyError("customer_blocked", f"Customer {who.customer_id} is blocked.")
-    return ProxyError("model_not_found", f"The model '{model}' does not exist or you do not have access to it.",
-                      param="model")
+    return ProxyError(
+        "model_not_found",
+        f"The model '{model}' does not exist or you do not have access to it.",
+        param="model",
+    )
 
 
 def admit(engine: Engine, caller: Caller, body: dict, headers, endpoint: str, now: datetime) -> Admitted:
     who = identify(body, headers)
     if who.customer_id is None and caller.project.require_customer:
-        raise ProxyError("customer_required", "This project requires a customer: send customer.customer_id, "
-                                              "X-Customer-Id or user.", param="customer")
+        raise ProxyError(
+            "customer_required",
+            "This project requires a customer: send customer.customer_id, X-Customer-Id or user.",
+            param="customer",
+        )
     model = caller.project.models.get(body["model"])
     if model is None:
         raise _refuse_unknown_model(engine, caller, who, body["model"], now)
@@ -103,21 +118,38 @@ def admit(engine: Engine, caller: Caller, body: dict, headers, endpoint: str, no
     if not deployments:
         if hold is not None:
             release(engine, hold)
-        raise ProxyError("region_not_allowed", f"Model '{model.name}' has no deployment in the customer's "
-                                               f"allowed regions ({', '.join(hold.allowed_regions if hold else ())}).")
+        raise ProxyError(
+            "region_not_allowed",
+            f"Model '{model.name}' has no deployment in the customer's "
+            f"allowed regions ({', '.join(hold.allowed_regions if hold else ())}).",
+        )
     return Admitted(caller, who, model, hold, deployments, prompt)
 
 
-def _hold(engine: Engine, caller: Caller, who: Who, model: ModelInfo, body: dict, endpoint: str,
-          prompt: estimate.PromptEstimate, now: datetime) -> Hold:
+def _hold(
+    engine: Engine,
+    caller: Caller,
+    who: Who,
+    model: ModelInfo,
+    body: dict,
+    endpoint: str,
+    prompt: estimate.PromptEstimate,
+    now: datetime,
+) -> Hold:
     assert who.customer_id is not None
     if endpoint == "chat/completions":
         _, completion = estimate.completion_request(body)
     else:
         completion = 0
     timeout = max((d.timeout_s for d in model.deployments), default=600)
-    ask = Ask(caller.project.id, who.customer_id, prompt.upper, completion, now,
-              now + timedelta(seconds=timeout) + HOLD_GRACE)
+    ask = Ask(
+        caller.project.id,
+        who.customer_id,
+        prompt.upper,
+        completion,
+        now,
+        now + timedelta(seconds=timeout) + HOLD_GRACE,
+    )
     try:
         hold = reserve(engine, ask, caller.project.terms_of)
         if hold is None:

@@ -88,8 +88,17 @@ class Snapshot:
 
 
 def _deployment(d: Deployment, secret_key: str) -> DeploymentInfo:
-    return DeploymentInfo(d.id, d.provider, d.base_url.rstrip("/"), unseal(secret_key, d.api_key),
-                          d.api_version, d.upstream_model, d.region, max(d.weight, 0), d.timeout_s)
+    return DeploymentInfo(
+        d.id,
+        d.provider,
+        d.base_url.rstrip("/"),
+        unseal(secret_key, d.api_key),
+        d.api_version,
+        d.upstream_model,
+        d.region,
+        max(d.weight, 0),
+        d.timeout_s,
+    )
 
 
 def _tier(t: UsageTier) -> TierInfo:
@@ -107,22 +116,32 @@ def load_snapshot(engine: Engine, secret_key: str) -> Snapshot:
             deployments = tuple(_deployment(d, secret_key) for d in m.deployments if d.enabled)
             price = resolve_price(m.input_nusd_per_mtok, m.output_nusd_per_mtok, m.name)
             models_by_project.setdefault(m.project_id, {})[m.name] = ModelInfo(
-                m.id, m.name, m.model_tier, price, deployments)
+                m.id, m.name, m.model_tier, price, deployments
+            )
         tiers_by_project: dict[int, dict[int, TierInfo]] = {}
         for t in session.scalars(select(UsageTier)):
             tiers_by_project.setdefault(t.project_id, {})[t.id] = _tier(t)
         defaults_by_project: dict[int, dict[str, str]] = {}
         for tier_name, project_id, model_name in session.execute(
-            select(ModelTierDefault.model_tier, ModelTierDefault.project_id, Model.name)
-            .join(Model, Model.id == ModelTierDefault.model_id)
+            select(ModelTierDefault.model_tier, ModelTierDefault.project_id, Model.name).join(
+                Model, Model.id == ModelTierDefault.model_id
+            )
         ):
             defaults_by_project.setdefault(project_id, {})[tier_name] = model_name
         for p in session.scalars(select(Project)):
             snap.projects[p.id] = ProjectInfo(
-                id=p.id, slug=p.slug, require_customer=p.require_customer,
-                defaults=Defaults(p.id, p.new_customer_initial_tokens or 0, p.default_tier_id,
-                                  p.default_shedding_tier, tuple(p.default_allowed_regions or ())),
-                models=models_by_project.get(p.id, {}), tiers=tiers_by_project.get(p.id, {}),
+                id=p.id,
+                slug=p.slug,
+                require_customer=p.require_customer,
+                defaults=Defaults(
+                    p.id,
+                    p.new_customer_initial_tokens or 0,
+                    p.default_tier_id,
+                    p.default_shedding_tier,
+                    tuple(p.default_allowed_regions or ()),
+                ),
+                models=models_by_project.get(p.id, {}),
+                tiers=tiers_by_project.get(p.id, {}),
                 tier_defaults=defaults_by_project.get(p.id, {}),
             )
             snap.by_slug[p.slug] = p.id
@@ -134,8 +153,14 @@ def load_snapshot(engine: Engine, secret_key: str) -> Snapshot:
 class SnapshotCache:
     """The process's current snapshot, reloaded when the config stamp moves."""
 
-    def __init__(self, engine: Engine, secret_key: str, master_key: str | None,
-                 clock: Callable[[], float] = time.monotonic, interval: float = 1.0):
+    def __init__(
+        self,
+        engine: Engine,
+        secret_key: str,
+        master_key: str | None,
+        clock: Callable[[], float] = time.monotonic,
+        interval: float = 1.0,
+    ):
         self.engine = engine
         self.secret_key = secret_key
         self.master_key = master_key
@@ -173,7 +198,9 @@ class SnapshotCache:
         if self.master_key and hmac.compare_digest(raw_key.encode(), self.master_key.encode()):
             project_id = snap.by_slug.get(project_slug or "default")
             if project_id is None:
-                raise ProxyError("invalid_api_key", f"Unknown project {project_slug!r} in X-Tollgate-Project.")
+                raise ProxyError(
+                    "invalid_api_key", f"Unknown project {project_slug!r} in X-Tollgate-Project."
+                )
             return Caller(snap.projects[project_id], "admin", None)
         found = snap.keys.get(hash_key(raw_key))
         if found is None:

@@ -18,7 +18,9 @@ def parse(raw: bytes) -> dict:
         raise ProxyError("invalid_request", "The request body must be a JSON object.")
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise ProxyError("invalid_request", "model is required and must be a non-empty string.", param="model")
+        raise ProxyError(
+            "invalid_request", "model is required and must be a non-empty string.", param="model"
+        )
     return body
 
 
@@ -38,12 +40,18 @@ def check_chat(body: dict) -> bool:
         raise ProxyError("invalid_request", "messages must be a non-empty list.", param="messages")
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise ProxyError("invalid_request", f"messages[{i}] must be an object with a string role.",
-                             param=f"messages[{i}]")
+            raise ProxyError(
+                "invalid_request",
+                f"messages[{i}] must be an object with a string role.",
+                param=f"messages[{i}]",
+            )
         content = message.get("content")
         if content is not None and not isinstance(content, str | list):
-            raise ProxyError("invalid_request", f"messages[{i}].content must be a string or a list of parts.",
-                             param=f"messages[{i}].content")
+            raise ProxyError(
+                "invalid_request",
+                f"messages[{i}].content must be a string or a list of parts.",
+                param=f"messages[{i}].content",
+            )
     _positive_int(body, "max_tokens")
     _positive_int(body, "max_completion_tokens")
     _positive_int(body, "n", MAX_N)
@@ -58,11 +66,19 @@ def check_chat(body: dict) -> bool:
 
 def check_embeddings(body: dict) -> None:
     value = body.get("input")
-    ok = isinstance(value, str) and value != "" or (
-        isinstance(value, list) and value and all(
-            isinstance(v, str) and v != "" or isinstance(v, int) and not isinstance(v, bool)
-            or isinstance(v, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in v)
-            for v in value))
+    ok = (isinstance(value, str) and value != "") or (
+        isinstance(value, list)
+        and value
+        and all(
+            (isinstance(v, str) and v != "")
+            or (isinstance(v, int) and not isinstance(v, bool))
+            or (isinstance(v, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in v))
+            for v in value
+        )
+    )
     if not ok:
-        raise ProxyError("invalid_request", "input must be a non-empty string, a list of strings, or token "
-                                            "arrays.", param="input")
+        raise ProxyError(
+            "invalid_request",
+            "input must be a non-empty string, a list of strings, or token arrays.",
+            param="input",
+        )

@@ -28,8 +28,9 @@ TYPES = {
 
 
 class ProxyError(Exception):
-    def __init__(self, code: str, message: str, *, param: str | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self, code: str, message: str, *, param: str | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.code = code
         self.message = message
@@ -41,8 +42,14 @@ class ProxyError(Exception):
         return TYPES[self.code][0]
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": TYPES[self.code][1], "param": self.param,
-                          "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": TYPES[self.code][1],
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
     def response(self, extra_headers: dict[str, str] | None = None) -> Response:
         resp = Response(json.dumps(self.body()), status=self.status, mimetype="application/json")

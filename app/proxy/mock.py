@@ -13,8 +13,25 @@ if TYPE_CHECKING:
     from app.proxy.upstream import Reply
 
 DEFAULT_COMPLETION = 24
-WORDS = ("Hello", "from", "Tollgate's", "mock", "model.", "Every", "word", "is", "one", "token,",
-         "and", "the", "usage", "block", "counts", "them", "exactly.")
+WORDS = (
+    "Hello",
+    "from",
+    "Tollgate's",
+    "mock",
+    "model.",
+    "Every",
+    "word",
+    "is",
+    "one",
+    "token,",
+    "and",
+    "the",
+    "usage",
+    "block",
+    "counts",
+    "them",
+    "exactly.",
+)
 
 
 def _text(n: int) -> list[str]:
@@ -49,10 +66,17 @@ def _completion(body: dict) -> dict:
     words = _text(limit)
     prompt = chat_prompt(body).likely
     return {
-        "id": f"chatcmpl-mock-{time.time_ns()}", "object": "chat.completion", "created": int(time.time()),
+        "id": f"chatcmpl-mock-{time.time_ns()}",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": body.get("model", "mock"),
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": " ".join(words)},
-                     "finish_reason": "length" if limit < DEFAULT_COMPLETION else "stop"}],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": " ".join(words)},
+                "finish_reason": "length" if limit < DEFAULT_COMPLETION else "stop",
+            }
+        ],
         "usage": _usage(prompt, len(words)),
     }
 
@@ -60,8 +84,12 @@ def _completion(body: dict) -> dict:
 def _stream(body: dict) -> Iterator[bytes]:
     limit = _limit(body)
     prompt = chat_prompt(body).likely
-    base = {"id": f"chatcmpl-mock-{time.time_ns()}", "object": "chat.completion.chunk",
-            "created": int(time.time()), "model": body.get("model", "mock")}
+    base = {
+        "id": f"chatcmpl-mock-{time.time_ns()}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body.get("model", "mock"),
+    }
 
     def event(choices: list, usage: dict | None = None) -> bytes:
         payload = dict(base, choices=choices)
@@ -71,8 +99,12 @@ def _stream(body: dict) -> Iterator[bytes]:
 
     yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
     for i, word in enumerate(_text(limit)):
-        yield event([{"index": 0, "delta": {"content": word if i == 0 else " " + word}, "finish_reason": None}])
-    yield event([{"index": 0, "delta": {}, "finish_reason": "length" if limit < DEFAULT_COMPLETION else "stop"}])
+        yield event(
+            [{"index": 0, "delta": {"content": word if i == 0 else " " + word}, "finish_reason": None}]
+        )
+    yield event(
+        [{"index": 0, "delta": {}, "finish_reason": "length" if limit < DEFAULT_COMPLETION else "stop"}]
+    )
     if (body.get("stream_options") or {}).get("include_usage"):
         yield event([], _usage(prompt, limit))
     yield b"data: [DONE]\n\n"
@@ -82,8 +114,17 @@ def _embeddings(body: dict) -> dict:
     raw = body.get("input")
     items = raw if isinstance(raw, list) and raw and not isinstance(raw[0], int) else [raw]
     prompt = embedding_input(body).likely
-    data = [{"object": "embedding", "index": i, "embedding": [round(((i + 1) * (k + 1)) % 7 / 7, 4)
-                                                                for k in range(8)]}
-            for i in range(len(items))]
-    return {"object": "list", "data": data, "model": body.get("model", "mock"),
-            "usage": {"prompt_tokens": prompt, "total_tokens": prompt}}
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": [round(((i + 1) * (k + 1)) % 7 / 7, 4) for k in range(8)],
+        }
+        for i in range(len(items))
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.get("model", "mock"),
+        "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+    }

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from flask import Response
 from sqlalchemy import Engine
@@ -17,8 +18,11 @@ from app.proxy import telemetry
 from app.proxy.admission import Admitted
 from app.proxy.auth import DeploymentInfo
 from app.proxy.errors import ProxyError
-from app.proxy.routing import Breakers, order
-from app.proxy.upstream import Client, Reply, UpstreamFailure
+from app.proxy.routing import order
+from app.proxy.upstream import Reply, UpstreamFailure
+
+if TYPE_CHECKING:
+    from app.proxy.views import Gateway
 
 DONE = b"data: [DONE]"
 
@@ -47,11 +51,18 @@ class Call:
     def record(self, status: int, disconnected: bool = False) -> dict:
         model = self.admitted.model
         return dict(
-            request_id=self.request_id, project_id=self.admitted.caller.project.id, endpoint=self.endpoint,
-            model_requested=model.name, model_served=model.name, model_tier=model.model_tier,
+            request_id=self.request_id,
+            project_id=self.admitted.caller.project.id,
+            endpoint=self.endpoint,
+            model_requested=model.name,
+            model_served=model.name,
+            model_tier=model.model_tier,
             deployment_id=self.served.id if self.served else None,
-            region=self.served.region if self.served else None, status=status, stream=self.stream,
-            client_disconnected=disconnected, latency_ms=int((time.perf_counter() - self.started) * 1000),
+            region=self.served.region if self.served else None,
+            status=status,
+            stream=self.stream,
+            client_disconnected=disconnected,
+            latency_ms=int((time.perf_counter() - self.started) * 1000),
             created_at=now_utc(),
         )
 
@@ -73,14 +84,15 @@ def _outgoing(call: Call, body: dict) -> dict:
     return out
 
 
-def forward(engine: Engine, client: Client, breakers: Breakers, call: Call, body: dict) -> Reply:
+def forward(gw: Gateway, call: Call, body: dict) -> Reply:
     """Try each eligible deployment until one answers; fail over on errors before the first byte."""
     outgoing = _outgoing(call, body)
     last: UpstreamFailure | None = None
-    for deployment in order(call.admitted.deployments, breakers):
+    breakers = gw.breakers
+    for deployment in order(call.admitted.deployments, breakers, gw.rng):
         attempt = dict(outgoing, model=deployment.upstream_model)
         try:
-            reply = client.send(deployment, call.endpoint, attempt, call.stream)
+            reply = gw.client.send(deployment, call.endpoint, attempt, call.stream)
             call.reached = True
             if reply.status >= 500:
                 raise UpstreamFailure(f"deployment {deployment.id} answered {reply.status}")
@@ -93,7 +105,7 @@ def forward(engine: Engine, client: Client, breakers: Breakers, call: Call, body
         breakers.succeeded(deployment.id)
         call.served = deployment
         return reply
-    _give_back(engine, call, 504 if last and last.timeout else 502)
+    _give_back(gw.engine, call, 504 if last and last.timeout else 502)
     if last is not None and last.timeout:
         raise ProxyError("upstream_timeout", "The upstream did not answer within its timeout.")
     raise ProxyError("upstream_error", "Every eligible deployment failed or is unhealthy.")
@@ -124,7 +136,9 @@ def finish_json(engine: Engine, call: Call, reply: Reply) -> Response:
     body = reply.body or b""
     if reply.status != 200:
         _give_back(engine, call, reply.status)
-        return Response(body, status=reply.status, content_type=reply.content_type, headers=call.headers(None))
+        return Response(
+            body, status=reply.status, content_type=reply.content_type, headers=call.headers(None)
+        )
     try:
         usage = json.loads(body).get("usage")
     except (ValueError, AttributeError):
@@ -141,8 +155,13 @@ def finish_stream(engine: Engine, call: Call, reply: Reply) -> Response:
     hold = call.admitted.hold
     headers = call.headers(hold.available if hold else None)
     headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
-    return Response(_relay(engine, call, reply), status=200, content_type="text/event-stream",
-                    headers=headers, direct_passthrough=True)
+    return Response(
+        _relay(engine, call, reply),
+        status=200,
+        content_type="text/event-stream",
+        headers=headers,
+        direct_passthrough=True,
+    )
 
 
 class _Tally:
@@ -168,12 +187,17 @@ def _filter(call: Call, events: list[bytes], tally: _Tally) -> bytes:
             tally.chunks += 1
         out.append(event)
         out.append(b"\n\n")
-    return b"".join(out)
+    joined = b"".join(out)
+    if not call.client_wants_usage and b"null" in joined:
+        # The forced include_usage adds "usage": null to every chunk; a client that did not ask
+        # gets the chunks as the upstream would have sent them to it.
+        joined = joined.replace(b',"usage":null', b"").replace(b', "usage": null', b"")
+    return joined
 
 
 def _usage_of(event: bytes) -> dict | None:
     try:
-        usage = json.loads(event[event.index(b"{"):]).get("usage")
+        usage = json.loads(event[event.index(b"{") :]).get("usage")
     except (ValueError, AttributeError):
         return None
     return usage if isinstance(usage, dict) else None

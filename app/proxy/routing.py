@@ -52,13 +52,11 @@ def in_regions(deployments: Sequence[DeploymentInfo], allowed: Sequence[str]) ->
     return [d for d in deployments if d.region in allowed]
 
 
-def order(candidates: list[DeploymentInfo], breakers: Breakers,
-          rng: random.Random | None = None) -> list[DeploymentInfo]:
+def order(candidates: list[DeploymentInfo], breakers: Breakers, rng: random.Random) -> list[DeploymentInfo]:
     """Available deployments in weighted random order (first choice by weight, then the rest)."""
     pool = [d for d in candidates if d.weight > 0 and breakers.available(d.id)]
     if len(pool) <= 1:
         return pool
-    rng = rng or random
     ordered: list[DeploymentInfo] = []
     while pool:
         pick = rng.choices(pool, weights=[d.weight for d in pool])[0]

@@ -51,8 +51,10 @@ def render(deployment_health: dict[int, bool]) -> str:
     lines = [
         "# HELP tollgate_requests_total Proxy requests by endpoint and status.",
         "# TYPE tollgate_requests_total counter",
-        *(f'tollgate_requests_total{{endpoint="{e}",status="{s}",pid="{pid}"}} {n}'
-          for (e, s), n in sorted(requests.items())),
+        *(
+            f'tollgate_requests_total{{endpoint="{e}",status="{s}",pid="{pid}"}} {n}'
+            for (e, s), n in sorted(requests.items())
+        ),
         "# HELP tollgate_refusals_total Requests refused, by error code.",
         "# TYPE tollgate_refusals_total counter",
         *(f'tollgate_refusals_total{{code="{c}",pid="{pid}"}} {n}' for c, n in sorted(refusals.items())),
@@ -67,12 +69,16 @@ def render(deployment_health: dict[int, bool]) -> str:
         f'tollgate_spend_usd_total{{pid="{pid}"}} {spend_nusd[0] / 1e9:.9f}',
         "# HELP tollgate_upstream_failures_total Failed upstream attempts by deployment.",
         "# TYPE tollgate_upstream_failures_total counter",
-        *(f'tollgate_upstream_failures_total{{deployment="{d}",pid="{pid}"}} {n}'
-          for d, n in sorted(upstream_failures.items())),
+        *(
+            f'tollgate_upstream_failures_total{{deployment="{d}",pid="{pid}"}} {n}'
+            for d, n in sorted(upstream_failures.items())
+        ),
         "# HELP tollgate_deployment_healthy 1 while the deployment's circuit breaker is closed.",
         "# TYPE tollgate_deployment_healthy gauge",
-        *(f'tollgate_deployment_healthy{{deployment="{d}",pid="{pid}"}} {int(ok)}'
-          for d, ok in sorted(deployment_health.items())),
+        *(
+            f'tollgate_deployment_healthy{{deployment="{d}",pid="{pid}"}} {int(ok)}'
+            for d, ok in sorted(deployment_health.items())
+        ),
         "# HELP tollgate_request_duration_seconds Proxy request latency.",
         "# TYPE tollgate_request_duration_seconds histogram",
     ]

@@ -34,8 +34,14 @@ class UpstreamFailure(Exception):
 class Reply:
     """An upstream answer: status, headers, and either a body or a stream of SSE events."""
 
-    def __init__(self, status: int, content_type: str, body: bytes | None = None,
-                 raw: urllib3.BaseHTTPResponse | None = None, chunks: Iterator[bytes] | None = None):
+    def __init__(
+        self,
+        status: int,
+        content_type: str,
+        body: bytes | None = None,
+        raw: urllib3.BaseHTTPResponse | None = None,
+        chunks: Iterator[bytes] | None = None,
+    ):
         self.status = status
         self.content_type = content_type
         self.body = body
@@ -97,13 +103,21 @@ class Client:
         url, headers = _address(deployment, endpoint)
         timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=float(deployment.timeout_s))
         try:
-            raw = self.pool.urlopen("POST", url, body=json.dumps(body).encode(), headers=headers,
-                                    timeout=timeout, preload_content=False, redirect=False)
+            raw = self.pool.urlopen(
+                "POST",
+                url,
+                body=json.dumps(body).encode(),
+                headers=headers,
+                timeout=timeout,
+                preload_content=False,
+                redirect=False,
+            )
         except NewConnectionError as exc:
             raise UpstreamFailure(f"cannot connect to deployment {deployment.id}", reached=False) from exc
         except ConnectTimeoutError as exc:
-            raise UpstreamFailure(f"deployment {deployment.id} did not accept a connection in time",
-                                  timeout=True, reached=False) from exc
+            raise UpstreamFailure(
+                f"deployment {deployment.id} did not accept a connection in time", timeout=True, reached=False
+            ) from exc
         except ReadTimeoutError as exc:
             raise UpstreamFailure(f"deployment {deployment.id} timed out", timeout=True) from exc
         except (ProtocolError, HTTPError) as exc:
@@ -130,8 +144,10 @@ def _read_all(raw: urllib3.BaseHTTPResponse, deployment: DeploymentInfo) -> byte
 def _address(d: DeploymentInfo, endpoint: str) -> tuple[str, dict[str, str]]:
     headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
     if d.provider == "azure":
-        url = (f"{d.base_url}/openai/deployments/{d.upstream_model}/{endpoint}"
-               f"?api-version={d.api_version or AZURE_DEFAULT_API_VERSION}")
+        url = (
+            f"{d.base_url}/openai/deployments/{d.upstream_model}/{endpoint}"
+            f"?api-version={d.api_version or AZURE_DEFAULT_API_VERSION}"
+        )
         if d.api_key:
             headers["api-key"] = d.api_key
         return url, headers

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import random
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import Engine
@@ -31,6 +32,7 @@ class Gateway:
     cache: SnapshotCache
     client: Client
     breakers: Breakers
+    rng: random.Random = field(default_factory=random.Random)
 
 
 def gateway() -> Gateway:
@@ -64,10 +66,14 @@ def _serve(endpoint: str) -> Response:
     try:
         caller = _caller(gw)
         body = _body()
-        stream = bodies.check_chat(body) if endpoint == "chat/completions" else bodies.check_embeddings(body)
+        if endpoint == "chat/completions":
+            stream = bodies.check_chat(body)
+        else:
+            bodies.check_embeddings(body)
+            stream = False
         admitted = admit(gw.engine, caller, body, request.headers, endpoint, now_utc())
-        call = Call(request_id, endpoint, bool(stream), admitted)
-        reply = forward(gw.engine, gw.client, gw.breakers, call, body)
+        call = Call(request_id, endpoint, stream, admitted)
+        reply = forward(gw, call, body)
         response = finish_stream(gw.engine, call, reply) if stream else finish_json(gw.engine, call, reply)
     except ProxyError as err:
         telemetry.finished(endpoint, err.status, time.perf_counter() - started, err.code)
@@ -92,6 +98,9 @@ def models() -> Response:
         caller = _caller(gateway())
     except ProxyError as err:
         return err.response()
-    data = [{"id": m.name, "object": "model", "created": 0, "owned_by": "tollgate"}
-            for m in sorted(caller.project.models.values(), key=lambda m: m.name) if m.deployments]
+    data = [
+        {"id": m.name, "object": "model", "created": 0, "owned_by": "tollgate"}
+        for m in sorted(caller.project.models.values(), key=lambda m: m.name)
+        if m.deployments
+    ]
     return Response(json.dumps({"object": "list", "data": data}), mimetype="application/json")

@@ -36,14 +36,18 @@ def apply_settings(session: Session, project: Project, changes: dict[str, Any]) 
     """Set the given settings, validating each; unknown names are refused."""
     handlers = {
         "new_customer_initial_tokens": lambda v: setattr(
-            project, "new_customer_initial_tokens", _tokens(v, "new_customer_initial_tokens")),
+            project, "new_customer_initial_tokens", _tokens(v, "new_customer_initial_tokens")
+        ),
         "low_balance_tokens": lambda v: setattr(
-            project, "low_balance_tokens", None if v is None else _tokens(v, "low_balance_tokens")),
+            project, "low_balance_tokens", None if v is None else _tokens(v, "low_balance_tokens")
+        ),
         "default_allowed_regions": lambda v: setattr(project, "default_allowed_regions", _regions(v)),
-        "default_shedding_tier": lambda v: setattr(project, "default_shedding_tier",
-                                                   _choice(v, SHEDDING_TIERS, "default_shedding_tier")),
-        "shedding_level": lambda v: setattr(project, "shedding_level",
-                                            _choice(v, SHEDDING_LEVELS, "shedding_level")),
+        "default_shedding_tier": lambda v: setattr(
+            project, "default_shedding_tier", _choice(v, SHEDDING_TIERS, "default_shedding_tier")
+        ),
+        "shedding_level": lambda v: setattr(
+            project, "shedding_level", _choice(v, SHEDDING_LEVELS, "shedding_level")
+        ),
         "require_customer": lambda v: setattr(project, "require_customer", _flag(v, "require_customer")),
         "auto_shedding": lambda v: setattr(project, "auto_shedding", _flag(v, "auto_shedding")),
         "capacity": lambda v: setattr(project, "capacity", None if v is None else _capacity(v)),
@@ -61,7 +65,7 @@ def apply_settings(session: Session, project: Project, changes: dict[str, Any]) 
 def _choice(value: object, options: tuple[str, ...], name: str) -> str:
     if value not in options:
         raise Invalid(f"{name} must be one of {', '.join(options)}", name)
-    return value  # type: ignore[return-value]
+    return str(value)
 
 
 def _flag(value: object, name: str) -> bool:
@@ -87,8 +91,11 @@ def _tier_id(session: Session, project: Project, value: object) -> int:
     if version is None:
         tier = latest_version(session, project, key)
     else:
-        tier = session.scalar(select(UsageTier).where(UsageTier.project_id == project.id,
-                                                      UsageTier.key == key, UsageTier.version == version))
+        tier = session.scalar(
+            select(UsageTier).where(
+                UsageTier.project_id == project.id, UsageTier.key == key, UsageTier.version == version
+            )
+        )
     if tier is None:
         raise Invalid(f"default_tier names an unknown tier {value!r}", "default_tier")
     return tier.id

@@ -22,23 +22,33 @@ DEFAULT_NAME = "Default New Customer Tier"
 
 def ensure_default_tier(session: Session, project: Project) -> UsageTier:
     """Tier `default` v1: prepaid, period none, no limits, block, hard_cap, 1024 reserved."""
-    tier = session.scalar(select(UsageTier).where(UsageTier.project_id == project.id,
-                                                  UsageTier.key == DEFAULT_KEY, UsageTier.version == 1))
+    tier = session.scalar(
+        select(UsageTier).where(
+            UsageTier.project_id == project.id, UsageTier.key == DEFAULT_KEY, UsageTier.version == 1
+        )
+    )
     if tier is None:
         tier = create_tier(session, project, {"key": DEFAULT_KEY, "name": DEFAULT_NAME})
     return tier
 
 
 def latest_version(session: Session, project: Project, key: str) -> UsageTier | None:
-    return session.scalar(select(UsageTier).where(UsageTier.project_id == project.id, UsageTier.key == key)
-                          .order_by(UsageTier.version.desc()).limit(1))
+    return session.scalar(
+        select(UsageTier)
+        .where(UsageTier.project_id == project.id, UsageTier.key == key)
+        .order_by(UsageTier.version.desc())
+        .limit(1)
+    )
 
 
 def create_tier(session: Session, project: Project, spec: dict[str, Any]) -> UsageTier:
     """Version 1 of a new tier, from SPEC 4 fields (USD amounts as decimals)."""
     values = tier_values(spec)
-    if session.scalar(select(func.count()).select_from(UsageTier).where(
-            UsageTier.project_id == project.id, UsageTier.key == values["key"])):
+    if session.scalar(
+        select(func.count())
+        .select_from(UsageTier)
+        .where(UsageTier.project_id == project.id, UsageTier.key == values["key"])
+    ):
         raise Conflict(f"tier {values['key']!r} already exists", "key")
     tier = UsageTier(project_id=project.id, version=1, **values)
     session.add(tier)
@@ -117,16 +127,23 @@ def tier_values(spec: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(name, str):
         raise Invalid("name must be a string", "name")
     return dict(
-        key=key, name=name, description=str(spec.get("description") or ""),
-        prepaid=spec.get("prepaid", True), period=period,
+        key=key,
+        name=name,
+        description=str(spec.get("description") or ""),
+        prepaid=spec.get("prepaid", True),
+        period=period,
         anchor=_choice(spec, "anchor", ANCHORS, "calendar"),
         replenish_tokens=_count(spec, "replenish_tokens"),
         replenish_mode=_choice(spec, "replenish_mode", REPLENISH_MODES, "reset"),
-        max_balance=_count(spec, "max_balance"), limits=_limits(spec.get("limits")), on_limit=on_limit,
-        restrict_to=restrict_to, max_budget_nusd=_usd(spec, "max_budget_usd"),
+        max_balance=_count(spec, "max_balance"),
+        limits=_limits(spec.get("limits")),
+        on_limit=on_limit,
+        restrict_to=restrict_to,
+        max_budget_nusd=_usd(spec, "max_budget_usd"),
         soft_budget_nusd=_usd(spec, "soft_budget_usd"),
         model_budgets_nusd=_model_budgets(spec.get("model_budgets_usd")),
-        rpm_limit=_count(spec, "rpm_limit", minimum=1), tpm_limit=_count(spec, "tpm_limit", minimum=1),
+        rpm_limit=_count(spec, "rpm_limit", minimum=1),
+        tpm_limit=_count(spec, "tpm_limit", minimum=1),
         max_parallel_requests=_count(spec, "max_parallel_requests", minimum=1),
         default_reserve_tokens=_count(spec, "default_reserve_tokens", 1024, minimum=1),
         hard_cap=spec.get("hard_cap", True),

@@ -35,8 +35,11 @@ def test_user_field_creates_and_charges_customer(world: World):
 
 def test_header_identifies_customer_and_names_it(world: World):
     raw = client(world).chat.completions.with_raw_response.create(
-        model="gpt-test", messages=MESSAGES, max_tokens=5,
-        extra_headers={"X-Customer-Id": "cust-7", "X-Customer-Name": "Seven Ltd"})
+        model="gpt-test",
+        messages=MESSAGES,
+        max_tokens=5,
+        extra_headers={"X-Customer-Id": "cust-7", "X-Customer-Name": "Seven Ltd"},
+    )
     reply = raw.parse()
     assert reply.usage.completion_tokens == 5
     assert raw.headers["x-tollgate-customer"] == "cust-7"
@@ -45,21 +48,29 @@ def test_header_identifies_customer_and_names_it(world: World):
     assert raw.headers["x-request-id"].startswith("req_")
     customer = world.customer("cust-7")
     assert customer.name == "Seven Ltd"
-    assert int(raw.headers["x-tollgate-tokens-remaining"]) == customer.token_balance == 100_000 - reply.usage.total_tokens
+    assert (
+        int(raw.headers["x-tollgate-tokens-remaining"])
+        == customer.token_balance
+        == 100_000 - reply.usage.total_tokens
+    )
 
 
 def test_customer_object_is_used_and_removed_before_forwarding(world: World):
     reply = client(world).chat.completions.create(
-        model="gpt-test", messages=MESSAGES, max_tokens=3,
-        extra_body={"customer": {"customer_id": "obj-1", "customer_name": "Object One", "plan": "x"}})
+        model="gpt-test",
+        messages=MESSAGES,
+        max_tokens=3,
+        extra_body={"customer": {"customer_id": "obj-1", "customer_name": "Object One", "plan": "x"}},
+    )
     assert world.customer("obj-1").name == "Object One"
     assert "customer" not in world.upstream.requests[-1]["json"]
     assert charged(world, "obj-1") == reply.usage.total_tokens
 
 
 def test_streaming_with_sdk_charges_final_usage(world: World):
-    stream = client(world).chat.completions.create(model="gpt-test", messages=MESSAGES, user="streamer",
-                                                   max_tokens=7, stream=True)
+    stream = client(world).chat.completions.create(
+        model="gpt-test", messages=MESSAGES, user="streamer", max_tokens=7, stream=True
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.split() == [f"tok{i}" for i in range(7)]
@@ -72,8 +83,14 @@ def test_streaming_with_sdk_charges_final_usage(world: World):
 
 
 def test_streaming_with_usage_requested_sees_usage(world: World):
-    stream = client(world).chat.completions.create(model="gpt-test", messages=MESSAGES, user="u2", max_tokens=4,
-                                                   stream=True, stream_options={"include_usage": True})
+    stream = client(world).chat.completions.create(
+        model="gpt-test",
+        messages=MESSAGES,
+        user="u2",
+        max_tokens=4,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     usage = [c.usage for c in stream if c.usage is not None]
     assert len(usage) == 1 and usage[0].completion_tokens == 4
     assert world.customer("u2").token_balance == 100_000 - usage[0].total_tokens
