@@ -1,0 +1,225 @@
+"""The printed report: per scenario, direct vs each database's gateway, then the targets, then notes."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.scenarios import Settings, scenarios
+
+if TYPE_CHECKING:
+    from bench.run import Measured, Section
+
+LABEL_W, COL_W, RATIO_W, ADD_W = 31, 10, 8, 9
+CPU_TARGET_MS = {"SQLite": 0.7, "PostgreSQL": 1.0}
+LOG_MARKERS = ("[ERROR]", "[CRITICAL]", "[WARNING]", "Traceback", "Exception", "Error:", "WARNING")
+
+
+def num(v: float | None) -> str:
+    if v is None:
+        return "-"
+    a = abs(v)
+    return f"{v:.0f}" if a >= 1000 else f"{v:.1f}" if a >= 100 else f"{v:.2f}"
+
+
+def _pct(m: Measured | None, metric: str, q: str) -> float | None:
+    if m is None or not m.load.get(metric):
+        return None
+    return m.load[metric][q]
+
+
+def _per_call(value: float | None, m: Measured | None) -> float | None:
+    return None if m is None or value is None else value * 1000 / m.calls
+
+
+Getter = Callable[["Measured | None"], float | None]
+
+
+def _rows(key: str) -> list[tuple[str, Getter, str]]:
+    """(label, getter, comparison): comparison is 'lat' (ratio and difference), 'rate' (ratio) or ''."""
+    stream = key in ("c", "c2", "d")
+    what = "stream duration" if stream else "latency"
+    rows: list[tuple[str, Getter, str]] = [
+        ("throughput (calls/s)", lambda m: m and m.load["throughput"], "rate"),
+        (f"{what} p50 (ms)", lambda m: _pct(m, "latency", "p50"), "lat"),
+        (f"{what} p99 (ms)", lambda m: _pct(m, "latency", "p99"), "lat"),
+    ]
+    if stream:
+        rows += [
+            ("first chunk p50 (ms)", lambda m: _pct(m, "ttfc", "p50"), "lat"),
+            ("first chunk p99 (ms)", lambda m: _pct(m, "ttfc", "p99"), "lat"),
+        ]
+    rows += [
+        ("gateway CPU (ms/call)", lambda m: _per_call(m and m.gateway_cpu_s, m), ""),
+        ("fake upstream CPU (ms/call)", lambda m: _per_call(m and m.upstream_cpu_s, m), ""),
+        ("load generator CPU (ms/call)", lambda m: _per_call(m and m.load["cpu_s"], m), ""),
+        ("gateway peak RSS (MB)", lambda m: m and m.peak_rss_kb and m.peak_rss_kb / 1024, ""),
+    ]
+    if key == "d":
+        rows.append(("peak streams in flight", lambda m: m and m.load["peak_inflight"], ""))
+    if key in ("b", "c2", "d"):
+        rows.append(("load gen. send lag p99 (ms)", lambda m: _pct(m, "sched_lag", "p99"), ""))
+    return rows
+
+
+def _header(sections: list[Section]) -> str:
+    line = f"{'':<{LABEL_W}}{'direct':>{COL_W}}"
+    for s in sections:
+        line += f"{s.label:>{COL_W + 2}}{'vs dir.':>{RATIO_W}}{'added':>{ADD_W}}"
+    return line
+
+
+def _count_line(direct: Measured, sections: list[Section], key: str) -> str:
+    def cell(m: Measured | None) -> str:
+        if m is None:
+            return "-"
+        return f"{m.load['ok']}/{sum(m.load['failures'].values())}"
+
+    line = f"{'  calls ok/failed':<{LABEL_W}}{cell(direct):>{COL_W}}"
+    for s in sections:
+        line += f"{cell(s.results.get(key)):>{COL_W + 2}}{'':>{RATIO_W + ADD_W}}"
+    return line
+
+
+def _table(key: str, title: str, direct: Measured, sections: list[Section]) -> list[str]:
+    out = [title, _header(sections), _count_line(direct, sections, key)]
+    for label, get, comparison in _rows(key):
+        d = get(direct)
+        line = f"  {label:<{LABEL_W - 2}}{num(d):>{COL_W}}"
+        for s in sections:
+            g = get(s.results.get(key))
+            ratio = f"{g / d:.2f}x" if comparison and g is not None and d else ""
+            added = f"{g - d:+.2f}" if comparison == "lat" and g is not None and d is not None else ""
+            line += f"{num(g):>{COL_W + 2}}{ratio:>{RATIO_W}}{added:>{ADD_W}}"
+        out.append(line.rstrip())
+    return out
+
+
+def _targets(settings: Settings, direct: dict[str, Measured], sections: list[Section]) -> list[str]:
+    def cpu(key: str) -> Callable[[Section], tuple[float | None, float]]:
+        return lambda s: (_per_call(s.results[key].gateway_cpu_s, s.results[key]), CPU_TARGET_MS[s.label])
+
+    def added(key: str, metric: str, q: str, limit: float) -> Callable[[Section], tuple[float | None, float]]:
+        def get(s: Section) -> tuple[float | None, float]:
+            g, d = _pct(s.results[key], metric, q), _pct(direct[key], metric, q)
+            return (None if g is None or d is None else g - d), limit
+
+        return get
+
+    def failures(s: Section) -> tuple[float | None, float]:
+        m = s.results["d"]
+        return float(sum(m.load["failures"].values()) + (m.load["calls"] - m.load["ok"])), 0.0
+
+    def duration_ratio(s: Section) -> tuple[float | None, float]:
+        g, d = _pct(s.results["d"], "latency", "p50"), _pct(direct["d"], "latency", "p50")
+        return (None if g is None or not d else g / d), 1.02
+
+    def rss(s: Section) -> tuple[float | None, float]:
+        kb = s.results["d"].peak_rss_kb
+        return (kb / 1024 if kb else None), 150.0
+
+    rows: list[tuple[str, str, Callable[[Section], tuple[float | None, float]], str]] = [
+        ("gateway CPU per non-streaming call, (a)", "<= 0.7 / 1.0 ms", cpu("a"), "ms"),
+        ("gateway CPU per non-streaming call, (b)", "<= 0.7 / 1.0 ms", cpu("b"), "ms"),
+        (f"added latency p50 at {settings.rate:g} calls/s, (b)", "<= 2 ms", added("b", "latency", "p50", 2), "ms"),
+        (f"added latency p99 at {settings.rate:g} calls/s, (b)", "<= 5 ms", added("b", "latency", "p99", 5), "ms"),
+        ("added time to first chunk p50, (c2)", "<= 2 ms", added("c2", "ttfc", "p50", 2), "ms"),
+        (f"(d) {settings.long_streams} streams: failures", "0", failures, ""),
+        ("(d) first chunk p50", "<= 20 ms", lambda s: (_pct(s.results["d"], "ttfc", "p50"), 20.0), "ms"),
+        ("(d) stream duration p50 / direct", "<= 1.02x", duration_ratio, "x"),
+        ("(d) gateway peak RSS", "<= 150 MB", rss, "MB"),
+    ]  # fmt: skip
+    live = [s for s in sections if not s.skipped]
+    head = f"{'Targets':<44}{'target':<17}" + "".join(f"{s.label:>18}" for s in live)
+    out = [head]
+    for label, target, get, unit in rows:
+        line = f"  {label:<42}{target:<17}"
+        for s in live:
+            value, limit = get(s)
+            if value is None:
+                line += f"{'n/a':>18}"
+                continue
+            verdict = "PASS" if value <= limit + 1e-9 else "MISS"
+            shown = f"{value:.2f}{unit}" if unit in ("x",) else f"{value:+.2f} {unit}" if label.startswith("added") \
+                else f"{value:.2f} {unit}".strip() if unit else f"{value:.0f}"  # fmt: skip
+            line += f"{shown + ' ' + verdict:>18}"
+        out.append(line)
+    return out
+
+
+def log_findings(path: Path | None, limit: int = 8) -> list[str]:
+    """Errors and warnings in the gateway's log, grouped by message with timestamps and pids removed."""
+    if path is None or not path.exists():
+        return []
+    seen: Counter[str] = Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        if any(marker in line for marker in LOG_MARKERS):
+            key = re.sub(r"^\[[^]]*\] \[\d+\] ", "", line)
+            key = re.sub(r"\b\d{2,}\b", "N", key)[:160]
+            seen[key] += 1
+    return [f"{n}x {msg}" for msg, n in seen.most_common(limit)]
+
+
+def _notes(direct: dict[str, Measured], sections: list[Section]) -> list[str]:
+    out = ["Notes"]
+    for s in sections:
+        if s.skipped:
+            out.append(f"  {s.label}: NOT RUN - {s.skipped}")
+            continue
+        out.append(f"  {s.label}: {s.url}")
+        restarted = [k for k, m in s.results.items() if m.workers_before != m.workers_after]
+        if restarted:
+            out.append(f"    worker pid changed during ({', '.join(restarted)}): the worker died or was restarted")
+        if any(m.rss_since_start for m in s.results.values()):
+            out.append("    peak RSS could not be reset per scenario (clear_refs refused): it is since start")
+        leaks = sum(m.load["usage_leaks"] for k, m in s.results.items() if k != "warm")
+        if leaks:
+            out.append(f"    {leaks} streams showed the usage chunk although the client did not ask for it")
+        for key, m in s.results.items():
+            for kind, n in m.load["failures"].items():
+                out.append(f"    ({key}) {n} failed: {kind}")
+        findings = s.log_findings
+        out.append(f"    gunicorn log ({s.log_path}): " + ("no errors or warnings" if not findings else ""))
+        out += [f"      {f}" for f in findings]
+        out += [f"    {p}" for p in s.profile]
+    for key, m in direct.items():
+        for kind, n in m.load["failures"].items():
+            out.append(f"  direct ({key}) {n} failed: {kind}")
+    return out
+
+
+def render(
+    settings: Settings,
+    direct: dict[str, Measured],
+    sections: list[Section],
+    elapsed_s: float,
+    environment: str,
+) -> str:
+    live = [s for s in sections if not s.skipped]
+    lines = [
+        "=" * 100,
+        f"Tollgate benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}, {elapsed_s:.0f} s in all",
+        f"  {environment}",
+        "  gateway: gunicorn -c gunicorn.conf.py wsgi:app, 1 gevent worker, metering on, "
+        f"{settings.customers} rotating customers (each created in a warm-up before measuring)",
+        "  fake upstream, load generator and gateway are separate processes sharing the machine's cores;",
+        "  'vs dir.' = gateway / direct, 'added' = gateway - direct (ms), both from this run.",
+        "  Streams: 'stream duration' = send to [DONE], 'first chunk' = send to the first content event;",
+        "  open-loop scenarios count both from the scheduled send time.",
+        "=" * 100,
+    ]
+    for sc in scenarios(settings):
+        lines.append("")
+        lines += _table(sc.key, sc.title, direct[sc.key], live)
+    lines.append("")
+    if live:
+        lines += _targets(settings, direct, live)
+        lines.append("  (CPU target: 0.7 ms on SQLite, 1.0 ms on PostgreSQL; CPU = master + worker utime+stime "
+                     "over the run / calls)")  # fmt: skip
+        lines.append("")
+    lines += _notes(direct, sections)
+    return "\n".join(lines)

@@ -1,0 +1,64 @@
+"""Money and token arithmetic: exact, never floats (hypothesis properties)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.metering import estimate
+from app.metering.pricing import MoneyError, Price, genai_price, resolve_price, to_nusd, to_usd, usd_str
+from tests.fakes.upstream import count_prompt_tokens
+
+nano_decimals = st.decimals(min_value=0, max_value=10**6, places=9, allow_nan=False, allow_infinity=False)
+
+
+@given(nano_decimals)
+def test_usd_round_trips_exactly_through_nano(value: Decimal):
+    assert to_usd(to_nusd(value)) == value
+    assert Decimal(usd_str(to_nusd(value))) == value
+
+
+@given(st.integers(0, 10**9), st.integers(0, 10**9), st.integers(0, 10**12), st.integers(0, 10**12))
+def test_cost_is_exact_ceiling(prompt: int, completion: int, price_in: int, price_out: int):
+    cost = Price(price_in, price_out, "config").cost_nusd(prompt, completion)
+    exact = Decimal(prompt * price_in + completion * price_out) / 10**6
+    assert cost - 1 < exact <= cost
+
+
+def test_floats_from_yaml_mean_the_decimal_written():
+    assert to_nusd(0.15) == 150_000_000
+    assert to_nusd(2.5e-05) == 25_000
+    with pytest.raises(MoneyError):  # 0.30000000000000004: refused, never silently rounded
+        to_nusd(0.1 + 0.2)
+
+
+@pytest.mark.parametrize("bad", ["-1", "abc", "NaN", "Infinity", "0.0000000001", True, None, [1]])
+def test_bad_money_is_refused(bad):
+    with pytest.raises(MoneyError):
+        to_nusd(bad)
+
+
+def test_configured_price_wins_then_genai_prices_then_unpriced():
+    assert resolve_price(1, 2, "gpt-4o-mini") == Price(1, 2, "config")
+    assert resolve_price(None, None, "gpt-4o-mini") == Price(150_000_000, 600_000_000, "genai-prices")
+    assert genai_price("surely-not-a-model-xyz") is None
+    assert resolve_price(None, None, "surely-not-a-model-xyz") is None
+
+
+words = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200)
+
+
+@given(
+    st.lists(
+        st.fixed_dictionaries({"role": st.sampled_from(["user", "system"]), "content": words}),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_upper_estimate_covers_a_word_counting_tokenizer(messages):
+    est = estimate.chat_prompt({"messages": messages})
+    assert est.upper >= count_prompt_tokens(messages)
+    assert est.upper >= est.likely > 0
