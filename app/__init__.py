@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from flask import Flask, Response, jsonify, request
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
@@ -85,12 +87,32 @@ def _init_gateway(app: Flask, settings: config.Settings) -> None:
     engine = db.engine
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        _refuse_blocking_psycopg()
     app.extensions["tollgate.gateway"] = Gateway(
         engine=engine,
         cache=SnapshotCache(engine, settings.secret_key, settings.master_key),
         client=Client(),
         breakers=Breakers(),
     )
+
+
+def _refuse_blocking_psycopg() -> None:
+    """Under gevent, psycopg must wait cooperatively, or one slow statement stalls the worker.
+
+    psycopg picks its wait function at import: the C one if gevent had not patched `select` yet
+    (gunicorn --preload, or an import of the app in gunicorn.conf.py).
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None or not monkey.is_module_patched("select"):
+        return
+    import psycopg.waiting
+
+    if psycopg.waiting.wait is getattr(psycopg.waiting, "wait_c", None):
+        raise config.ConfigError(
+            "psycopg was imported before gevent patched the process (gunicorn --preload?): "
+            "PostgreSQL waits would block every request in the worker"
+        )
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

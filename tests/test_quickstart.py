@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,6 +17,16 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGINT is gunicorn's quick shutdown; whatever is left of the group is then killed."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(15)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -78,6 +89,5 @@ def test_make_run_then_readme_curl(tmp_path: Path):
             balance = db.execute("SELECT token_balance FROM customers WHERE external_id = 'acme'").fetchone()
         assert balance == (10_000 - used,)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+        stop_group(proc)
         log.close()
