@@ -282,16 +282,6 @@ def release(engine: Engine, hold: Hold) -> None:
         )
 
 
-def release_expired(conn: Connection, now: datetime) -> int:
-    """Free every hold whose calls have all passed their expiry (their process died)."""
-    result = conn.execute(
-        update(customers)
-        .where(customers.c.reservation_expires_at < now, customers.c.reserved_tokens != 0)
-        .values(reserved_tokens=0, reserved_nusd=0, reservation_expires_at=None)
-    )
-    return result.rowcount
-
-
 def insert_ignoring_conflict(conn: Connection, table, values: dict, conflict_on: list[str]):
     """INSERT … ON CONFLICT DO NOTHING RETURNING id: the row's id if this call created it."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite

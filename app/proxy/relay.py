@@ -183,8 +183,8 @@ def _filter(call: Call, events: list[bytes], tally: _Tally) -> bytes:
                 tally.usage = usage
                 if not call.client_wants_usage and b'"choices":[]' in event.replace(b" ", b""):
                     continue
-        else:
-            tally.chunks += 1
+        elif b'"content"' in event and b'"content":""' not in event and b'"content": ""' not in event:
+            tally.chunks += 1  # one token per content chunk: what a hang-up is charged for
         out.append(event)
         out.append(b"\n\n")
     joined = b"".join(out)

@@ -130,7 +130,8 @@ def test_client_hanging_up_pays_prompt_plus_streamed_tokens_and_upstream_is_clos
         records = world.usage_records("s1")
     [record] = records
     assert record.client_disconnected
-    assert n <= record.completion_tokens <= n + 4
+    # The gateway learns of the hang-up on a write or two after it: about n, never the whole answer.
+    assert n <= record.completion_tokens <= n + 5
     assert record.prompt_tokens > 0
     customer = world.customer("s1")
     assert customer.token_balance == 100_000 - record.total_tokens
