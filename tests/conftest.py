@@ -6,12 +6,18 @@ TOLLGATE_TEST_DATABASE_URL picks the database (PostgreSQL in CI's second pass); 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from flask import Flask
 from flask_migrate import upgrade
 from sqlalchemy import create_engine, text
@@ -111,4 +117,94 @@ def world(app: Flask, upstream: FakeUpstream, live_url: str) -> Iterator[World]:
     with app.app_context():
         w = World(app, upstream, live_url)
         w.setup_default()
+        yield w
+
+
+GUNICORN_KEY = "tg-gunicorn-test-key-0123456789"
+
+
+@pytest.fixture
+def gunicorn_url(app: Flask, upstream: FakeUpstream, instance_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """The production server (gunicorn, one gevent worker) on the test database, for the tests
+    whose subject is the server's own behaviour (client hang-ups). Project `default`, model
+    `gpt-test` on the fake upstream, 100,000 initial tokens, key GUNICORN_KEY."""
+    config_file = tmp_path / "tollgate.yaml"
+    config_file.write_text(
+        GUNICORN_CONFIG.replace("UPSTREAM", upstream.base_url).replace("KEY", GUNICORN_KEY)
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        bind = f"127.0.0.1:{s.getsockname()[1]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    env.update(
+        TOLLGATE_INSTANCE_PATH=str(instance_dir),
+        TOLLGATE_BIND=bind,
+        TOLLGATE_SECRET_KEY="s" * 48,
+        TOLLGATE_DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+        TOLLGATE_CONFIG=str(config_file),
+        TOLLGATE_WORKERS="1",
+    )
+    bin_dir = ROOT / ".venv" / "bin"
+    subprocess.run(
+        [bin_dir / "flask", "--app", "wsgi", "setup"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
+    proc = subprocess.Popen(
+        [bin_dir / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until_serving(f"http://{bind}", proc)
+        yield f"http://{bind}"
+    finally:
+        stop_group(proc)
+
+
+GUNICORN_CONFIG = """
+projects:
+  - slug: default
+    name: Gunicorn tests
+    settings: {new_customer_initial_tokens: 100000}
+    models:
+      - name: gpt-test
+        price: {input_per_mtok: 0.15, output_per_mtok: 0.60}
+        deployments: [{provider: openai, base_url: "UPSTREAM", model: fake-model, region: us}]
+    api_keys:
+      - {name: tests, scope: proxy, key: "KEY"}
+"""
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until_serving(base: str, proc: subprocess.Popen, deadline_s: float = 60) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the server exited while starting"
+        try:
+            if requests.get(base + "/readyz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(0.1)  # returns early only if the server died, which the assert reports
+    raise AssertionError(f"{base} did not come up")
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGINT is gunicorn's quick shutdown; whatever is left of the group is then killed."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(15)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def gunicorn_world(app: Flask, upstream: FakeUpstream, gunicorn_url: str) -> Iterator[World]:
+    with app.app_context():
+        w = World(app, upstream, gunicorn_url)
+        w.key = GUNICORN_KEY
         yield w

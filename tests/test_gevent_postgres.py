@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -15,6 +13,8 @@ from pathlib import Path
 import psycopg
 import requests
 from sqlalchemy.engine import make_url
+
+from tests.conftest import stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 DB = "tollgate_gevent_test"
@@ -47,16 +47,6 @@ def fresh_database(url: str) -> str:
         conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DB}")
     return make_url(url).set(database=DB).render_as_string(hide_password=False)
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    """SIGINT is gunicorn's quick shutdown; whatever is left of the group is then killed."""
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(15)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def free_port() -> int:

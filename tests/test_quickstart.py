@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -16,17 +14,9 @@ from pathlib import Path
 
 import requests
 
+from tests.conftest import stop_group
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    """SIGINT is gunicorn's quick shutdown; whatever is left of the group is then killed."""
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(15)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def free_port() -> int:

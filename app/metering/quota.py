@@ -10,10 +10,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Connection, Engine, Table, and_, case, func, not_, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    not_,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.db import write_transaction
+from app.db import UTCDateTime, write_transaction
 from app.models.customer import Customer
 from app.models.ledger import LedgerEntry
 from app.models.tier import UsageTier
@@ -76,45 +89,34 @@ def _tier_value(column: str, default: object):
     return func.coalesce(sub, default)
 
 
-def _room_condition(prompt_upper: int, completion: int | None):
-    """SQL truth of "this customer may hold what the call asks", judged by its own tier."""
-    reserve = (
-        completion if completion is not None else _tier_value("default_reserve_tokens", FALLBACK_RESERVE)
-    )
-    need = prompt_upper + reserve
-    available = customers.c.token_balance - customers.c.reserved_tokens
-    prepaid = _tier_value("prepaid", True)
-    hard_cap = _tier_value("hard_cap", True)
-    return need, or_(
-        not_(prepaid),
-        and_(hard_cap, available >= need),
-        and_(not_(hard_cap), available > 0),
-    )
-
-
-def _hold_statement(ask: Ask, need, condition):
-    expiry = case(
-        (
-            or_(
-                customers.c.reservation_expires_at.is_(None),
-                customers.c.reservation_expires_at < ask.expires_at,
-            ),
-            ask.expires_at,
+# The hot-path statements are built once: SQLAlchemy then reuses their memoised cache keys and
+# compiled forms, and a call only binds its values.
+_available = customers.c.token_balance - customers.c.reserved_tokens
+_expiry = case(
+    (
+        or_(
+            customers.c.reservation_expires_at.is_(None),
+            customers.c.reservation_expires_at < bindparam("expires_at", type_=UTCDateTime()),
         ),
-        else_=customers.c.reservation_expires_at,
-    )
+        bindparam("expires_at", type_=UTCDateTime()),
+    ),
+    else_=customers.c.reservation_expires_at,
+)
+
+
+def _hold(amount, condition):
     return (
         update(customers)
         .where(
-            customers.c.project_id == ask.project_id,
-            customers.c.external_id == ask.external_id,
+            customers.c.project_id == bindparam("b_project"),
+            customers.c.external_id == bindparam("b_customer"),
             customers.c.blocked.is_(False),
             condition,
         )
         .values(
-            reserved_tokens=customers.c.reserved_tokens + need,
-            reservation_expires_at=expiry,
-            last_seen_at=ask.now,
+            reserved_tokens=customers.c.reserved_tokens + amount,
+            reservation_expires_at=_expiry,
+            last_seen_at=bindparam("now", type_=UTCDateTime()),
         )
         .returning(
             customers.c.id,
@@ -124,6 +126,38 @@ def _hold_statement(ask: Ask, need, condition):
             customers.c.allowed_regions,
             customers.c.shedding_tier,
         )
+    )
+
+
+def _full_hold():
+    """Hold prompt + completion reserve if the customer's own tier says it may (SPEC 5.1, 3.2.9)."""
+    reserve = func.coalesce(
+        bindparam("completion", type_=BigInteger), _tier_value("default_reserve_tokens", FALLBACK_RESERVE)
+    )
+    need = bindparam("prompt", type_=BigInteger) + reserve
+    prepaid = _tier_value("prepaid", True)
+    hard_cap = _tier_value("hard_cap", True)
+    room = or_(not_(prepaid), and_(hard_cap, _available >= need), and_(not_(hard_cap), _available > 0))
+    return _hold(need, room)
+
+
+HOLD_FULL = _full_hold()
+HOLD_FIXED = _hold(bindparam("fixed", type_=BigInteger), _available >= bindparam("fixed", type_=BigInteger))
+STATE = select(
+    customers.c.blocked,
+    customers.c.tier_id,
+    customers.c.token_balance,
+    _available.label("available"),
+).where(customers.c.project_id == bindparam("b_project"), customers.c.external_id == bindparam("b_customer"))
+
+
+def _params(ask: Ask, **extra) -> dict:
+    return dict(
+        b_project=ask.project_id,
+        b_customer=ask.external_id,
+        expires_at=ask.expires_at,
+        now=ask.now,
+        **extra,
     )
 
 
@@ -151,10 +185,10 @@ def reserve(engine: Engine, ask: Ask, terms_of) -> Hold | None:
     `terms_of(tier_id)` gives the tier's TierTerms from the snapshot; tier versions that have
     customers are immutable, so the snapshot and the database agree on them.
     """
-    need, condition = _room_condition(ask.prompt_upper, ask.completion_requested)
+    params = _params(ask, prompt=ask.prompt_upper, completion=ask.completion_requested)
     with write_transaction(engine) as conn:
         for _ in range(RETRIES):
-            row = conn.execute(_hold_statement(ask, need, condition)).first()
+            row = conn.execute(HOLD_FULL, params).first()
             if row is not None:
                 return _hold_from_row(row, ask, terms_of(row.tier_id))
             state = _state(conn, ask)
@@ -173,14 +207,7 @@ RETRIES = 3
 
 
 def _state(conn: Connection, ask: Ask):
-    return conn.execute(
-        select(
-            customers.c.blocked,
-            customers.c.tier_id,
-            customers.c.token_balance,
-            (customers.c.token_balance - customers.c.reserved_tokens).label("available"),
-        ).where(customers.c.project_id == ask.project_id, customers.c.external_id == ask.external_id)
-    ).first()
+    return conn.execute(STATE, {"b_project": ask.project_id, "b_customer": ask.external_id}).first()
 
 
 def _hold_what_remains(conn: Connection, ask: Ask, state, terms: TierTerms) -> Hold | None:
@@ -208,8 +235,7 @@ def _hold_what_remains(conn: Connection, ask: Ask, state, terms: TierTerms) -> H
             f"is estimated at up to {ask.prompt_upper}.",
         )
     fixed = int(state.available)
-    available = customers.c.token_balance - customers.c.reserved_tokens
-    row = conn.execute(_hold_statement(ask, fixed, available >= fixed)).first()
+    row = conn.execute(HOLD_FIXED, _params(ask, fixed=fixed)).first()
     return _hold_from_row(row, ask, terms, tokens=fixed) if row is not None else None
 
 
@@ -240,21 +266,16 @@ def settle(engine: Engine, hold: Hold | None, charge: Charge, record: dict) -> i
         available = None
         if hold is not None:
             row = conn.execute(
-                update(customers)
-                .where(customers.c.id == hold.customer_pk)
-                .values(
-                    token_balance=customers.c.token_balance - charged,
-                    reserved_tokens=_released(hold.tokens),
-                    spend_nusd=customers.c.spend_nusd + charge.cost_nusd,
-                )
-                .returning(customers.c.token_balance, customers.c.reserved_tokens)
+                SETTLE,
+                {"pk": hold.customer_pk, "charged": charged, "held": hold.tokens, "cost": charge.cost_nusd},
             ).first()
             if row is None:  # the customer was deleted while its call was in flight
                 customer_pk = None
             else:
                 available = row.token_balance - row.reserved_tokens
         conn.execute(
-            usage_records.insert().values(
+            INSERT_USAGE,
+            dict(
                 customer_id=customer_pk,
                 prompt_tokens=charge.prompt_tokens,
                 completion_tokens=charge.completion_tokens,
@@ -262,24 +283,34 @@ def settle(engine: Engine, hold: Hold | None, charge: Charge, record: dict) -> i
                 tokens_charged=charged if customer_pk is not None else 0,
                 cost_nusd=charge.cost_nusd,
                 **record,
-            )
+            ),
         )
     return available
 
 
-def _released(tokens: int):
-    # Never below zero: the scheduler may already have released an expired hold.
-    return case((customers.c.reserved_tokens >= tokens, customers.c.reserved_tokens - tokens), else_=0)
+# Never below zero: the scheduler may already have released an expired hold.
+_released = case(
+    (customers.c.reserved_tokens >= bindparam("held"), customers.c.reserved_tokens - bindparam("held")),
+    else_=0,
+)
+SETTLE = (
+    update(customers)
+    .where(customers.c.id == bindparam("pk"))
+    .values(
+        token_balance=customers.c.token_balance - bindparam("charged", type_=BigInteger),
+        reserved_tokens=_released,
+        spend_nusd=customers.c.spend_nusd + bindparam("cost", type_=BigInteger),
+    )
+    .returning(customers.c.token_balance, customers.c.reserved_tokens)
+)
+RELEASE = update(customers).where(customers.c.id == bindparam("pk")).values(reserved_tokens=_released)
+INSERT_USAGE = usage_records.insert()
 
 
 def release(engine: Engine, hold: Hold) -> None:
     """Give a hold back untouched: the call failed before anything was served."""
     with write_transaction(engine) as conn:
-        conn.execute(
-            update(customers)
-            .where(customers.c.id == hold.customer_pk)
-            .values(reserved_tokens=_released(hold.tokens))
-        )
+        conn.execute(RELEASE, {"pk": hold.customer_pk, "held": hold.tokens})
 
 
 def insert_ignoring_conflict(conn: Connection, table, values: dict, conflict_on: list[str]):

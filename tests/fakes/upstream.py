@@ -96,6 +96,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in separate writes; without this, Nagle and delayed ACKs add 40 ms.
+    disable_nagle_algorithm = True
     server: _Server
 
     # -- plumbing ----------------------------------------------------------
