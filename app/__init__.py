@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from app import config
 from app.extensions import csrf, db, login_manager, migrate
+from app.web_session import AdminOnlySessions
 
 
 def create_app(settings: config.Settings | None = None) -> Flask:
@@ -21,6 +22,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
         instance_path=str(settings.instance_path),
     )
     app.config.update(settings.flask_config())
+    app.session_interface = AdminOnlySessions()
     _init_extensions(app)
     _register_blueprints(app)
     _register_errors(app)

@@ -50,3 +50,15 @@ def test_metrics_need_loopback_or_an_admin_key(app, world: World):
     world.commit()
     resp = client.get("/metrics", environ_base=remote, headers={"Authorization": f"Bearer {admin_key}"})
     assert resp.status_code == 200 and b"tollgate_requests_total" in resp.data
+
+
+def test_api_answers_carry_no_session_cookie_or_vary(world: World):
+    resp = requests.post(
+        world.url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {world.key}"},
+        json={"model": "gpt-test", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]},
+        timeout=10,
+    )
+    assert resp.status_code == 200
+    assert "Cookie" not in resp.headers.get("Vary", "") and "Set-Cookie" not in resp.headers
+    assert "Cookie" not in requests.get(world.url + "/healthz", timeout=5).headers.get("Vary", "")

@@ -53,6 +53,11 @@ class Reply:
         """Read the first bytes of a stream now, while failing over is still possible."""
         try:
             self._first = next(self.chunks(), b"")
+        except ReadTimeoutError as exc:
+            self.close(finished=False)
+            raise UpstreamFailure(
+                f"deployment {deployment_id} timed out before its first byte", timeout=True
+            ) from exc
         except (ProtocolError, HTTPError, OSError) as exc:
             self.close(finished=False)
             raise UpstreamFailure(f"deployment {deployment_id} broke before its first byte: {exc}") from exc
