@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import secrets
@@ -56,6 +57,19 @@ def postgres_database(admin_dsn: str, name: str) -> Database:
     return Database("PostgreSQL", f"postgresql+psycopg://{user}@{host}:{port}/{name}")
 
 
+def pg_counters(admin_dsn: str, name: str) -> tuple[int, int] | None:
+    """(sessions ever opened, transactions ever ended) on database `name`, from pg_stat_database."""
+    import psycopg
+
+    query = "SELECT sessions, xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s"
+    try:
+        with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute(query, (name,)).fetchone()
+    except psycopg.Error:
+        return None
+    return (int(row[0]), int(row[1])) if row and None not in row else None
+
+
 def config_file(path: Path, upstream_port: int, pace_ms: int) -> Path:
     """The bench config: one plain and one paced model on the fake upstream, one proxy key."""
 
@@ -77,7 +91,12 @@ def config_file(path: Path, upstream_port: int, pace_ms: int) -> Path:
                 "name": "Bench",
                 "settings": {"new_customer_initial_tokens": 1_000_000_000},
                 "models": [
-                    {"name": MODEL, "model_tier": "standard", "price": price, "deployments": [deployment("")]},
+                    {
+                        "name": MODEL,
+                        "model_tier": "standard",
+                        "price": price,
+                        "deployments": [deployment("")],
+                    },
                     {
                         "name": PACED_MODEL,
                         "model_tier": "standard",
@@ -101,7 +120,9 @@ class Gateway:
         self.port = port
         self.log = log
         self.proc: subprocess.Popen | None = None
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_") and k != "WEBHOOK_URL"}
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_") and k != "WEBHOOK_URL"
+        }
         self.env.update(
             TOLLGATE_INSTANCE_PATH=str(workdir),
             TOLLGATE_DATABASE_URL=database.url,
@@ -174,9 +195,13 @@ class Gateway:
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        workers = self.workers()
         self.proc.send_signal(signal.SIGTERM)  # graceful: gunicorn stops its workers
         try:
             self.proc.wait(timeout=40)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
+            for pid in workers:  # orphaned by the kill: end them by pid
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)

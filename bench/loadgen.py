@@ -13,7 +13,8 @@ Modes:
   (coordinated omission).
 
 Spec keys: host, port, path, auth (header value or null), model, customers, customer_offset,
-max_tokens, stream, prompt, mode, concurrency, duration, count, rate, timeout.
+max_tokens, stream, prompt, mode, concurrency, duration, count, rate, timeout, timeline (true: also
+return every call's start and latency, for debugging).
 """
 
 from __future__ import annotations
@@ -135,6 +136,8 @@ class Conn:
 class Tally:
     expect_chunks: int | None
     latencies: list[float] = field(default_factory=list)
+    timeline: list[tuple[float, float]] = field(default_factory=list)  # (start, latency), if asked for
+    keep_timeline: bool = False
     ttfc: list[float] = field(default_factory=list)
     lags: list[float] = field(default_factory=list)
     failures: Counter = field(default_factory=Counter)
@@ -161,6 +164,8 @@ class Tally:
 
     def record(self, start: float, out: Outcome) -> None:
         self.latencies.append(out.end - start)
+        if self.keep_timeline:
+            self.timeline.append((start, out.end - start))
         if out.first is not None:
             self.ttfc.append(out.first - start)
         self.last_end = max(self.last_end, out.end)
@@ -174,7 +179,7 @@ class Load:
         self.requests = _requests(spec)
         self.offset = int(spec.get("customer_offset", 0))
         expect = int(spec.get("max_tokens", 16)) if spec.get("stream") else None
-        self.tally = Tally(expect)
+        self.tally = Tally(expect, keep_timeline=bool(spec.get("timeline")))
         self.idle: list[Conn] = []
 
     def _next_request(self) -> bytes:
@@ -319,6 +324,7 @@ def run(spec: dict) -> dict:
         "peak_inflight": tally.peak_inflight,
         "usage_leaks": tally.usage_leaks,
         "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
+        "timeline": [(round(start - t0, 6), round(latency, 6)) for start, latency in tally.timeline],
     }
 
 

@@ -64,3 +64,24 @@ def reset_peak_rss(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent busy (all cores), from the first line of /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / TICK
+
+
+def pids_with(text: str) -> list[int]:
+    """Processes whose command line contains text (e.g. the PostgreSQL backends of one database)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if text in Path(f"/proc/{entry.name}/cmdline").read_text(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found

@@ -14,7 +14,7 @@ from bench.scenarios import Settings, scenarios
 if TYPE_CHECKING:
     from bench.run import Measured, Section
 
-LABEL_W, COL_W, RATIO_W, ADD_W = 31, 10, 8, 9
+LABEL_W, COL_W, RATIO_W, ADD_W = 36, 10, 8, 9
 CPU_TARGET_MS = {"SQLite": 0.7, "PostgreSQL": 1.0}
 LOG_MARKERS = ("[ERROR]", "[CRITICAL]", "[WARNING]", "Traceback", "Exception", "Error:", "WARNING")
 
@@ -22,6 +22,8 @@ LOG_MARKERS = ("[ERROR]", "[CRITICAL]", "[WARNING]", "Traceback", "Exception", "
 def num(v: float | None) -> str:
     if v is None:
         return "-"
+    if isinstance(v, int):
+        return str(v)
     a = abs(v)
     return f"{v:.0f}" if a >= 1000 else f"{v:.1f}" if a >= 100 else f"{v:.2f}"
 
@@ -34,6 +36,10 @@ def _pct(m: Measured | None, metric: str, q: str) -> float | None:
 
 def _per_call(value: float | None, m: Measured | None) -> float | None:
     return None if m is None or value is None else value * 1000 / m.calls
+
+
+def _xacts_per_call(m: Measured | None) -> float | None:
+    return None if m is None or m.db_xacts is None else m.db_xacts / m.calls
 
 
 Getter = Callable[["Measured | None"], float | None]
@@ -55,15 +61,23 @@ def _rows(key: str) -> list[tuple[str, Getter, str]]:
         ]
     rows += [
         ("gateway CPU (ms/call)", lambda m: _per_call(m and m.gateway_cpu_s, m), ""),
+        ("PostgreSQL server CPU (ms/call)", lambda m: _per_call(m and m.db_cpu_s, m), ""),
+        ("PostgreSQL transactions per call", _xacts_per_call, ""),
+        ("PostgreSQL connections opened", lambda m: m and m.db_sessions, ""),
         ("fake upstream CPU (ms/call)", lambda m: _per_call(m and m.upstream_cpu_s, m), ""),
         ("load generator CPU (ms/call)", lambda m: _per_call(m and m.load["cpu_s"], m), ""),
         ("gateway peak RSS (MB)", lambda m: m and m.peak_rss_kb and m.peak_rss_kb / 1024, ""),
+        ("other processes (cores busy)", lambda m: m and m.other_cores, ""),
     ]
     if key == "d":
         rows.append(("peak streams in flight", lambda m: m and m.load["peak_inflight"], ""))
     if key in ("b", "c2", "d"):
         rows.append(("load gen. send lag p99 (ms)", lambda m: _pct(m, "sched_lag", "p99"), ""))
     return rows
+
+
+def _ratio(r: float) -> str:
+    return f"{r:.0f}x" if r >= 100 else f"{r:.1f}x" if r >= 10 else f"{r:.2f}x"
 
 
 def _header(sections: list[Section]) -> str:
@@ -89,10 +103,12 @@ def _table(key: str, title: str, direct: Measured, sections: list[Section]) -> l
     out = [title, _header(sections), _count_line(direct, sections, key)]
     for label, get, comparison in _rows(key):
         d = get(direct)
+        if d is None and all(get(s.results.get(key)) is None for s in sections):
+            continue
         line = f"  {label:<{LABEL_W - 2}}{num(d):>{COL_W}}"
         for s in sections:
             g = get(s.results.get(key))
-            ratio = f"{g / d:.2f}x" if comparison and g is not None and d else ""
+            ratio = _ratio(g / d) if comparison and g is not None and d else ""
             added = f"{g - d:+.2f}" if comparison == "lat" and g is not None and d is not None else ""
             line += f"{num(g):>{COL_W + 2}}{ratio:>{RATIO_W}}{added:>{ADD_W}}"
         out.append(line.rstrip())
@@ -122,11 +138,12 @@ def _targets(settings: Settings, direct: dict[str, Measured], sections: list[Sec
         kb = s.results["d"].peak_rss_kb
         return (kb / 1024 if kb else None), 150.0
 
+    rate = f"{settings.rate:g}"
     rows: list[tuple[str, str, Callable[[Section], tuple[float | None, float]], str]] = [
         ("gateway CPU per non-streaming call, (a)", "<= 0.7 / 1.0 ms", cpu("a"), "ms"),
         ("gateway CPU per non-streaming call, (b)", "<= 0.7 / 1.0 ms", cpu("b"), "ms"),
-        (f"added latency p50 at {settings.rate:g} calls/s, (b)", "<= 2 ms", added("b", "latency", "p50", 2), "ms"),
-        (f"added latency p99 at {settings.rate:g} calls/s, (b)", "<= 5 ms", added("b", "latency", "p99", 5), "ms"),
+        (f"added latency p50 at {rate} calls/s, (b)", "<= 2 ms", added("b", "latency", "p50", 2), "ms"),
+        (f"added latency p99 at {rate} calls/s, (b)", "<= 5 ms", added("b", "latency", "p99", 5), "ms"),
         ("added time to first chunk p50, (c2)", "<= 2 ms", added("c2", "ttfc", "p50", 2), "ms"),
         (f"(d) {settings.long_streams} streams: failures", "0", failures, ""),
         ("(d) first chunk p50", "<= 20 ms", lambda s: (_pct(s.results["d"], "ttfc", "p50"), 20.0), "ms"),
@@ -144,11 +161,17 @@ def _targets(settings: Settings, direct: dict[str, Measured], sections: list[Sec
                 line += f"{'n/a':>18}"
                 continue
             verdict = "PASS" if value <= limit + 1e-9 else "MISS"
-            shown = f"{value:.2f}{unit}" if unit in ("x",) else f"{value:+.2f} {unit}" if label.startswith("added") \
-                else f"{value:.2f} {unit}".strip() if unit else f"{value:.0f}"  # fmt: skip
-            line += f"{shown + ' ' + verdict:>18}"
+            line += f"{_shown(value, unit, label.startswith('added')) + ' ' + verdict:>18}"
         out.append(line)
     return out
+
+
+def _shown(value: float, unit: str, signed: bool) -> str:
+    if unit == "x":
+        return f"{value:.2f}x"
+    if not unit:
+        return f"{value:.0f}"
+    return f"{value:+.2f} {unit}" if signed else f"{value:.2f} {unit}"
 
 
 def log_findings(path: Path | None, limit: int = 8) -> list[str]:
@@ -168,12 +191,16 @@ def _notes(direct: dict[str, Measured], sections: list[Section]) -> list[str]:
     out = ["Notes"]
     for s in sections:
         if s.skipped:
-            out.append(f"  {s.label}: NOT RUN - {s.skipped}")
+            state = "FAILED" if s.skipped.startswith("failed") else "SKIPPED"
+            out.append(f"  {s.label}: {state} - {' '.join(s.skipped.split())}")
+            out += [f"      {f}" for f in s.log_findings]
             continue
         out.append(f"  {s.label}: {s.url}")
         restarted = [k for k, m in s.results.items() if m.workers_before != m.workers_after]
         if restarted:
-            out.append(f"    worker pid changed during ({', '.join(restarted)}): the worker died or was restarted")
+            out.append(
+                f"    worker pid changed during ({', '.join(restarted)}): the worker died or was restarted"
+            )
         if any(m.rss_since_start for m in s.results.values()):
             out.append("    peak RSS could not be reset per scenario (clear_refs refused): it is since start")
         leaks = sum(m.load["usage_leaks"] for k, m in s.results.items() if k != "warm")
@@ -218,8 +245,10 @@ def render(
     lines.append("")
     if live:
         lines += _targets(settings, direct, live)
-        lines.append("  (CPU target: 0.7 ms on SQLite, 1.0 ms on PostgreSQL; CPU = master + worker utime+stime "
-                     "over the run / calls)")  # fmt: skip
+        lines.append(
+            "  (CPU target: 0.7 ms on SQLite, 1.0 ms on PostgreSQL; CPU = utime+stime of the gunicorn master"
+            " and worker over the run / calls)"
+        )
         lines.append("")
     lines += _notes(direct, sections)
     return "\n".join(lines)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from bench import procstat, profile, report
 from bench.scenarios import Scenario, Settings, parse, scenarios
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PG_STATS_FLUSH_S = 1.5
 
 
 def log(message: str) -> None:
@@ -74,6 +76,13 @@ class Target:
     auth: str
     pace_prefix: str = ""
     gateway: gw.Gateway | None = None
+    db_marker: str | None = None  # text in the command line of the database's server processes
+    db_counters: Callable[[], tuple[int, int] | None] | None = None
+
+    def db_cpu(self) -> dict[int, float]:
+        if self.db_marker is None:
+            return {}
+        return {pid: procstat.cpu_seconds(pid, children=False) for pid in procstat.pids_with(self.db_marker)}
 
     def spec(self, scenario: Scenario, customers: int) -> dict:
         spec = scenario.load()
@@ -93,7 +102,12 @@ class Target:
 class Measured:
     load: dict  # the load generator's result
     upstream_cpu_s: float
+    wall_s: float
+    machine_busy_s: float
     gateway_cpu_s: float | None = None
+    db_cpu_s: float | None = None
+    db_sessions: int | None = None
+    db_xacts: int | None = None
     peak_rss_kb: int | None = None
     rss_since_start: bool = False
     workers_before: list[int] = field(default_factory=list)
@@ -102,6 +116,12 @@ class Measured:
     @property
     def calls(self) -> int:
         return max(1, self.load["calls"])
+
+    @property
+    def other_cores(self) -> float:
+        """Cores kept busy by everything else on the machine while this ran: noise, if not zero."""
+        ours = self.upstream_cpu_s + self.load["cpu_s"] + (self.gateway_cpu_s or 0) + (self.db_cpu_s or 0)
+        return max(0.0, self.machine_busy_s - ours) / max(self.wall_s, 1e-9)
 
 
 def measure(target: Target, scenario: Scenario, settings: Settings, upstream: Upstream) -> Measured:
@@ -120,12 +140,15 @@ def measure(target: Target, scenario: Scenario, settings: Settings, upstream: Up
         g = target.gateway
         workers = g.workers() if g else []
         reset = all(procstat.reset_peak_rss(w) for w in workers)
+        counters0 = target.db_counters() if target.db_counters else None
         gw0 = g.cpu_seconds() if g else None
-        up0 = procstat.cpu_seconds(upstream.proc.pid)
+        up0, db0 = procstat.cpu_seconds(upstream.proc.pid), target.db_cpu()
+        busy0, t0 = procstat.machine_busy_seconds(), time.monotonic()
         proc.stdin.write("go\n")
         proc.stdin.flush()
         out = proc.stdout.readline()
-        up1 = procstat.cpu_seconds(upstream.proc.pid)
+        busy1, t1 = procstat.machine_busy_seconds(), time.monotonic()
+        up1, db1 = procstat.cpu_seconds(upstream.proc.pid), target.db_cpu()
         gw1 = g.cpu_seconds() if g else None
         proc.wait(timeout=scenario.budget_s)
     finally:
@@ -133,7 +156,14 @@ def measure(target: Target, scenario: Scenario, settings: Settings, upstream: Up
             proc.kill()
     if not out:
         raise RuntimeError(f"load generator exited {proc.returncode} without a result")
-    m = Measured(json.loads(out), up1 - up0)
+    m = Measured(json.loads(out), up1 - up0, t1 - t0, busy1 - busy0)
+    if target.db_marker is not None:
+        m.db_cpu_s = sum(cpu - db0.get(pid, 0.0) for pid, cpu in db1.items())
+    if target.db_counters is not None:
+        time.sleep(PG_STATS_FLUSH_S)  # backends publish their statistics up to a second late
+        counters1 = target.db_counters()
+        if counters0 is not None and counters1 is not None:
+            m.db_sessions, m.db_xacts = counters1[0] - counters0[0], counters1[1] - counters0[1]
     if g is not None:
         m.gateway_cpu_s = gw1 - gw0
         m.workers_before, m.workers_after = workers, g.workers()
@@ -198,6 +228,9 @@ def gateway_section(kind: str, settings: Settings, upstream: Upstream, work: Pat
     config = gw.config_file(workdir / "bench.yaml", upstream.port, settings.pace_ms)
     gateway = gw.Gateway(database, workdir, free_port(), config, section.log_path)
     target = Target(label, gateway.port, gw.MODEL, gw.PACED_MODEL, f"Bearer {gw.API_KEY}", gateway=gateway)
+    if kind == "postgres":
+        target.db_marker = f" {settings.pg_database} "
+        target.db_counters = lambda: gw.pg_counters(settings.pg_dsn, settings.pg_database)
     try:
         log(f"{label}: setup and start ({database.url})")
         gateway.setup()
@@ -210,7 +243,10 @@ def gateway_section(kind: str, settings: Settings, upstream: Upstream, work: Pat
         if settings.profile > 0:
             log(f"{label}: profiling the worker for {settings.profile:g} s")
             section.profile = profile.record(
-                gateway, lambda sc: measure(target, sc, settings, upstream), settings, RESULTS / f"profile-{kind}"
+                gateway,
+                lambda sc: measure(target, sc, settings, upstream),
+                settings,
+                RESULTS / f"profile-{kind}",
             )
     except (gw.GatewayError, RuntimeError, OSError, subprocess.SubprocessError) as exc:
         section.skipped = f"failed: {exc}"
@@ -253,8 +289,11 @@ def environment() -> str:
                 break
     commit = "?"
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=gw.ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or "?"  # fmt: skip
+        commit = _git("describe", "--always", "--dirty") or "?"
+        changed = _git("status", "--porcelain", "--", "app", "migrations", "wsgi.py", "gunicorn.conf.py")
+        if changed:
+            files = [line.split(maxsplit=1)[-1] for line in changed.splitlines()]
+            commit += f" (uncommitted: {', '.join(files)})"
     import gevent
     import gunicorn
 
@@ -263,3 +302,8 @@ def environment() -> str:
         f"Python {platform.python_version()}, gunicorn {gunicorn.__version__}, gevent {gevent.__version__}, "
         f"commit {commit}"
     )
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=gw.ROOT, capture_output=True, text=True, timeout=10)
+    return done.stdout.strip()

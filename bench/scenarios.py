@@ -80,8 +80,21 @@ def parse(argv: list[str] | None) -> Settings:
     if unknown:
         p.error(f"unknown databases: {', '.join(sorted(unknown))}")
     return Settings(
-        a.duration, a.concurrency, a.rate, a.rate_calls, a.chunks, a.stream_rate, a.stream_calls,
-        a.long_streams, a.long_seconds, a.long_rounds, a.customers, dbs, a.pg_dsn, a.pg_database, a.profile,
+        a.duration,
+        a.concurrency,
+        a.rate,
+        a.rate_calls,
+        a.chunks,
+        a.stream_rate,
+        a.stream_calls,
+        a.long_streams,
+        a.long_seconds,
+        a.long_rounds,
+        a.customers,
+        dbs,
+        a.pg_dsn,
+        a.pg_database,
+        a.profile,
     )
 
 
@@ -126,7 +139,8 @@ def scenarios(s: Settings) -> list[Scenario]:
                  "closed", concurrency=s.concurrency, duration=s.duration),
         Scenario("b", f"(b) non-streaming, open loop, {s.rate:g} calls/s, {s.rate_calls} calls "
                       "(latency from the scheduled send)", "open", rate=s.rate, count=s.rate_calls),
-        Scenario("c", f"(c) streaming {s.chunks} chunks, closed loop, concurrency {s.concurrency}, {s.duration:g} s",
+        Scenario("c", f"(c) streaming {s.chunks} chunks, closed loop, concurrency {s.concurrency}, "
+                      f"{s.duration:g} s",
                  "closed", stream=True, max_tokens=s.chunks, concurrency=s.concurrency, duration=s.duration),
         Scenario("c2", f"(c2) streaming {s.chunks} chunks, open loop, {s.stream_rate:g} streams/s, "
                        f"{s.stream_calls} streams (from the scheduled send)",

@@ -29,7 +29,8 @@ import gevent
 from gevent import socket
 from gevent.server import StreamServer
 
-WORDS = [json.dumps(" " + w) for w in "the quick brown fox jumps over a lazy dog and keeps on running".split()]
+TEXT = "the quick brown fox jumps over a lazy dog and keeps on running"
+WORDS = [json.dumps(" " + w) for w in TEXT.split(" ")]
 FIRST_WORD = json.dumps("Hello")
 MAX_HEAD = 65536
 _ids = iter(range(1, 1 << 62))
@@ -37,7 +38,9 @@ _ids = iter(range(1, 1 << 62))
 NOT_FOUND = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 21\r\n\r\n" + (
     b'{"error":"not found"}'
 )
-HEALTH = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n" + b'{"status":"ok"}'
+HEALTH = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 15\r\n\r\n" + b'{"status":"ok"}'
+)
 STREAM_HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
     b"transfer-encoding: chunked\r\nx-request-id: %s\r\n\r\n"
@@ -112,12 +115,14 @@ def _stream(sock: socket.socket, body: dict, request_id: str, pace_s: float) -> 
     with_usage = isinstance(options, dict) and options.get("include_usage") is True
     model = json.dumps(str(body.get("model", "bench-upstream")))
     prefix = (
-        '{"id":"%s","object":"chat.completion.chunk","created":%d,"model":%s,"system_fingerprint":"fp_bench",'
-        % (request_id, int(time.time()), model)
+        f'{{"id":"{request_id}","object":"chat.completion.chunk","created":{int(time.time())},'
+        f'"model":{model},"system_fingerprint":"fp_bench",'
     ).encode()
     tail = b',"usage":null}\n\n' if with_usage else b"}\n\n"
-    events = [b'"choices":[{"index":0,"delta":{"role":"assistant","content":%s},"logprobs":null,'
-              b'"finish_reason":null}]' % FIRST_WORD.encode()]
+    events = [
+        b'"choices":[{"index":0,"delta":{"role":"assistant","content":%s},"logprobs":null,'
+        b'"finish_reason":null}]' % FIRST_WORD.encode()
+    ]
     events += [
         b'"choices":[{"index":0,"delta":{"content":%s},"logprobs":null,"finish_reason":null}]'
         % WORDS[i % len(WORDS)].encode()
@@ -164,7 +169,7 @@ def _answer(sock: socket.socket, method: bytes, path: bytes, raw: bytes) -> None
         sock.sendall(NOT_FOUND)
         return
     body = json.loads(raw)
-    request_id = "chatcmpl-bench-%d" % next(_ids)
+    request_id = f"chatcmpl-bench-{next(_ids)}"
     if body.get("stream") is True:
         _stream(sock, body, request_id, pace_s)
     else:
