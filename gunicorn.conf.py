@@ -18,3 +18,14 @@ keepalive = 75
 accesslog = os.environ.get("TOLLGATE_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("TOLLGATE_LOG_LEVEL", "info")
+# The CLI control socket sits at one fixed path per user; instances would share it. Not used.
+control_socket_disable = True
+
+
+def post_worker_init(worker):
+    """Move what the app allocated at start-up out of the collector's way: full collections
+    then scan only per-request garbage, and a pause stops every greenlet of the worker."""
+    import gc
+
+    gc.collect()
+    gc.freeze()

@@ -30,28 +30,33 @@ class Settings:
     bind: str = "127.0.0.1:8000"
     max_body_bytes: int = 8 * 1024 * 1024
     webhook_url: str | None = None
+    db_pool_size: int = 32
     extra: dict = field(default_factory=dict)
 
     def flask_config(self) -> dict:
         return {
             "SECRET_KEY": self.secret_key,
             "SQLALCHEMY_DATABASE_URI": self.database_url,
-            "SQLALCHEMY_ENGINE_OPTIONS": engine_options(self.database_url),
+            "SQLALCHEMY_ENGINE_OPTIONS": engine_options(self.database_url, self.db_pool_size),
             "MAX_CONTENT_LENGTH": self.max_body_bytes,
             "TOLLGATE": self,
             **self.extra,
         }
 
 
-def engine_options(url: str) -> dict:
-    """Pool settings sized for gevent workers; SQLite waits on its own lock instead of failing."""
+def engine_options(url: str, pool_size: int) -> dict:
+    """Pool sized to the real concurrency (overflow connections churn: a PostgreSQL backend each).
+
+    No pre-ping: it would cost a round trip per checkout on the hot path; a connection broken by
+    a database restart is detected on use and the pool is invalidated (pool_recycle bounds age).
+    """
     if url.startswith("sqlite"):
         return {
             "connect_args": {"timeout": 30, "check_same_thread": False},
-            "pool_size": 20,
-            "max_overflow": 40,
+            "pool_size": pool_size,
+            "max_overflow": pool_size,
         }
-    return {"pool_size": 20, "max_overflow": 40, "pool_pre_ping": True, "pool_recycle": 1800}
+    return {"pool_size": pool_size, "max_overflow": pool_size, "pool_recycle": 1800}
 
 
 def load(env: dict[str, str] | None = None, **overrides) -> Settings:
@@ -72,6 +77,7 @@ def load(env: dict[str, str] | None = None, **overrides) -> Settings:
         bind=env.get("TOLLGATE_BIND", "127.0.0.1:8000"),
         max_body_bytes=_max_body(env.get("TOLLGATE_MAX_BODY_MB", "8")),
         webhook_url=env.get("WEBHOOK_URL") or None,
+        db_pool_size=_positive(env.get("TOLLGATE_DB_POOL_SIZE", "32"), "TOLLGATE_DB_POOL_SIZE"),
     )
     values.update(overrides)
     settings = Settings(**values)
@@ -104,6 +110,12 @@ def _max_body(raw: str) -> int:
     if not 0 < mb <= 1024:
         raise ConfigError("TOLLGATE_MAX_BODY_MB must be between 0 and 1024")
     return int(mb * 1024 * 1024)
+
+
+def _positive(raw: str, name: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
 
 
 def _refuse_unsafe(settings: Settings) -> None:

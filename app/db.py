@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import cache
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData
 from sqlalchemy.engine import Dialect
@@ -70,4 +71,24 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             yield conn
         return
     with _sqlite_writer, engine.begin() as conn:
+        yield conn
+
+
+@cache
+def _autocommit(engine: Engine) -> Engine:
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[Connection]:
+    """For statements that are each atomic on their own (the hot path's reserve and settle).
+
+    PostgreSQL runs them in autocommit: one round trip each, no BEGIN or COMMIT. SQLite has no
+    round trips to save and takes its writers' lock, as in write_transaction.
+    """
+    if engine.dialect.name == "sqlite":
+        with write_transaction(engine) as conn:
+            yield conn
+        return
+    with _autocommit(engine).connect() as conn:
         yield conn

@@ -19,14 +19,16 @@ from sqlalchemy import (
     bindparam,
     case,
     func,
+    literal_column,
     not_,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.db import UTCDateTime, write_transaction
+from app.db import UTCDateTime, statements, write_transaction
 from app.models.customer import Customer
 from app.models.ledger import LedgerEntry
 from app.models.tier import UsageTier
@@ -186,7 +188,8 @@ def reserve(engine: Engine, ask: Ask, terms_of) -> Hold | None:
     customers are immutable, so the snapshot and the database agree on them.
     """
     params = _params(ask, prompt=ask.prompt_upper, completion=ask.completion_requested)
-    with write_transaction(engine) as conn:
+    # Each statement below is atomic by itself: the hold is conditional on the room it needs.
+    with statements(engine) as conn:
         for _ in range(RETRIES):
             row = conn.execute(HOLD_FULL, params).first()
             if row is not None:
@@ -261,31 +264,41 @@ def settle(engine: Engine, hold: Hold | None, charge: Charge, record: dict) -> i
     if hold is not None and hold.capped:
         # hard_cap: the balance is a hard ceiling; a prompt estimate that fell short is absorbed.
         charged = min(charged, hold.tokens)
-    customer_pk = hold.customer_pk if hold is not None else None
+    params = dict(
+        record,
+        pk=hold.customer_pk if hold is not None else None,
+        held=hold.tokens if hold is not None else 0,
+        charged=charged if hold is not None else 0,
+        cost=charge.cost_nusd,
+        prompt_tokens=charge.prompt_tokens,
+        completion_tokens=charge.completion_tokens,
+        total_tokens=charge.total_tokens,
+        cost_nusd=charge.cost_nusd,
+    )
+    if engine.dialect.name == "postgresql":
+        with statements(engine) as conn:
+            only = {f"v_{name}": value for name, value in _usage_values(params).items()}
+            only.update((name, params[name]) for name in ("pk", "held", "charged", "cost"))
+            return conn.execute(SETTLE_AND_RECORD, only).scalar()
     with write_transaction(engine) as conn:
-        available = None
-        if hold is not None:
-            row = conn.execute(
-                SETTLE,
-                {"pk": hold.customer_pk, "charged": charged, "held": hold.tokens, "cost": charge.cost_nusd},
-            ).first()
-            if row is None:  # the customer was deleted while its call was in flight
-                customer_pk = None
-            else:
-                available = row.token_balance - row.reserved_tokens
-        conn.execute(
-            INSERT_USAGE,
-            dict(
-                customer_id=customer_pk,
-                prompt_tokens=charge.prompt_tokens,
-                completion_tokens=charge.completion_tokens,
-                total_tokens=charge.total_tokens,
-                tokens_charged=charged if customer_pk is not None else 0,
-                cost_nusd=charge.cost_nusd,
-                **record,
-            ),
-        )
+        return _settle_then_record(conn, params)
+
+
+def _settle_then_record(conn: Connection, params: dict) -> int | None:
+    available = None
+    row = conn.execute(SETTLE, params).first() if params["pk"] is not None else None
+    if row is None:  # a project-level call, or the customer was deleted while its call was in flight
+        params = dict(params, pk=None, charged=0)
+    else:
+        available = row.token_balance - row.reserved_tokens
+    conn.execute(
+        INSERT_USAGE, dict(_usage_values(params), customer_id=params["pk"], tokens_charged=params["charged"])
+    )
     return available
+
+
+def _usage_values(params: dict) -> dict:
+    return {name: params[name] for name in USAGE_FIELDS}
 
 
 # Never below zero: the scheduler may already have released an expired hold.
@@ -306,10 +319,54 @@ SETTLE = (
 RELEASE = update(customers).where(customers.c.id == bindparam("pk")).values(reserved_tokens=_released)
 INSERT_USAGE = usage_records.insert()
 
+# What a call's record carries besides its customer and charge (relay.Call.record gives them).
+USAGE_FIELDS = (
+    "request_id",
+    "project_id",
+    "endpoint",
+    "model_requested",
+    "model_served",
+    "model_tier",
+    "deployment_id",
+    "region",
+    "status",
+    "stream",
+    "client_disconnected",
+    "overage",
+    "restricted_from",
+    "latency_ms",
+    "created_at",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "cost_nusd",
+)
+
+
+def _settle_and_record():
+    """PostgreSQL: settlement and usage record as one statement, one round trip, atomic."""
+    settled = SETTLE.returning(
+        customers.c.id, (customers.c.token_balance - customers.c.reserved_tokens).label("available")
+    ).cte("settled")
+    one = select(literal_column("1").label("one")).subquery("one")
+    charged = case((settled.c.id.is_(None), 0), else_=bindparam("charged", type_=BigInteger))
+    # Named apart from the columns: execution parameters named like columns would be taken as VALUES.
+    values = [bindparam(f"v_{name}", type_=usage_records.c[name].type) for name in USAGE_FIELDS]
+    source = select(*values, settled.c.id, charged).select_from(one.outerjoin(settled, true()))
+    return (
+        usage_records.insert()
+        .from_select([*USAGE_FIELDS, "customer_id", "tokens_charged"], source)
+        .returning(select(settled.c.available).scalar_subquery())
+        .add_cte(settled, nest_here=True)
+    )
+
+
+SETTLE_AND_RECORD = _settle_and_record()
+
 
 def release(engine: Engine, hold: Hold) -> None:
     """Give a hold back untouched: the call failed before anything was served."""
-    with write_transaction(engine) as conn:
+    with statements(engine) as conn:
         conn.execute(RELEASE, {"pk": hold.customer_pk, "held": hold.tokens})
 
 

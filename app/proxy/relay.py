@@ -62,6 +62,8 @@ class Call:
             status=status,
             stream=self.stream,
             client_disconnected=disconnected,
+            overage=False,
+            restricted_from=None,
             latency_ms=int((time.perf_counter() - self.started) * 1000),
             created_at=now_utc(),
         )
