@@ -132,18 +132,24 @@ def gunicorn_url(app: Flask, upstream: FakeUpstream, instance_dir: Path, tmp_pat
     config_file.write_text(
         GUNICORN_CONFIG.replace("UPSTREAM", upstream.base_url).replace("KEY", GUNICORN_KEY)
     )
+    env = {
+        "TOLLGATE_INSTANCE_PATH": str(instance_dir),
+        "TOLLGATE_SECRET_KEY": "s" * 48,
+        "TOLLGATE_DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+        "TOLLGATE_CONFIG": str(config_file),
+    }
+    with gunicorn_serving(env) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def gunicorn_serving(settings: dict[str, str]) -> Iterator[str]:
+    """`flask setup`, then gunicorn with one gevent worker as `make run` starts it; yields its URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         bind = f"127.0.0.1:{s.getsockname()[1]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
-    env.update(
-        TOLLGATE_INSTANCE_PATH=str(instance_dir),
-        TOLLGATE_BIND=bind,
-        TOLLGATE_SECRET_KEY="s" * 48,
-        TOLLGATE_DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
-        TOLLGATE_CONFIG=str(config_file),
-        TOLLGATE_WORKERS="1",
-    )
+    env.update(settings, TOLLGATE_BIND=bind, TOLLGATE_WORKERS="1")
     bin_dir = ROOT / ".venv" / "bin"
     subprocess.run(
         [bin_dir / "flask", "--app", "wsgi", "setup"], cwd=ROOT, env=env, check=True, capture_output=True

@@ -4,17 +4,15 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import psycopg
 import requests
 from sqlalchemy.engine import make_url
 
-from tests.conftest import stop_group
+from tests.conftest import gunicorn_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 DB = "tollgate_gevent_test"
@@ -49,12 +47,6 @@ def fresh_database(url: str) -> str:
     return make_url(url).set(database=DB).render_as_string(hide_password=False)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def chat(base: str, user: str, timeout: float) -> requests.Response:
     return requests.post(
         f"{base}/v1/chat/completions",
@@ -72,39 +64,12 @@ def chat(base: str, user: str, timeout: float) -> requests.Response:
 def test_blocked_statement_does_not_stall_the_worker(tmp_path: Path):
     url = fresh_database(server_url())
     (tmp_path / "config.yaml").write_text(CONFIG)
-    bind = f"127.0.0.1:{free_port()}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
-    env.update(
-        TOLLGATE_INSTANCE_PATH=str(tmp_path),
-        TOLLGATE_DATABASE_URL=url,
-        TOLLGATE_BIND=bind,
-        TOLLGATE_CONFIG=str(tmp_path / "config.yaml"),
-        TOLLGATE_WORKERS="1",
-    )
-    bin_ = ROOT / ".venv" / "bin"
-    subprocess.run(
-        [bin_ / "flask", "--app", "wsgi", "setup"], cwd=ROOT, env=env, check=True, capture_output=True
-    )
-    proc = subprocess.Popen(
-        [bin_ / "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://{bind}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, "gunicorn did not come up"
-                proc.poll()
-                assert proc.returncode is None, "gunicorn exited"
-                threading.Event().wait(0.1)
+    settings = {
+        "TOLLGATE_INSTANCE_PATH": str(tmp_path),
+        "TOLLGATE_DATABASE_URL": url,
+        "TOLLGATE_CONFIG": str(tmp_path / "config.yaml"),
+    }
+    with gunicorn_serving(settings) as base:
         assert chat(base, "slow", 10).status_code == 200  # creates the customer
         with psycopg.connect(libpq(url, DB)) as locker:
             # Hold the customer's row: the gateway's reservation for "slow" now waits on PostgreSQL.
@@ -131,8 +96,6 @@ def test_blocked_statement_does_not_stall_the_worker(tmp_path: Path):
             locker.rollback()
         blocked.join(30)
         assert outcome["resp"].status_code == 200
-    finally:
-        stop_group(proc)
 
 
 def test_start_up_refuses_a_blocking_psycopg_wait(tmp_path: Path):
