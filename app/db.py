@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from functools import cache
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -92,3 +93,10 @@ def statements(engine: Engine) -> Iterator[Connection]:
         return
     with _autocommit(engine).connect() as conn:
         yield conn
+
+
+def insert_ignoring_conflict(conn: Connection, table, values: dict, conflict_on: list[str]):
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id: the row's id if this call created it."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict_on)
+    return conn.execute(stmt.returning(table.c.id)).scalar()

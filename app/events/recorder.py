@@ -8,7 +8,7 @@ from typing import cast
 
 from sqlalchemy import Connection, Table
 
-from app.metering.quota import insert_ignoring_conflict
+from app.db import insert_ignoring_conflict
 from app.models.event import EVENT_TYPES, Event
 
 events = cast(Table, Event.__table__)

@@ -7,8 +7,11 @@ from datetime import datetime
 
 from sqlalchemy import Connection, update
 
+from app.db import insert_ignoring_conflict
 from app.events import recorder
-from app.metering.quota import customers, insert_ignoring_conflict, ledger, tiers
+from app.metering import periods
+from app.metering.allowance import TierRules
+from app.metering.quota import customers, ledger, tiers
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,7 @@ class Defaults:
     tier_id: int | None
     shedding_tier: str
     allowed_regions: tuple[str, ...]
+    tier_rules: TierRules | None = None
 
 
 def open_account(
@@ -30,6 +34,9 @@ def open_account(
     Concurrent first calls race on the (project, customer_id) unique key: exactly one inserts,
     and only that one writes the initial grant and the event.
     """
+    start, end = now, None
+    if defaults.tier_rules is not None:
+        start, end = periods.window(defaults.tier_rules.period, defaults.tier_rules.anchor, now, now)
     pk = insert_ignoring_conflict(
         conn,
         customers,
@@ -42,7 +49,8 @@ def open_account(
             reserved_nusd=0,
             tier_id=defaults.tier_id,
             tier_assigned_at=now,
-            period_start=now,
+            period_start=start,
+            period_end=end,
             shedding_tier=defaults.shedding_tier,
             allowed_regions=list(defaults.allowed_regions),
             blocked=False,

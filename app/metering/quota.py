@@ -26,9 +26,9 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from app.db import UTCDateTime, statements, write_transaction
+from app.metering import allowance
 from app.models.customer import Customer
 from app.models.ledger import LedgerEntry
 from app.models.tier import UsageTier
@@ -75,6 +75,15 @@ class Hold:
     available: int  # balance minus every hold, right after this one
     allowed_regions: tuple[str, ...]
     shedding_tier: str
+    period_start: datetime | None
+
+
+class PeriodEnded(Exception):
+    """The customer's period is over: roll it over (replenish) before holding anything."""
+
+    def __init__(self, state):
+        super().__init__("period ended")
+        self.state = state
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,10 @@ def _hold(amount, condition):
             customers.c.project_id == bindparam("b_project"),
             customers.c.external_id == bindparam("b_customer"),
             customers.c.blocked.is_(False),
+            or_(
+                customers.c.period_end.is_(None),
+                customers.c.period_end > bindparam("now", type_=UTCDateTime()),
+            ),
             condition,
         )
         .values(
@@ -127,6 +140,7 @@ def _hold(amount, condition):
             customers.c.reserved_tokens,
             customers.c.allowed_regions,
             customers.c.shedding_tier,
+            customers.c.period_start,
         )
     )
 
@@ -146,10 +160,14 @@ def _full_hold():
 HOLD_FULL = _full_hold()
 HOLD_FIXED = _hold(bindparam("fixed", type_=BigInteger), _available >= bindparam("fixed", type_=BigInteger))
 STATE = select(
+    customers.c.id,
     customers.c.blocked,
     customers.c.tier_id,
     customers.c.token_balance,
     _available.label("available"),
+    customers.c.period_start,
+    customers.c.period_end,
+    customers.c.tier_assigned_at,
 ).where(customers.c.project_id == bindparam("b_project"), customers.c.external_id == bindparam("b_customer"))
 
 
@@ -178,11 +196,13 @@ def _hold_from_row(row, ask: Ask, terms: TierTerms, tokens: int | None = None) -
         available=row.token_balance - row.reserved_tokens,
         allowed_regions=tuple(row.allowed_regions or ()),
         shedding_tier=row.shedding_tier,
+        period_start=row.period_start,
     )
 
 
 def reserve(engine: Engine, ask: Ask, terms_of) -> Hold | None:
-    """Hold tokens for one call, atomically. None when the customer does not exist yet.
+    """Hold tokens for one call, atomically. None when the customer does not exist yet;
+    PeriodEnded when its period must roll over first (SPEC 3.2 step 6).
 
     `terms_of(tier_id)` gives the tier's TierTerms from the snapshot; tier versions that have
     customers are immutable, so the snapshot and the database agree on them.
@@ -221,6 +241,8 @@ def _hold_what_remains(conn: Connection, ask: Ask, state, terms: TierTerms) -> H
     """
     if state.blocked:
         raise QuotaRefused("customer_blocked", f"Customer {ask.external_id} is blocked.")
+    if state.period_end is not None and state.period_end <= ask.now:
+        raise PeriodEnded(state)
     reserve = ask.completion_requested
     full = ask.prompt_upper + (terms.default_reserve_tokens if reserve is None else reserve)
     capped = terms.prepaid and terms.hard_cap
@@ -255,8 +277,10 @@ class Charge:
         return self.prompt_tokens + self.completion_tokens
 
 
-def settle(engine: Engine, hold: Hold | None, charge: Charge, record: dict) -> int | None:
-    """Release the hold, debit the usage and write the usage record, in one transaction.
+def settle(
+    engine: Engine, hold: Hold | None, charge: Charge, record: dict, share: allowance.Share | None = None
+) -> int | None:
+    """Release the hold (and the period share), debit the usage and write the usage record, atomically.
 
     Returns the customer's available tokens afterwards (None for project-level calls).
     """
@@ -275,13 +299,20 @@ def settle(engine: Engine, hold: Hold | None, charge: Charge, record: dict) -> i
         total_tokens=charge.total_tokens,
         cost_nusd=charge.cost_nusd,
     )
-    if engine.dialect.name == "postgresql":
+    if share is None and engine.dialect.name == "postgresql":
         with statements(engine) as conn:
             only = {f"v_{name}": value for name, value in _usage_values(params).items()}
             only.update((name, params[name]) for name in ("pk", "held", "charged", "cost"))
             return conn.execute(SETTLE_AND_RECORD, only).scalar()
     with write_transaction(engine) as conn:
-        return _settle_then_record(conn, params)
+        available = _settle_then_record(conn, params)
+        if share is not None and charge.total_tokens + charge.cost_nusd > 0:
+            counted = charged if hold is not None and hold.capped else charge.total_tokens
+            standings = allowance.use(conn, share, counted, charge.cost_nusd)
+            allowance.announce(conn, share, standings, record["created_at"])
+        elif share is not None:
+            allowance.give_back(conn, share)
+        return available
 
 
 def _settle_then_record(conn: Connection, params: dict) -> int | None:
@@ -364,14 +395,9 @@ def _settle_and_record():
 SETTLE_AND_RECORD = _settle_and_record()
 
 
-def release(engine: Engine, hold: Hold) -> None:
-    """Give a hold back untouched: the call failed before anything was served."""
-    with statements(engine) as conn:
+def release(engine: Engine, hold: Hold, share: allowance.Share | None = None) -> None:
+    """Give a hold (and its period share) back untouched: nothing was served."""
+    with statements(engine) if share is None else write_transaction(engine) as conn:
         conn.execute(RELEASE, {"pk": hold.customer_pk, "held": hold.tokens})
-
-
-def insert_ignoring_conflict(conn: Connection, table, values: dict, conflict_on: list[str]):
-    """INSERT … ON CONFLICT DO NOTHING RETURNING id: the row's id if this call created it."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict_on)
-    return conn.execute(stmt.returning(table.c.id)).scalar()
+        if share is not None:
+            allowance.give_back(conn, share)

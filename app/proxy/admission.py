@@ -7,7 +7,7 @@ the usage-tier and shedding work; their places are marked below, in order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select
@@ -15,8 +15,10 @@ from sqlalchemy import Engine, select
 from app.db import write_transaction
 from app.metering import estimate
 from app.metering.accounts import open_account
-from app.metering.quota import Ask, Hold, QuotaRefused, customers, release, reserve
-from app.proxy.auth import Caller, DeploymentInfo, ModelInfo
+from app.metering.allowance import LimitReached, Scope, Share, note, scopes, take
+from app.metering.quota import Ask, Hold, PeriodEnded, QuotaRefused, customers, release, reserve
+from app.metering.rollover import Due, roll_over
+from app.proxy.auth import Caller, DeploymentInfo, ModelInfo, TierInfo
 from app.proxy.errors import ProxyError
 from app.proxy.routing import in_regions
 
@@ -34,10 +36,13 @@ class Who:
 class Admitted:
     caller: Caller
     who: Who
-    model: ModelInfo
+    model: ModelInfo  # the model served (restrict may have replaced the one asked for)
     hold: Hold | None
     deployments: list[DeploymentInfo]
     prompt: estimate.PromptEstimate
+    requested: str
+    share: Share | None = None
+    restricted_from: str | None = None  # the model tier a restriction moved the call away from
 
 
 def _string_id(value: object, field: str) -> str:
@@ -113,17 +118,102 @@ def admit(engine: Engine, caller: Caller, body: dict, headers, endpoint: str, no
     if model is None:
         raise _refuse_unknown_model(engine, caller, who, body["model"], now)
     prompt = estimate.chat_prompt(body) if endpoint == "chat/completions" else estimate.embedding_input(body)
-    hold = _hold(engine, caller, who, model, body, endpoint, prompt, now) if who.customer_id else None
-    deployments = in_regions(model.deployments, hold.allowed_regions if hold else ())
+    if who.customer_id is None:  # project-level usage: metered, never stopped by a balance
+        return Admitted(caller, who, model, None, _route(model, ()), prompt, model.name)
+    hold = _hold(engine, caller, who, model, body, endpoint, prompt, now)
+    share = None
+    try:
+        tier = caller.project.tiers.get(hold.tier_id) if hold.tier_id is not None else None
+        served, share, restricted = _allowance(engine, caller, who, tier, hold, model, prompt, now)
+        deployments = _route(served, hold.allowed_regions)
+    except ProxyError:
+        release(engine, hold, share)
+        raise
+    return Admitted(caller, who, served, hold, deployments, prompt, model.name, share, restricted)
+
+
+def _route(model: ModelInfo, regions: tuple[str, ...]) -> list[DeploymentInfo]:
+    deployments = in_regions(model.deployments, regions)
     if not deployments:
-        if hold is not None:
-            release(engine, hold)
         raise ProxyError(
             "region_not_allowed",
-            f"Model '{model.name}' has no deployment in the customer's "
-            f"allowed regions ({', '.join(hold.allowed_regions if hold else ())}).",
+            f"Model '{model.name}' has no deployment in the customer's allowed regions "
+            f"({', '.join(regions)}).",
         )
-    return Admitted(caller, who, model, hold, deployments, prompt)
+    return deployments
+
+
+def _allowance(
+    engine: Engine,
+    caller: Caller,
+    who: Who,
+    tier: TierInfo | None,
+    hold: Hold,
+    model: ModelInfo,
+    prompt: estimate.PromptEstimate,
+    now: datetime,
+) -> tuple[ModelInfo, Share | None, str | None]:
+    """SPEC 3.2 step 8: the tier's limits and budgets for this model; on_limit decides when full.
+
+    Returns the model to serve, the period share taken, and the model tier restricted from.
+    """
+    if tier is None or hold.period_start is None:
+        return model, None, None
+    rules = tier.rules
+    want = _share(caller, who, tier, hold, model, prompt)
+    if not want.scopes:
+        return model, None, None
+    try:
+        return model, take(engine, want, enforce=True), None
+    except LimitReached as full:
+        refusal = full
+    if rules.on_limit == "allow":
+        return model, take(engine, replace(want, overage=True), enforce=False), None
+    if rules.on_limit == "restrict":
+        target = caller.project.models.get(caller.project.tier_defaults.get(rules.restrict_to or "", ""))
+        if target is not None and target.name != model.name:
+            instead = _share(caller, who, tier, hold, target, prompt)
+            try:
+                taken = take(engine, instead, enforce=True) if instead.scopes else None
+            except LimitReached as again:
+                refusal = again
+            else:
+                return target, taken, model.model_tier
+    raise _refusal(engine, want, refusal.scope, now)
+
+
+def _share(
+    caller: Caller, who: Who, tier: TierInfo, hold: Hold, model: ModelInfo, prompt: estimate.PromptEstimate
+) -> Share:
+    cost = model.price.cost_nusd(prompt.upper, hold.tokens - prompt.upper) if model.price else 0
+    assert who.customer_id is not None and hold.period_start is not None
+    return Share(
+        customer_pk=hold.customer_pk,
+        external_id=who.customer_id,
+        project_id=caller.project.id,
+        tier_id=tier.id,
+        period_start=hold.period_start,
+        scopes=scopes(tier.rules, model.model_tier, model.name),
+        tokens=hold.tokens,
+        nusd=cost,
+        overage=False,
+    )
+
+
+def _refusal(engine: Engine, want: Share, scope: Scope, now: datetime) -> ProxyError:
+    """Block: say which limit, and record it once per scope and period."""
+    kind, name = (
+        ("usage.limit_reached", "limit")
+        if scope.refusal == "usage_limit_reached"
+        else ("budget.exceeded", "exceeded")
+    )
+    with write_transaction(engine) as conn:
+        note(conn, want, scope, kind, name, now, {"refused": True})
+    if scope.refusal == "usage_limit_reached":
+        message = f"Usage limit reached for {scope.name} models in this period (customer {want.external_id})."
+    else:
+        message = f"ExceededBudget: End User={want.external_id} over budget for {scope.name} in this period."
+    return ProxyError(scope.refusal, message)
 
 
 def _hold(
@@ -151,12 +241,31 @@ def _hold(
         now + timedelta(seconds=timeout) + HOLD_GRACE,
     )
     try:
-        hold = reserve(engine, ask, caller.project.terms_of)
-        if hold is None:
+        for _ in range(3):
+            try:
+                hold = reserve(engine, ask, caller.project.terms_of)
+            except PeriodEnded as ended:
+                _roll_over(engine, caller, who, ended.state, now)
+                continue
+            if hold is not None:
+                return hold
             _open_if_missing(engine, caller, who, now)
-            hold = reserve(engine, ask, caller.project.terms_of)
     except QuotaRefused as refused:
         raise ProxyError(refused.code, refused.message) from refused
-    if hold is None:  # deleted between creation and reservation
-        raise ProxyError("invalid_request", f"Customer {who.customer_id} could not be created.")
-    return hold
+    raise ProxyError("invalid_request", f"Customer {who.customer_id} could not be created.")
+
+
+def _roll_over(engine: Engine, caller: Caller, who: Who, state, now: datetime) -> None:
+    """SPEC 3.2 step 6: the customer's period ended; start the new one (and replenish) first."""
+    tier = caller.project.tiers.get(state.tier_id)
+    if tier is None:
+        return
+    due = Due(
+        state.id,
+        caller.project.id,
+        who.customer_id or "",
+        state.tier_id,
+        state.period_start,
+        state.tier_assigned_at,
+    )
+    roll_over(engine, due, tier.rules, now, source="proxy")

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, select
 from app import stamp
 from app.crypto import unseal
 from app.metering.accounts import Defaults
+from app.metering.allowance import TierRules, rules_of
 from app.metering.pricing import Price, resolve_price
 from app.metering.quota import TierTerms
 from app.models.api_key import ApiKey, hash_key
@@ -51,10 +52,13 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class TierInfo:
+    """What the proxy needs of a tier version. Versions with customers never change (SPEC 4)."""
+
     id: int
     key: str
     version: int
     terms: TierTerms
+    rules: TierRules
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,9 @@ def _deployment(d: Deployment, secret_key: str) -> DeploymentInfo:
 
 
 def _tier(t: UsageTier) -> TierInfo:
-    return TierInfo(t.id, t.key, t.version, TierTerms(t.prepaid, t.hard_cap, t.default_reserve_tokens))
+    return TierInfo(
+        t.id, t.key, t.version, TierTerms(t.prepaid, t.hard_cap, t.default_reserve_tokens), rules_of(t)
+    )
 
 
 def load_snapshot(engine: Engine, secret_key: str) -> Snapshot:
@@ -129,6 +135,8 @@ def load_snapshot(engine: Engine, secret_key: str) -> Snapshot:
         ):
             defaults_by_project.setdefault(project_id, {})[tier_name] = model_name
         for p in session.scalars(select(Project)):
+            tiers = tiers_by_project.get(p.id, {})
+            default_tier = tiers.get(p.default_tier_id) if p.default_tier_id is not None else None
             snap.projects[p.id] = ProjectInfo(
                 id=p.id,
                 slug=p.slug,
@@ -139,9 +147,10 @@ def load_snapshot(engine: Engine, secret_key: str) -> Snapshot:
                     p.default_tier_id,
                     p.default_shedding_tier,
                     tuple(p.default_allowed_regions or ()),
+                    default_tier.rules if default_tier else None,
                 ),
                 models=models_by_project.get(p.id, {}),
-                tiers=tiers_by_project.get(p.id, {}),
+                tiers=tiers,
                 tier_defaults=defaults_by_project.get(p.id, {}),
             )
             snap.by_slug[p.slug] = p.id

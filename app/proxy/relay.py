@@ -46,6 +46,10 @@ class Call:
             h["x-tollgate-tokens-remaining"] = str(available)
         if self.served is not None:
             h["x-tollgate-region"] = self.served.region
+        if self.admitted.restricted_from is not None:
+            h["x-tollgate-restricted"] = f"{self.admitted.restricted_from}->{self.admitted.model.model_tier}"
+        if self.admitted.share is not None and self.admitted.share.overage:
+            h["x-tollgate-overage"] = "true"
         return h
 
     def record(self, status: int, disconnected: bool = False) -> dict:
@@ -54,7 +58,7 @@ class Call:
             request_id=self.request_id,
             project_id=self.admitted.caller.project.id,
             endpoint=self.endpoint,
-            model_requested=model.name,
+            model_requested=self.admitted.requested,
             model_served=model.name,
             model_tier=model.model_tier,
             deployment_id=self.served.id if self.served else None,
@@ -62,8 +66,8 @@ class Call:
             status=status,
             stream=self.stream,
             client_disconnected=disconnected,
-            overage=False,
-            restricted_from=None,
+            overage=self.admitted.share is not None and self.admitted.share.overage,
+            restricted_from=self.admitted.restricted_from,
             latency_ms=int((time.perf_counter() - self.started) * 1000),
             created_at=now_utc(),
         )
@@ -117,9 +121,9 @@ def _give_back(engine: Engine, call: Call, status: int) -> None:
     """Nothing was served: release the hold; a call that reached an upstream still gets its record."""
     hold = call.admitted.hold
     if call.reached:
-        settle(engine, hold, Charge(0, 0, 0), call.record(status))
+        settle(engine, hold, Charge(0, 0, 0), call.record(status), call.admitted.share)
     elif hold is not None:
-        release(engine, hold)
+        release(engine, hold, call.admitted.share)
 
 
 def _charge(call: Call, usage: dict | None, streamed_chunks: int | None = None) -> Charge:
@@ -146,7 +150,7 @@ def finish_json(engine: Engine, call: Call, reply: Reply) -> Response:
     except (ValueError, AttributeError):
         usage = None
     charge = _charge(call, usage)
-    available = settle(engine, call.admitted.hold, charge, call.record(200))
+    available = settle(engine, call.admitted.hold, charge, call.record(200), call.admitted.share)
     telemetry.served(call.endpoint, charge)
     return Response(body, status=200, content_type=reply.content_type, headers=call.headers(available))
 
@@ -235,5 +239,7 @@ def _relay(engine: Engine, call: Call, reply: Reply) -> Iterator[bytes]:
 
 def _settle_stream(engine: Engine, call: Call, tally: _Tally, disconnected: bool) -> None:
     charge = _charge(call, tally.usage, tally.chunks)
-    settle(engine, call.admitted.hold, charge, call.record(200, disconnected=disconnected))
+    settle(
+        engine, call.admitted.hold, charge, call.record(200, disconnected=disconnected), call.admitted.share
+    )
     telemetry.served(call.endpoint, charge)

@@ -1,0 +1,1 @@
+"""Customers: details, tier assignment, balances."""
