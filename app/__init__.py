@@ -82,6 +82,7 @@ def _register_errors(app: Flask) -> None:
 
 def _init_gateway(app: Flask, settings: config.Settings) -> None:
     from app.proxy.auth import SnapshotCache
+    from app.proxy.ratelimit import Limiter
     from app.proxy.routing import Breakers
     from app.proxy.upstream import Client
     from app.proxy.views import Gateway
@@ -96,6 +97,7 @@ def _init_gateway(app: Flask, settings: config.Settings) -> None:
         cache=SnapshotCache(engine, settings.secret_key, settings.master_key),
         client=Client(),
         breakers=Breakers(),
+        limiter=Limiter(settings.redis_url),
     )
 
 

@@ -7,7 +7,7 @@ the usage-tier and shedding work; their places are marked below, in order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select
@@ -20,9 +20,11 @@ from app.metering.quota import Ask, Hold, PeriodEnded, QuotaRefused, customers, 
 from app.metering.rollover import Due, roll_over
 from app.proxy.auth import Caller, DeploymentInfo, ModelInfo, TierInfo
 from app.proxy.errors import ProxyError
+from app.proxy.ratelimit import Limiter, RateLimited, Ticket
 from app.proxy.routing import in_regions
 
 MAX_ID = 256
+NO_TICKET = Ticket()
 HOLD_GRACE = timedelta(minutes=10)
 
 
@@ -43,6 +45,11 @@ class Admitted:
     requested: str
     share: Share | None = None
     restricted_from: str | None = None  # the model tier a restriction moved the call away from
+    ticket: Ticket = field(default_factory=Ticket)
+    tpm: int | None = None  # the tier's tokens-per-minute limit, counted after settlement
+
+    def rate_key(self) -> str:
+        return rate_key(self.caller, self.who)
 
 
 def _string_id(value: object, field: str) -> str:
@@ -106,7 +113,9 @@ def _refuse_unknown_model(engine: Engine, caller: Caller, who: Who, model: str, 
     )
 
 
-def admit(engine: Engine, caller: Caller, body: dict, headers, endpoint: str, now: datetime) -> Admitted:
+def admit(
+    engine: Engine, limiter: Limiter, caller: Caller, body: dict, headers, endpoint: str, now: datetime
+) -> Admitted:
     who = identify(body, headers)
     if who.customer_id is None and caller.project.require_customer:
         raise ProxyError(
@@ -121,15 +130,37 @@ def admit(engine: Engine, caller: Caller, body: dict, headers, endpoint: str, no
     if who.customer_id is None:  # project-level usage: metered, never stopped by a balance
         return Admitted(caller, who, model, None, _route(model, ()), prompt, model.name)
     hold = _hold(engine, caller, who, model, body, endpoint, prompt, now)
-    share = None
+    share, ticket = None, NO_TICKET
     try:
         tier = caller.project.tiers.get(hold.tier_id) if hold.tier_id is not None else None
+        ticket = _rate_limits(limiter, caller, who, tier)
         served, share, restricted = _allowance(engine, caller, who, tier, hold, model, prompt, now)
         deployments = _route(served, hold.allowed_regions)
     except ProxyError:
+        ticket.release()
         release(engine, hold, share)
         raise
-    return Admitted(caller, who, served, hold, deployments, prompt, model.name, share, restricted)
+    tpm = tier.rules.tpm if tier is not None else None
+    return Admitted(
+        caller, who, served, hold, deployments, prompt, model.name, share, restricted, ticket, tpm
+    )
+
+
+def _rate_limits(limiter: Limiter, caller: Caller, who: Who, tier: TierInfo | None) -> Ticket:
+    """SPEC 3.2 step 7: rpm, tpm and parallel calls of the customer's tier."""
+    if tier is None:
+        return NO_TICKET
+    rules = tier.rules
+    try:
+        return limiter.admit(rate_key(caller, who), rules.rpm, rules.tpm, rules.parallel)
+    except RateLimited as limited:
+        raise ProxyError(
+            "rate_limit_exceeded", str(limited), headers={"Retry-After": str(limited.retry_after)}
+        ) from limited
+
+
+def rate_key(caller: Caller, who: Who) -> str:
+    return f"{caller.project.id}:{who.customer_id}"
 
 
 def _route(model: ModelInfo, regions: tuple[str, ...]) -> list[DeploymentInfo]:

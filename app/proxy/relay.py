@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from flask import Response
-from sqlalchemy import Engine
 from urllib3.exceptions import HTTPError
 
 from app.db import now_utc
@@ -38,8 +37,15 @@ class Call:
     served: DeploymentInfo | None = None
     reached: bool = False
 
+    def ended(self, gw: Gateway, tokens: int) -> None:
+        """The call is over: free its parallel slot and count its tokens in the tpm window."""
+        self.admitted.ticket.release()
+        if self.admitted.tpm is not None and tokens > 0:
+            gw.limiter.record_tokens(self.admitted.rate_key(), self.admitted.tpm, tokens)
+
     def headers(self, available: int | None) -> dict[str, str]:
         h = {"x-request-id": self.request_id, "x-tollgate-model": self.admitted.model.name}
+        h.update(self.admitted.ticket.headers())
         if self.admitted.who.customer_id is not None:
             h["x-tollgate-customer"] = self.admitted.who.customer_id
         if available is not None:
@@ -111,19 +117,22 @@ def forward(gw: Gateway, call: Call, body: dict) -> Reply:
         breakers.succeeded(deployment.id)
         call.served = deployment
         return reply
-    _give_back(gw.engine, call, 504 if last and last.timeout else 502)
+    _give_back(gw, call, 504 if last and last.timeout else 502)
     if last is not None and last.timeout:
         raise ProxyError("upstream_timeout", "The upstream did not answer within its timeout.")
     raise ProxyError("upstream_error", "Every eligible deployment failed or is unhealthy.")
 
 
-def _give_back(engine: Engine, call: Call, status: int) -> None:
+def _give_back(gw: Gateway, call: Call, status: int) -> None:
     """Nothing was served: release the hold; a call that reached an upstream still gets its record."""
     hold = call.admitted.hold
-    if call.reached:
-        settle(engine, hold, Charge(0, 0, 0), call.record(status), call.admitted.share)
-    elif hold is not None:
-        release(engine, hold, call.admitted.share)
+    try:
+        if call.reached:
+            settle(gw.engine, hold, Charge(0, 0, 0), call.record(status), call.admitted.share)
+        elif hold is not None:
+            release(gw.engine, hold, call.admitted.share)
+    finally:
+        call.ended(gw, 0)
 
 
 def _charge(call: Call, usage: dict | None, streamed_chunks: int | None = None) -> Charge:
@@ -138,10 +147,10 @@ def _charge(call: Call, usage: dict | None, streamed_chunks: int | None = None) 
     return Charge(prompt, completion, cost)
 
 
-def finish_json(engine: Engine, call: Call, reply: Reply) -> Response:
+def finish_json(gw: Gateway, call: Call, reply: Reply) -> Response:
     body = reply.body or b""
     if reply.status != 200:
-        _give_back(engine, call, reply.status)
+        _give_back(gw, call, reply.status)
         return Response(
             body, status=reply.status, content_type=reply.content_type, headers=call.headers(None)
         )
@@ -150,19 +159,22 @@ def finish_json(engine: Engine, call: Call, reply: Reply) -> Response:
     except (ValueError, AttributeError):
         usage = None
     charge = _charge(call, usage)
-    available = settle(engine, call.admitted.hold, charge, call.record(200), call.admitted.share)
+    try:
+        available = settle(gw.engine, call.admitted.hold, charge, call.record(200), call.admitted.share)
+    finally:
+        call.ended(gw, charge.total_tokens)
     telemetry.served(call.endpoint, charge)
     return Response(body, status=200, content_type=reply.content_type, headers=call.headers(available))
 
 
-def finish_stream(engine: Engine, call: Call, reply: Reply) -> Response:
+def finish_stream(gw: Gateway, call: Call, reply: Reply) -> Response:
     if reply.status != 200:
-        return finish_json(engine, call, reply)
+        return finish_json(gw, call, reply)
     hold = call.admitted.hold
     headers = call.headers(hold.available if hold else None)
     headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
     return Response(
-        _relay(engine, call, reply),
+        _relay(gw, call, reply),
         status=200,
         content_type="text/event-stream",
         headers=headers,
@@ -209,7 +221,7 @@ def _usage_of(event: bytes) -> dict | None:
     return usage if isinstance(usage, dict) else None
 
 
-def _relay(engine: Engine, call: Call, reply: Reply) -> Iterator[bytes]:
+def _relay(gw: Gateway, call: Call, reply: Reply) -> Iterator[bytes]:
     tally = _Tally()
     pending = b""
     ended = settled = False
@@ -225,7 +237,7 @@ def _relay(engine: Engine, call: Call, reply: Reply) -> Iterator[bytes]:
             if tally.done and not settled:
                 # Charge before the client sees [DONE]: when its stream ends, the balance is final.
                 settled = True
-                _settle_stream(engine, call, tally, disconnected=False)
+                _settle_stream(gw, call, tally, disconnected=False)
             if out:
                 yield out
         ended = True
@@ -234,12 +246,14 @@ def _relay(engine: Engine, call: Call, reply: Reply) -> Iterator[bytes]:
     finally:
         reply.close(finished=ended)
         if not settled:
-            _settle_stream(engine, call, tally, disconnected=not ended)
+            _settle_stream(gw, call, tally, disconnected=not ended)
 
 
-def _settle_stream(engine: Engine, call: Call, tally: _Tally, disconnected: bool) -> None:
+def _settle_stream(gw: Gateway, call: Call, tally: _Tally, disconnected: bool) -> None:
     charge = _charge(call, tally.usage, tally.chunks)
-    settle(
-        engine, call.admitted.hold, charge, call.record(200, disconnected=disconnected), call.admitted.share
-    )
+    record = call.record(200, disconnected=disconnected)
+    try:
+        settle(gw.engine, call.admitted.hold, charge, record, call.admitted.share)
+    finally:
+        call.ended(gw, charge.total_tokens)
     telemetry.served(call.endpoint, charge)

@@ -6,7 +6,9 @@ import json
 import random
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy import Engine
@@ -17,6 +19,7 @@ from app.proxy import bodies, telemetry
 from app.proxy.admission import admit
 from app.proxy.auth import Caller, SnapshotCache
 from app.proxy.errors import ProxyError
+from app.proxy.ratelimit import Limiter
 from app.proxy.relay import Call, finish_json, finish_stream, forward
 from app.proxy.routing import Breakers
 from app.proxy.upstream import Client
@@ -32,7 +35,9 @@ class Gateway:
     cache: SnapshotCache
     client: Client
     breakers: Breakers
+    limiter: Limiter
     rng: random.Random = field(default_factory=random.Random)
+    clock: Callable[[], datetime] = now_utc  # tests freeze it
 
 
 def gateway() -> Gateway:
@@ -71,10 +76,10 @@ def _serve(endpoint: str) -> Response:
         else:
             bodies.check_embeddings(body)
             stream = False
-        admitted = admit(gw.engine, caller, body, request.headers, endpoint, now_utc())
+        admitted = admit(gw.engine, gw.limiter, caller, body, request.headers, endpoint, gw.clock())
         call = Call(request_id, endpoint, stream, admitted)
         reply = forward(gw, call, body)
-        response = finish_stream(gw.engine, call, reply) if stream else finish_json(gw.engine, call, reply)
+        response = finish_stream(gw, call, reply) if stream else finish_json(gw, call, reply)
     except ProxyError as err:
         telemetry.finished(endpoint, err.status, time.perf_counter() - started, err.code)
         return err.response({"x-request-id": request_id})
