@@ -124,3 +124,12 @@ class World:
             setattr(customer, name, value)
         self.commit()
         return customer
+
+
+def assign(world: World, customer_id: str, tier, now=None) -> None:
+    """Put an existing customer on a tier version, as the admin and API do."""
+    from app.customers.operations import assign_tier
+    from app.db import now_utc
+
+    assign_tier(db.session, world.customer(customer_id), tier, "tests", now or now_utc())
+    world.commit()

@@ -1,0 +1,233 @@
+"""Tier limits, on_limit, budgets and rate limits through a live gateway (issue 4, acceptance 1, 2, 5, 6)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+import requests
+from sqlalchemy import select
+
+from app.catalog.operations import set_tier_default
+from app.customers.operations import migrate_customers
+from app.db import now_utc
+from app.extensions import db
+from app.models import Event, PeriodCounter
+from app.tiers.operations import clone_tier, edit_tier
+from tests.factories import World, assign
+
+MESSAGES = [{"role": "user", "content": "tell me about premium things"}]
+
+
+@pytest.fixture
+def shop(world: World) -> World:
+    """gpt-test is the standard default; gpt-premium is premium; both on the fake upstream."""
+    world.add_model(
+        "gpt-premium",
+        [{"provider": "openai", "base_url": world.upstream.base_url, "model": "big"}],
+        model_tier="premium",
+        price={"input_per_mtok": "1000", "output_per_mtok": "1000"},
+    )
+    set_tier_default(db.session, world.project, "standard", "gpt-test")
+    world.commit()
+    return world
+
+
+def customer_on(world: World, customer_id: str, spec: dict, tokens: int = 1_000_000):
+    tier = world.add_tier(spec)
+    world.give_customer(customer_id, tokens)
+    assign(world, customer_id, tier)
+    return tier
+
+
+def call(world: World, user: str, model: str = "gpt-premium", **extra) -> requests.Response:
+    return requests.post(
+        world.url + "/v1/chat/completions",
+        timeout=30,
+        headers={"Authorization": f"Bearer {world.key}"},
+        json={"model": model, "user": user, "max_tokens": 5, "messages": MESSAGES, **extra},
+    )
+
+
+def counter(customer_pk: int, scope: str) -> PeriodCounter:
+    db.session.expire_all()
+    return db.session.scalar(
+        select(PeriodCounter).where(PeriodCounter.customer_id == customer_pk, PeriodCounter.scope == scope)
+    )
+
+
+def events(kind: str) -> list[Event]:
+    db.session.expire_all()
+    return list(db.session.scalars(select(Event).where(Event.type == kind)))
+
+
+def test_block_raises_usage_limit_reached_in_the_sdk(shop: World):
+    customer_on(shop, "b1", {"key": "blk", "limits": {"premium": {"calls": 2, "tokens": None}}})
+    client = openai.OpenAI(base_url=shop.url + "/v1", api_key=shop.key, max_retries=0)
+    for _ in range(2):
+        client.chat.completions.create(model="gpt-premium", messages=MESSAGES, user="b1", max_tokens=3)
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.chat.completions.create(model="gpt-premium", messages=MESSAGES, user="b1", max_tokens=3)
+    assert refused.value.body["code"] == "usage_limit_reached"
+    # Standard models are not limited by the premium limit.
+    client.chat.completions.create(model="gpt-test", messages=MESSAGES, user="b1", max_tokens=3)
+    assert len(events("usage.limit_reached")) == 1
+    assert len(shop.upstream.requests) == 3
+    assert shop.customer("b1").reserved_tokens == 0
+
+
+def test_allow_serves_and_counts_overage(shop: World):
+    customer_on(
+        shop, "a1", {"key": "alw", "limits": {"premium": {"calls": 1, "tokens": None}}, "on_limit": "allow"}
+    )
+    first = call(shop, "a1")
+    assert first.status_code == 200 and "x-tollgate-overage" not in first.headers
+    extra = [call(shop, "a1") for _ in range(2)]
+    assert all(r.status_code == 200 and r.headers["x-tollgate-overage"] == "true" for r in extra)
+    row = counter(shop.customer("a1").id, "premium")
+    assert (row.calls, row.overage_calls, row.reserved_calls) == (3, 2, 0)
+    assert row.overage_tokens == sum(r.json()["usage"]["total_tokens"] for r in extra)
+    assert len(events("usage.overage_started")) == 1
+    assert [r.overage for r in shop.usage_records("a1")] == [False, True, True]
+
+
+def test_restrict_serves_the_standard_default_then_blocks_when_that_is_spent(shop: World):
+    customer_on(
+        shop,
+        "r1",
+        {
+            "key": "rst",
+            "on_limit": "restrict",
+            "restrict_to": "standard",
+            "limits": {"premium": {"calls": 1, "tokens": None}, "standard": {"calls": 1, "tokens": None}},
+        },
+    )
+    assert call(shop, "r1").headers["x-tollgate-model"] == "gpt-premium"
+    moved = call(shop, "r1")
+    assert moved.status_code == 200
+    assert moved.headers["x-tollgate-model"] == "gpt-test"
+    assert moved.headers["x-tollgate-restricted"] == "premium->standard"
+    assert shop.upstream.requests[-1]["json"]["model"] == "fake-model"
+    blocked = call(shop, "r1")
+    assert blocked.status_code == 429 and blocked.json()["error"]["code"] == "usage_limit_reached"
+    [_, record] = shop.usage_records("r1")
+    assert (record.model_requested, record.model_served, record.restricted_from) == (
+        "gpt-premium",
+        "gpt-test",
+        "premium",
+    )
+
+
+def hammer(world: World, user: str, threads: int, calls: int) -> Counter:
+    barrier = threading.Barrier(threads)
+
+    def worker(_):
+        session = requests.Session()
+        barrier.wait()
+        out = []
+        for _ in range(calls):
+            resp = session.post(
+                world.url + "/v1/chat/completions",
+                timeout=60,
+                headers={"Authorization": f"Bearer {world.key}"},
+                json={"model": "gpt-premium", "user": user, "max_tokens": 5, "messages": MESSAGES},
+            )
+            out.append((resp.status_code, resp.json().get("error", {}).get("code")))
+        return out
+
+    with ThreadPoolExecutor(threads) as pool:
+        return Counter(r for batch in pool.map(worker, range(threads)) for r in batch)
+
+
+def test_fifty_threads_never_pass_a_call_limit(shop: World):
+    customer_on(shop, "hot", {"key": "c100", "limits": {"premium": {"calls": 100, "tokens": None}}})
+    outcome = hammer(shop, "hot", threads=50, calls=4)
+    assert outcome == Counter({(200, None): 100, (429, "usage_limit_reached"): 100})
+    row = counter(shop.customer("hot").id, "premium")
+    assert (row.calls, row.reserved_calls) == (100, 0)
+    assert len(shop.upstream.requests) == 100
+
+
+def test_fifty_threads_never_pass_a_token_limit(shop: World):
+    customer_on(shop, "hot", {"key": "t1k", "limits": {"premium": {"calls": None, "tokens": 1000}}})
+    outcome = hammer(shop, "hot", threads=50, calls=4)
+    assert outcome[(200, None)] > 0 and outcome[(429, "usage_limit_reached")] > 0
+    row = counter(shop.customer("hot").id, "premium")
+    served = shop.usage_records("hot")
+    assert row.tokens <= 1000 and row.reserved_tokens == 0
+    assert (
+        row.tokens == sum(r.total_tokens for r in served) and row.calls == len(served) == outcome[(200, None)]
+    )
+
+
+def test_customers_left_on_v1_keep_v1_limits(shop: World):
+    v1 = customer_on(shop, "stay", {"key": "plan", "limits": {"premium": {"calls": 1, "tokens": None}}})
+    shop.give_customer("move", 10_000)
+    assign(shop, "move", v1)
+    v2 = clone_tier(db.session, v1)
+    edit_tier(db.session, v2, {"limits": {"premium": {"calls": 3, "tokens": None}}})
+    migrate_customers(db.session, shop.project, "plan", 1, 2, ["move"], "tests", now_utc())
+    shop.commit()
+    assert [call(shop, "stay").status_code for _ in range(3)] == [200, 429, 429]
+    assert [call(shop, "move").status_code for _ in range(4)] == [200, 200, 200, 429]
+
+
+def test_max_budget_blocks_with_budget_exceeded_and_events_once(shop: World):
+    # gpt-premium costs $0.001 per token here: a call uses 13 tokens ($0.013) and holds 27 ($0.027).
+    customer_on(shop, "spender", {"key": "bud", "max_budget_usd": "0.1", "soft_budget_usd": "0.03"})
+    statuses = [call(shop, "spender").status_code for _ in range(10)]
+    assert 200 in statuses and statuses[-1] == 429
+    last = call(shop, "spender")
+    assert (
+        last.json()["error"]["code"] == "budget_exceeded"
+        and last.json()["error"]["type"] == "budget_exceeded"
+    )
+    spent = counter(shop.customer("spender").id, "total").spend_nusd
+    assert spent <= 100_000_000 and spent == sum(r.cost_nusd for r in shop.usage_records("spender"))
+    soft = [e for e in events("budget.threshold_crossed") if e.data.get("soft_budget_usd")]
+    assert len(soft) == 1
+    assert len(events("budget.exceeded")) == 1
+
+
+def test_model_budget_limits_only_that_model(shop: World):
+    customer_on(shop, "mb", {"key": "mbud", "model_budgets_usd": {"gpt-premium": "0.05"}})
+    statuses = [call(shop, "mb").status_code for _ in range(4)]
+    assert statuses[0] == 200 and statuses[-1] == 429
+    assert call(shop, "mb", model="gpt-test").status_code == 200
+
+
+def test_rpm_limit_answers_429_with_retry_after(shop: World):
+    customer_on(shop, "fast", {"key": "rpm3", "rpm_limit": 3})
+    ok = [call(shop, "fast", model="gpt-test") for _ in range(3)]
+    assert all(r.status_code == 200 for r in ok)
+    assert ok[-1].headers["x-ratelimit-limit-requests"] == "3"
+    refused = call(shop, "fast", model="gpt-test")
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert shop.customer("fast").reserved_tokens == 0
+
+
+def test_tpm_limit_counts_tokens_after_the_call(shop: World):
+    customer_on(shop, "wordy", {"key": "tpm20", "tpm_limit": 20})
+    first = call(shop, "wordy", model="gpt-test")
+    assert first.status_code == 200 and first.json()["usage"]["total_tokens"] == 13
+    assert call(shop, "wordy", model="gpt-test").status_code == 200  # 13 of 20 used: room left
+    refused = call(shop, "wordy", model="gpt-test")
+    assert refused.status_code == 429 and "tokens per minute" in refused.json()["error"]["message"]
+
+
+def test_parallel_limit_refuses_a_second_call_in_flight(shop: World):
+    customer_on(shop, "one", {"key": "par1", "max_parallel_requests": 1})
+    shop.upstream.latency_gate = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(call, shop, "one", "gpt-test")
+        while not shop.upstream.requests:  # the first call has reached the upstream and is held there
+            shop.upstream.client_closed.wait(0.01)
+        second = call(shop, "one", model="gpt-test")
+        shop.upstream.latency_gate.set()
+        assert first.result().status_code == 200
+    assert second.status_code == 429 and "parallel" in second.json()["error"]["message"]
+    assert call(shop, "one", model="gpt-test").status_code == 200  # the slot came back
