@@ -15,7 +15,10 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 	$(BIN)/flask --app wsgi setup
 
+# The scheduler runs beside the server and stops with it.
 run: setup
+	$(BIN)/flask --app wsgi scheduler run & scheduler=$$!; \
+	trap 'kill $$scheduler 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 test: $(STAMP)

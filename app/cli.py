@@ -32,6 +32,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(keys)
     app.cli.add_command(config)
     app.cli.add_command(ledger)
+    app.cli.add_command(scheduler)
 
 
 def _settings():
@@ -207,3 +208,22 @@ def ledger_verify() -> None:
     if breaches:
         sys.exit(1)
     click.echo("ledger ok: every balance equals its ledger entries minus metered usage")
+
+
+@click.group()
+def scheduler() -> None:
+    """The background jobs."""
+
+
+@scheduler.command("run")
+@click.option("--once", is_flag=True, help="Run one tick and exit (cron-style).")
+def scheduler_run(once: bool) -> None:
+    """Run the scheduler in this process; only the holder of the leader lease runs jobs."""
+    from app.scheduler import Scheduler
+
+    runner = Scheduler(db.engine)
+    if once:
+        click.echo(", ".join(runner.tick()) or "not the leader: nothing run")
+        return
+    click.echo(f"scheduler {runner.holder} running")
+    runner.serve()

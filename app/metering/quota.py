@@ -401,3 +401,26 @@ def release(engine: Engine, hold: Hold, share: allowance.Share | None = None) ->
         conn.execute(RELEASE, {"pk": hold.customer_pk, "held": hold.tokens})
         if share is not None:
             allowance.give_back(conn, share)
+
+
+def release_expired(engine: Engine, now: datetime) -> int:
+    """The scheduler's job: free the holds of calls whose process died (SPEC 5.1).
+
+    A customer's expiry is the latest of its holds', so when it has passed no call of that
+    customer is still in flight: every hold and period share it has is stale.
+    """
+    stale = select(customers.c.id).where(
+        customers.c.reservation_expires_at < now, customers.c.reserved_tokens != 0
+    )
+    with write_transaction(engine) as conn:
+        conn.execute(
+            update(allowance.counters)
+            .where(allowance.counters.c.customer_id.in_(stale))
+            .values(reserved_calls=0, reserved_tokens=0, reserved_nusd=0)
+        )
+        freed = conn.execute(
+            update(customers)
+            .where(customers.c.id.in_(stale))
+            .values(reserved_tokens=0, reserved_nusd=0, reservation_expires_at=None)
+        )
+    return freed.rowcount

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, bindparam, update
+from sqlalchemy import Engine, bindparam, select, update
 
 from app.db import iso, write_transaction
 from app.events import recorder
@@ -104,3 +104,36 @@ def _replenish(
             "kind": "replenishment",
         },
     )
+
+
+DUE = (
+    select(
+        customers.c.id,
+        customers.c.project_id,
+        customers.c.external_id,
+        customers.c.tier_id,
+        customers.c.period_start,
+        customers.c.tier_assigned_at,
+    )
+    .where(
+        customers.c.period_end <= bindparam("now"),
+        customers.c.tier_id.in_(bindparam("tiers", expanding=True)),
+    )
+    .order_by(customers.c.period_end)
+    .limit(bindparam("batch"))
+)
+
+
+def roll_over_due(engine: Engine, rules: dict[int, TierRules], now: datetime, batch: int = 500) -> int:
+    """The scheduler's job: roll over every customer whose period has ended. Returns how many."""
+    done = 0
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(DUE, {"now": now, "tiers": list(rules), "batch": batch}).all()
+        for row in rows:
+            due = Due(
+                row.id, row.project_id, row.external_id, row.tier_id, row.period_start, row.tier_assigned_at
+            )
+            done += roll_over(engine, due, rules[row.tier_id], now, source="scheduler")
+        if len(rows) < batch:
+            return done

@@ -24,11 +24,11 @@ class Customer(Base):
     # Tokens held by calls in flight; released by settlement, or by the scheduler after expiry.
     reserved_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
-    reservation_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reservation_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     tier_id: Mapped[int | None] = mapped_column(ForeignKey("usage_tiers.id"), index=True)
     tier_assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    period_end: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     shedding_tier: Mapped[str] = mapped_column(String(16), default="middle")
     allowed_regions: Mapped[list] = mapped_column(JSON, default=list)
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
