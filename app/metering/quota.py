@@ -277,12 +277,22 @@ class Charge:
         return self.prompt_tokens + self.completion_tokens
 
 
+@dataclass(frozen=True)
+class Settled:
+    """The customer right after settlement."""
+
+    available: int  # balance minus holds still in flight
+    balance: int
+    charged: int
+    low_notified: bool
+
+
 def settle(
     engine: Engine, hold: Hold | None, charge: Charge, record: dict, share: allowance.Share | None = None
-) -> int | None:
+) -> Settled | None:
     """Release the hold (and the period share), debit the usage and write the usage record, atomically.
 
-    Returns the customer's available tokens afterwards (None for project-level calls).
+    Returns the customer as it stands afterwards (None for project-level calls).
     """
     charged = charge.total_tokens
     if hold is not None and hold.capped:
@@ -303,7 +313,10 @@ def settle(
         with statements(engine) as conn:
             only = {f"v_{name}": value for name, value in _usage_values(params).items()}
             only.update((name, params[name]) for name in ("pk", "held", "charged", "cost"))
-            return conn.execute(SETTLE_AND_RECORD, only).scalar()
+            row = conn.execute(SETTLE_AND_RECORD, only).one()
+            return (
+                None if row.available is None else Settled(row.available, row.balance, charged, row.notified)
+            )
     with write_transaction(engine) as conn:
         available = _settle_then_record(conn, params)
         if share is not None and charge.total_tokens + charge.cost_nusd > 0:
@@ -315,13 +328,18 @@ def settle(
         return available
 
 
-def _settle_then_record(conn: Connection, params: dict) -> int | None:
+def _settle_then_record(conn: Connection, params: dict) -> Settled | None:
     available = None
     row = conn.execute(SETTLE, params).first() if params["pk"] is not None else None
     if row is None:  # a project-level call, or the customer was deleted while its call was in flight
         params = dict(params, pk=None, charged=0)
     else:
-        available = row.token_balance - row.reserved_tokens
+        available = Settled(
+            row.token_balance - row.reserved_tokens,
+            row.token_balance,
+            params["charged"],
+            row.low_balance_notified,
+        )
     conn.execute(
         INSERT_USAGE, dict(_usage_values(params), customer_id=params["pk"], tokens_charged=params["charged"])
     )
@@ -345,7 +363,7 @@ SETTLE = (
         reserved_tokens=_released,
         spend_nusd=customers.c.spend_nusd + bindparam("cost", type_=BigInteger),
     )
-    .returning(customers.c.token_balance, customers.c.reserved_tokens)
+    .returning(customers.c.token_balance, customers.c.reserved_tokens, customers.c.low_balance_notified)
 )
 RELEASE = update(customers).where(customers.c.id == bindparam("pk")).values(reserved_tokens=_released)
 INSERT_USAGE = usage_records.insert()
@@ -379,6 +397,11 @@ def _settle_and_record():
     settled = SETTLE.returning(
         customers.c.id, (customers.c.token_balance - customers.c.reserved_tokens).label("available")
     ).cte("settled")
+    after = [
+        select(settled.c.available).scalar_subquery().label("available"),
+        select(settled.c.token_balance).scalar_subquery().label("balance"),
+        select(settled.c.low_balance_notified).scalar_subquery().label("notified"),
+    ]
     one = select(literal_column("1").label("one")).subquery("one")
     charged = case((settled.c.id.is_(None), 0), else_=bindparam("charged", type_=BigInteger))
     # Named apart from the columns: execution parameters named like columns would be taken as VALUES.
@@ -387,7 +410,7 @@ def _settle_and_record():
     return (
         usage_records.insert()
         .from_select([*USAGE_FIELDS, "customer_id", "tokens_charged"], source)
-        .returning(select(settled.c.available).scalar_subquery())
+        .returning(*after)
         .add_cte(settled, nest_here=True)
     )
 

@@ -66,6 +66,7 @@ class ProjectInfo:
     id: int
     slug: str
     require_customer: bool
+    low_balance_tokens: int | None
     defaults: Defaults
     models: dict[str, ModelInfo]
     tiers: dict[int, TierInfo]
@@ -141,6 +142,7 @@ def load_snapshot(engine: Engine, secret_key: str) -> Snapshot:
                 id=p.id,
                 slug=p.slug,
                 require_customer=p.require_customer,
+                low_balance_tokens=p.low_balance_tokens,
                 defaults=Defaults(
                     p.id,
                     p.new_customer_initial_tokens or 0,

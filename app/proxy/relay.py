@@ -12,7 +12,8 @@ from flask import Response
 from urllib3.exceptions import HTTPError
 
 from app.db import now_utc
-from app.metering.quota import Charge, release, settle
+from app.metering.alerts import Whose, after_settlement
+from app.metering.quota import Charge, Settled, release, settle
 from app.proxy import telemetry
 from app.proxy.admission import Admitted
 from app.proxy.auth import DeploymentInfo
@@ -36,6 +37,16 @@ class Call:
     client_wants_usage: bool = False
     served: DeploymentInfo | None = None
     reached: bool = False
+
+    def settle(self, gw: Gateway, charge: Charge, record: dict) -> Settled | None:
+        """Settle this call, then raise the balance events it caused."""
+        settled = settle(gw.engine, self.admitted.hold, charge, record, self.admitted.share)
+        hold = self.admitted.hold
+        if settled is not None and hold is not None and self.admitted.who.customer_id is not None:
+            project = self.admitted.caller.project
+            whose = Whose(project.id, hold.customer_pk, self.admitted.who.customer_id)
+            after_settlement(gw.engine, whose, settled, project.low_balance_tokens, record["created_at"])
+        return settled
 
     def ended(self, gw: Gateway, tokens: int) -> None:
         """The call is over: free its parallel slot and count its tokens in the tpm window."""
@@ -128,7 +139,7 @@ def _give_back(gw: Gateway, call: Call, status: int) -> None:
     hold = call.admitted.hold
     try:
         if call.reached:
-            settle(gw.engine, hold, Charge(0, 0, 0), call.record(status), call.admitted.share)
+            call.settle(gw, Charge(0, 0, 0), call.record(status))
         elif hold is not None:
             release(gw.engine, hold, call.admitted.share)
     finally:
@@ -160,11 +171,16 @@ def finish_json(gw: Gateway, call: Call, reply: Reply) -> Response:
         usage = None
     charge = _charge(call, usage)
     try:
-        available = settle(gw.engine, call.admitted.hold, charge, call.record(200), call.admitted.share)
+        settled = call.settle(gw, charge, call.record(200))
     finally:
         call.ended(gw, charge.total_tokens)
     telemetry.served(call.endpoint, charge)
-    return Response(body, status=200, content_type=reply.content_type, headers=call.headers(available))
+    return Response(
+        body,
+        status=200,
+        content_type=reply.content_type,
+        headers=call.headers(settled.available if settled else None),
+    )
 
 
 def finish_stream(gw: Gateway, call: Call, reply: Reply) -> Response:
@@ -253,7 +269,7 @@ def _settle_stream(gw: Gateway, call: Call, tally: _Tally, disconnected: bool) -
     charge = _charge(call, tally.usage, tally.chunks)
     record = call.record(200, disconnected=disconnected)
     try:
-        settle(gw.engine, call.admitted.hold, charge, record, call.admitted.share)
+        call.settle(gw, charge, record)
     finally:
         call.ended(gw, charge.total_tokens)
     telemetry.served(call.endpoint, charge)
