@@ -7,6 +7,7 @@ TOLLGATE_TEST_DATABASE_URL picks the database (PostgreSQL in CI's second pass); 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -138,18 +139,34 @@ def gunicorn_url(app: Flask, upstream: FakeUpstream, instance_dir: Path, tmp_pat
         "TOLLGATE_DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
         "TOLLGATE_CONFIG": str(config_file),
     }
-    with gunicorn_serving(env) as base:
-        yield base
+    with gunicorn_serving(env) as served:
+        yield served.url
+
+
+@dataclasses.dataclass(frozen=True)
+class Served:
+    url: str
+    pid: int  # gunicorn's master
+
+    def workers(self) -> list[int]:
+        """The master's worker processes, from /proc."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.pid:
+                    found.append(int(stat.parent.name))
+        return found
 
 
 @contextlib.contextmanager
-def gunicorn_serving(settings: dict[str, str]) -> Iterator[str]:
-    """`flask setup`, then gunicorn with one gevent worker as `make run` starts it; yields its URL."""
+def gunicorn_serving(settings: dict[str, str]) -> Iterator[Served]:
+    """`flask setup`, then gunicorn as `make run` starts it (one gevent worker unless TOLLGATE_WORKERS)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         bind = f"127.0.0.1:{s.getsockname()[1]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
-    env.update(settings, TOLLGATE_BIND=bind, TOLLGATE_WORKERS="1")
+    env.update({"TOLLGATE_WORKERS": "1", **settings, "TOLLGATE_BIND": bind})
     bin_dir = ROOT / ".venv" / "bin"
     subprocess.run(
         [bin_dir / "flask", "--app", "wsgi", "setup"], cwd=ROOT, env=env, check=True, capture_output=True
@@ -164,7 +181,7 @@ def gunicorn_serving(settings: dict[str, str]) -> Iterator[str]:
     )
     try:
         wait_until_serving(f"http://{bind}", proc)
-        yield f"http://{bind}"
+        yield Served(f"http://{bind}", proc.pid)
     finally:
         stop_group(proc)
 
@@ -199,13 +216,15 @@ def wait_until_serving(base: str, proc: subprocess.Popen, deadline_s: float = 60
 
 
 def stop_group(proc: subprocess.Popen) -> None:
-    """SIGINT is gunicorn's quick shutdown; whatever is left of the group is then killed."""
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
+    """SIGINT is gunicorn's quick shutdown; what is left of the group after 15 s is killed."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)
+    # A worker still booting can hold the master up past this; the kill below ends it.
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(15)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(15)
 
 
 @pytest.fixture

@@ -69,7 +69,8 @@ def test_blocked_statement_does_not_stall_the_worker(tmp_path: Path):
         "TOLLGATE_DATABASE_URL": url,
         "TOLLGATE_CONFIG": str(tmp_path / "config.yaml"),
     }
-    with gunicorn_serving(settings) as base:
+    with gunicorn_serving(settings) as served:
+        base = served.url
         assert chat(base, "slow", 10).status_code == 200  # creates the customer
         with psycopg.connect(libpq(url, DB)) as locker:
             # Hold the customer's row: the gateway's reservation for "slow" now waits on PostgreSQL.

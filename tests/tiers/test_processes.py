@@ -1,0 +1,137 @@
+"""Across processes: rpm shared through Redis by two gunicorn workers (acceptance 5), and a worker
+killed mid-stream whose hold the scheduler releases after its expiry (acceptance 7)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import requests
+
+from app.db import now_utc
+from app.extensions import db
+from app.metering import audit
+from app.scheduler import Scheduler
+from tests.conftest import GUNICORN_CONFIG, GUNICORN_KEY, gunicorn_serving
+from tests.factories import World
+from tests.fakes.upstream import FakeUpstream
+from tests.proxy.test_streaming import Turnstile
+
+REDIS = "redis://127.0.0.1:6379/0"
+RPM_CONFIG = """
+projects:
+  - slug: default
+    name: Shared limits
+    settings: {new_customer_initial_tokens: 100000, default_tier: rpm60}
+    tiers:
+      - {key: rpm60, rpm_limit: 60}
+    models:
+      - name: gpt-test
+        deployments: [{provider: openai, base_url: "UPSTREAM", model: fake-model}]
+    api_keys:
+      - {name: tests, scope: proxy, key: "KEY"}
+"""
+
+
+def settings(app, instance_dir: Path, tmp_path: Path, config: str, upstream: FakeUpstream, **extra) -> dict:
+    path = tmp_path / "tollgate.yaml"
+    path.write_text(config.replace("UPSTREAM", upstream.base_url).replace("KEY", GUNICORN_KEY))
+    return {
+        "TOLLGATE_INSTANCE_PATH": str(instance_dir),
+        "TOLLGATE_SECRET_KEY": "s" * 48,
+        "TOLLGATE_DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+        "TOLLGATE_CONFIG": str(path),
+        **extra,
+    }
+
+
+def test_rpm_is_shared_by_two_worker_processes_through_redis(app, instance_dir, tmp_path, upstream):
+    env = settings(
+        app, instance_dir, tmp_path, RPM_CONFIG, upstream, TOLLGATE_REDIS_URL=REDIS, TOLLGATE_WORKERS="2"
+    )
+    customer = f"rpm-{uuid.uuid4().hex[:12]}"  # Redis windows outlive a test run: a fresh customer
+    with gunicorn_serving(env) as served:
+        assert len(served.workers()) == 2
+        barrier = threading.Barrier(20)
+
+        def worker(_):
+            session = requests.Session()
+            barrier.wait()
+            out = []
+            for _ in range(5):
+                resp = session.post(
+                    served.url + "/v1/chat/completions",
+                    timeout=30,
+                    headers={"Authorization": f"Bearer {GUNICORN_KEY}", "Connection": "close"},
+                    json={
+                        "model": "gpt-test",
+                        "user": customer,
+                        "max_tokens": 2,
+                        "messages": [{"role": "user", "content": "hi"}],
+                    },
+                )
+                out.append((resp.status_code, resp.json().get("error", {}).get("code")))
+            return out
+
+        with ThreadPoolExecutor(20) as pool:
+            outcome = Counter(r for batch in pool.map(worker, range(20)) for r in batch)
+    assert outcome == Counter({(200, None): 60, (429, "rate_limit_exceeded"): 40})
+
+
+def test_a_worker_killed_mid_stream_leaves_a_hold_the_scheduler_releases(
+    app, instance_dir, tmp_path, upstream: FakeUpstream
+):
+    env = settings(app, instance_dir, tmp_path, GUNICORN_CONFIG, upstream)
+    turnstile = Turnstile()
+    upstream.stream_chunk_pause = turnstile
+    with gunicorn_serving(env) as served, app.app_context():
+        world = World(app, upstream, served.url)
+        host, port = served.url.removeprefix("http://").split(":")
+        body = json.dumps(
+            {
+                "model": "gpt-test",
+                "user": "doomed",
+                "stream": True,
+                "max_tokens": 50,
+                "messages": [{"role": "user", "content": "a long story"}],
+            }
+        ).encode()
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {GUNICORN_KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        seen = b""
+        while b"tok0" not in seen:  # the stream is flowing, its hold taken
+            data = sock.recv(65536)
+            assert data, "the stream ended early"
+            seen += data
+        held = world.customer("doomed")
+        assert held.reserved_tokens > 0
+        [worker] = served.workers()
+        os.kill(worker, signal.SIGKILL)
+        sock.close()
+        assert upstream.client_closed.wait(10), "the killed worker's upstream connection stayed open"
+        assert world.customer("doomed").reserved_tokens == held.reserved_tokens  # nobody settled it
+        expiry = held.reservation_expires_at
+        assert expiry is not None and expiry > now_utc()
+        early = Scheduler(db.engine, holder="tests", clock=lambda: expiry - timedelta(seconds=1))
+        early.tick()
+        assert world.customer("doomed").reserved_tokens == held.reserved_tokens
+        late = Scheduler(db.engine, holder="tests", clock=lambda: expiry + timedelta(seconds=1))
+        assert "expired-holds" in late.tick()
+        customer = world.customer("doomed")
+        assert customer.reserved_tokens == 0 and customer.token_balance == 100_000
+        with db.engine.connect() as conn:
+            assert audit.verify(conn) == []
+        # The master has started a new worker: the listening socket queues this until it answers.
+        assert requests.get(served.url + "/readyz", timeout=30).status_code == 200
