@@ -8,11 +8,12 @@ no scopes and cost nothing here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import Connection, Engine, Table, and_, case, update
+from sqlalchemy import Connection, Engine, Table, and_, case, select, update
 
 from app.db import insert_ignoring_conflict, iso, write_transaction
 from app.events import recorder
@@ -166,6 +167,53 @@ def take(engine: Engine, want: Share, enforce: bool) -> Share:
                 continue
             raise LimitReached(scope)  # leaves the transaction: every share taken above is undone
     return want
+
+
+def take_what_remains(
+    engine: Engine, want: Share, full: LimitReached, prompt: int, cost_of: Callable[[int], int]
+) -> Share:
+    """hard_cap (SPEC 5.1): the full share did not fit; take the largest completion that does.
+
+    A calls limit leaves nothing to shrink. Otherwise the completion shrinks to what the tightest
+    token limit and $ budget still allow; below one completion token the call is refused.
+    """
+    if full.scope.calls is not None and _standing_calls(engine, want, full.scope) >= full.scope.calls:
+        raise full
+    completion = want.tokens - prompt
+    with engine.connect() as conn:
+        rows = {r.scope: r for r in conn.execute(select(counters).where(*_key(want)))}
+    for scope in want.scopes:
+        row = rows.get(scope.name)
+        used_tokens = (row.tokens + row.reserved_tokens) if row else 0
+        used_nusd = (row.spend_nusd + row.reserved_nusd) if row else 0
+        if scope.tokens is not None:
+            completion = min(completion, scope.tokens - used_tokens - prompt)
+        if scope.nusd is not None:
+            completion = min(completion, _affordable(scope.nusd - used_nusd, completion, cost_of))
+    if completion < 1:
+        raise full
+    return take(engine, replace(want, tokens=prompt + completion, nusd=cost_of(completion)), enforce=True)
+
+
+def _affordable(budget_left: int, most: int, cost_of: Callable[[int], int]) -> int:
+    """The largest completion (at most `most`) whose cost with the prompt fits the budget left."""
+    low, high = 0, most
+    if cost_of(0) > budget_left:
+        return 0
+    while low < high:  # costs rise with the completion: bisect
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if cost_of(mid) <= budget_left else (low, mid - 1)
+    return low
+
+
+def _standing_calls(engine: Engine, want: Share, scope: Scope) -> int:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(counters.c.calls + counters.c.reserved_calls).where(
+                *_key(want), counters.c.scope == scope.name
+            )
+        ).first()
+    return row[0] if row else 0
 
 
 def _open(conn: Connection, want: Share, scope: Scope) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 from app.db import write_transaction
 from app.metering import estimate
 from app.metering.accounts import open_account
-from app.metering.allowance import LimitReached, Scope, Share, note, scopes, take
+from app.metering.allowance import LimitReached, Scope, Share, note, scopes, take, take_what_remains
 from app.metering.quota import Ask, Hold, PeriodEnded, QuotaRefused, customers, release, reserve
 from app.metering.rollover import Due, roll_over
 from app.proxy.auth import Caller, DeploymentInfo, ModelInfo, TierInfo
@@ -50,6 +50,15 @@ class Admitted:
 
     def rate_key(self) -> str:
         return rate_key(self.caller, self.who)
+
+    def completion_cap(self) -> int | None:
+        """hard_cap's completion limit for the upstream: what the balance and the period share allow."""
+        caps = []
+        if self.hold is not None and self.hold.completion_cap is not None:
+            caps.append(self.hold.completion_cap)
+        if self.share is not None and self.share.tokens < (self.hold.tokens if self.hold else 0):
+            caps.append(self.share.tokens - self.prompt.upper)  # a shrunk share (take_what_remains)
+        return min(caps) if caps else None
 
 
 def _string_id(value: object, field: str) -> str:
@@ -195,7 +204,7 @@ def _allowance(
     if not want.scopes:
         return model, None, None
     try:
-        return model, take(engine, want, enforce=True), None
+        return model, _take(engine, tier, want, prompt, model), None
     except LimitReached as full:
         refusal = full
     if rules.on_limit == "allow":
@@ -205,12 +214,29 @@ def _allowance(
         if target is not None and target.name != model.name:
             instead = _share(caller, who, tier, hold, target, prompt)
             try:
-                taken = take(engine, instead, enforce=True) if instead.scopes else None
+                taken = _take(engine, tier, instead, prompt, target) if instead.scopes else None
             except LimitReached as again:
                 refusal = again
             else:
                 return target, taken, model.model_tier
     raise _refusal(engine, want, refusal.scope, now)
+
+
+def _take(
+    engine: Engine, tier: TierInfo, want: Share, prompt: estimate.PromptEstimate, model: ModelInfo
+) -> Share:
+    """The full share; with hard_cap, else the largest completion that still fits (SPEC 5.1)."""
+    try:
+        return take(engine, want, enforce=True)
+    except LimitReached as full:
+        if not tier.terms.hard_cap or tier.rules.on_limit == "allow":
+            raise  # allow serves past the limit as overage: nothing to shrink for
+        price = model.price
+
+        def cost_of(completion: int) -> int:
+            return price.cost_nusd(prompt.upper, completion) if price else 0
+
+        return take_what_remains(engine, want, full, prompt.upper, cost_of)
 
 
 def _share(

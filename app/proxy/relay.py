@@ -93,10 +93,10 @@ class Call:
 def _outgoing(call: Call, body: dict) -> dict:
     """The body every deployment gets: hard_cap's completion limit, usage always asked for."""
     out = dict(body)
-    hold = call.admitted.hold
-    if call.endpoint == "chat/completions" and hold is not None and hold.completion_cap is not None:
+    cap = call.admitted.completion_cap()
+    if call.endpoint == "chat/completions" and cap is not None:
         name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-        per_choice = max(1, hold.completion_cap // (body.get("n") or 1))
+        per_choice = max(1, cap // (body.get("n") or 1))
         requested = body.get(name)
         out[name] = per_choice if requested is None else min(requested, per_choice)
     if call.stream:

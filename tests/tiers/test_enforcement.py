@@ -79,17 +79,27 @@ def test_block_raises_usage_limit_reached_in_the_sdk(shop: World):
     assert shop.customer("b1").reserved_tokens == 0
 
 
+def sdk(world: World) -> openai.OpenAI:
+    return openai.OpenAI(base_url=world.url + "/v1", api_key=world.key, max_retries=0)
+
+
+def sdk_call(world: World, user: str, model: str = "gpt-premium"):
+    return sdk(world).chat.completions.with_raw_response.create(
+        model=model, messages=MESSAGES, user=user, max_tokens=5
+    )
+
+
 def test_allow_serves_and_counts_overage(shop: World):
     customer_on(
         shop, "a1", {"key": "alw", "limits": {"premium": {"calls": 1, "tokens": None}}, "on_limit": "allow"}
     )
-    first = call(shop, "a1")
-    assert first.status_code == 200 and "x-tollgate-overage" not in first.headers
-    extra = [call(shop, "a1") for _ in range(2)]
-    assert all(r.status_code == 200 and r.headers["x-tollgate-overage"] == "true" for r in extra)
+    first = sdk_call(shop, "a1")
+    assert "x-tollgate-overage" not in first.headers
+    extra = [sdk_call(shop, "a1") for _ in range(2)]
+    assert all(r.headers["x-tollgate-overage"] == "true" for r in extra)
     row = counter(shop.customer("a1").id, "premium")
     assert (row.calls, row.overage_calls, row.reserved_calls) == (3, 2, 0)
-    assert row.overage_tokens == sum(r.json()["usage"]["total_tokens"] for r in extra)
+    assert row.overage_tokens == sum(r.parse().usage.total_tokens for r in extra)
     assert len(events("usage.overage_started")) == 1
     assert [r.overage for r in shop.usage_records("a1")] == [False, True, True]
 
@@ -105,14 +115,14 @@ def test_restrict_serves_the_standard_default_then_blocks_when_that_is_spent(sho
             "limits": {"premium": {"calls": 1, "tokens": None}, "standard": {"calls": 1, "tokens": None}},
         },
     )
-    assert call(shop, "r1").headers["x-tollgate-model"] == "gpt-premium"
-    moved = call(shop, "r1")
-    assert moved.status_code == 200
+    assert sdk_call(shop, "r1").headers["x-tollgate-model"] == "gpt-premium"
+    moved = sdk_call(shop, "r1")
     assert moved.headers["x-tollgate-model"] == "gpt-test"
     assert moved.headers["x-tollgate-restricted"] == "premium->standard"
     assert shop.upstream.requests[-1]["json"]["model"] == "fake-model"
-    blocked = call(shop, "r1")
-    assert blocked.status_code == 429 and blocked.json()["error"]["code"] == "usage_limit_reached"
+    with pytest.raises(openai.RateLimitError) as blocked:
+        sdk_call(shop, "r1")
+    assert blocked.value.body["code"] == "usage_limit_reached"
     [_, record] = shop.usage_records("r1")
     assert (record.model_requested, record.model_served, record.restricted_from) == (
         "gpt-premium",
@@ -187,9 +197,19 @@ def test_max_budget_blocks_with_budget_exceeded_and_events_once(shop: World):
     )
     spent = counter(shop.customer("spender").id, "total").spend_nusd
     assert spent <= 100_000_000 and spent == sum(r.cost_nusd for r in shop.usage_records("spender"))
-    soft = [e for e in events("budget.threshold_crossed") if e.data.get("soft_budget_usd")]
-    assert len(soft) == 1
+    crossed = events("budget.threshold_crossed")
+    assert len([e for e in crossed if e.data.get("soft_budget_usd")]) == 1
     assert len(events("budget.exceeded")) == 1
+
+
+def test_budget_thresholds_fire_once_each_as_spend_passes_them(shop: World):
+    # on_limit allow: calls past the budget are served as overage, so spend walks through 85%, 95%, 100%.
+    customer_on(shop, "walker", {"key": "bwalk", "max_budget_usd": "0.05", "on_limit": "allow"})
+    assert all(call(shop, "walker").status_code == 200 for _ in range(7))  # 7 x $0.013
+    crossed = events("budget.threshold_crossed")
+    assert sorted(e.data["percent"] for e in crossed) == [85, 95]
+    [exceeded] = events("budget.exceeded")
+    assert exceeded.customer_external_id == "walker" and exceeded.data["spend_usd"] == "0.052000000"
 
 
 def test_model_budget_limits_only_that_model(shop: World):
@@ -231,3 +251,27 @@ def test_parallel_limit_refuses_a_second_call_in_flight(shop: World):
         assert first.result().status_code == 200
     assert second.status_code == 429 and "parallel" in second.json()["error"]["message"]
     assert call(shop, "one", model="gpt-test").status_code == 200  # the slot came back
+
+
+def test_hard_cap_shrinks_the_completion_to_the_token_limit_left(shop: World):
+    customer_on(shop, "tight", {"key": "t40", "limits": {"premium": {"calls": None, "tokens": 40}}})
+    first = call(shop, "tight", max_tokens=50)
+    assert first.status_code == 200
+    sent = shop.upstream.requests[-1]["json"]["max_tokens"]
+    assert 1 <= sent < 50 and first.json()["usage"]["completion_tokens"] == sent
+    row = counter(shop.customer("tight").id, "premium")
+    assert row.tokens == first.json()["usage"]["total_tokens"] <= 40
+    refused = call(shop, "tight", max_tokens=50)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "usage_limit_reached"
+
+
+def test_hard_cap_shrinks_the_completion_to_the_budget_left(shop: World):
+    customer_on(shop, "thrifty", {"key": "b5", "max_budget_usd": "0.05"})
+    first = call(shop, "thrifty", max_tokens=100)
+    assert first.status_code == 200
+    sent = shop.upstream.requests[-1]["json"]["max_tokens"]
+    assert 1 <= sent < 100
+    spent = counter(shop.customer("thrifty").id, "total").spend_nusd
+    assert spent <= 50_000_000
+    refused = call(shop, "thrifty", max_tokens=100)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "budget_exceeded"

@@ -117,3 +117,17 @@ def test_bad_tier_input_is_refused_and_changes_nothing(world: World, change, fie
         edit_tier(db.session, tier, change)
     db.session.rollback()
     assert tier_spec(db.session.get(UsageTier, tier.id))["limits"] == PRO["limits"]
+
+
+def test_migrate_refuses_bad_versions_and_changes_nothing(world: World):
+    v1 = world.add_tier(PRO)
+    world.give_customer("a", 100)
+    assign(world, "a", v1)
+    with pytest.raises(Invalid):
+        migrate_customers(db.session, world.project, "pro", 1, 1, None, "tests", now_utc())
+    with pytest.raises(NotFound):
+        migrate_customers(db.session, world.project, "pro", 1, 7, None, "tests", now_utc())
+    with pytest.raises(NotFound):
+        migrate_customers(db.session, world.project, "nope", 1, 2, None, "tests", now_utc())
+    db.session.rollback()
+    assert world.customer("a").tier_id == v1.id
