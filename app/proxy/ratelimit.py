@@ -25,7 +25,7 @@ from limits.storage import (
     Storage,
     storage_from_string,
 )
-from limits.strategies import MovingWindowRateLimiter
+from limits.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
 WINDOW_S = 60
 # A slot whose process died without releasing it is given back after this long. Longer than any
@@ -206,6 +206,10 @@ class Limiter:
             storage = local
             self._slots = _MemorySlots(clock)
         self._windows = MovingWindowRateLimiter(storage)
+        # A moving window stores one entry per unit of cost: fine for requests, ruinous for tokens
+        # (a 1M tpm window would hold a million entries). Tokens use the sliding-window counter:
+        # two counters per key, exact in the current window, weighted for the previous one.
+        self._token_windows = SlidingWindowCounterRateLimiter(storage)
 
     def admit(self, key: str, rpm: int | None, tpm: int | None, parallel: int | None) -> Ticket:
         """Admit one call for `key` under its limits (None = no limit), or raise RateLimited.
@@ -240,9 +244,9 @@ class Limiter:
         item = _item("tpm", tpm)
         cost = min(tokens, tpm)
         for _ in range(RECORD_ATTEMPTS):
-            if cost <= 0 or self._windows.hit(item, key, cost=cost):
+            if cost <= 0 or self._token_windows.hit(item, key, cost=cost):
                 return
-            cost = min(tokens, self._windows.get_window_stats(item, key).remaining)
+            cost = min(tokens, self._token_windows.get_window_stats(item, key).remaining)
 
     def _take_slot(self, key: str, parallel: int) -> _Slot:
         slot = self._slots.take(key, parallel)
@@ -252,7 +256,8 @@ class Limiter:
 
     def _room(self, key: str, kind: str, limit: int) -> int:
         """What the window has left, or RateLimited when nothing is left. Takes nothing."""
-        stats = self._windows.get_window_stats(_item(kind, limit), key)
+        windows = self._windows if kind == "rpm" else self._token_windows
+        stats = windows.get_window_stats(_item(kind, limit), key)
         if stats.remaining <= 0:
             raise RateLimited(kind, limit, _retry_after(stats))
         return stats.remaining
