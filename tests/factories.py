@@ -133,3 +133,38 @@ def assign(world: World, customer_id: str, tier, now=None) -> None:
 
     assign_tier(db.session, world.customer(customer_id), tier, "tests", now or now_utc())
     world.commit()
+
+
+def chat(base_url: str, key: str, user: str, model: str = "gpt-test", timeout: float = 30, **extra):
+    """One chat completion over HTTP, as an app would send it."""
+    import requests
+
+    body = {
+        "model": model,
+        "user": user,
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "hello there"}],
+        **extra,
+    }
+    return requests.post(
+        f"{base_url}/v1/chat/completions",
+        timeout=timeout,
+        headers={"Authorization": f"Bearer {key}"},
+        json=body,
+    )
+
+
+def raw_stream(base_url: str, key: str, body: dict):
+    """Open a streamed call on a bare socket, so a test can hang up the way a client does."""
+    import json
+    import socket
+
+    payload = json.dumps(body).encode()
+    host, port = base_url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {key}\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+        + payload
+    )
+    return sock

@@ -12,6 +12,7 @@ import psycopg
 import requests
 from sqlalchemy.engine import make_url
 
+from tests import factories
 from tests.conftest import gunicorn_serving
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,18 +48,8 @@ def fresh_database(url: str) -> str:
     return make_url(url).set(database=DB).render_as_string(hide_password=False)
 
 
-def chat(base: str, user: str, timeout: float) -> requests.Response:
-    return requests.post(
-        f"{base}/v1/chat/completions",
-        timeout=timeout,
-        headers={"Authorization": f"Bearer {KEY}"},
-        json={
-            "model": "demo",
-            "user": user,
-            "max_tokens": 2,
-            "messages": [{"role": "user", "content": "hi"}],
-        },
-    )
+def chat(base: str, user: str, timeout: float):
+    return factories.chat(base, KEY, user, model="demo", timeout=timeout)
 
 
 def test_blocked_statement_does_not_stall_the_worker(tmp_path: Path):

@@ -11,9 +11,6 @@ from app.metering.pricing import MoneyError, to_nusd, usd_str
 from app.models.tier import ANCHORS, MODEL_TIERS, ON_LIMIT, REPLENISH_MODES, UsageTier
 
 KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-# Calendar units run on UTC calendar boundaries unless anchored at assignment; fixed lengths
-# (LiteLLM's budget_duration) run from the assignment unless anchored to the calendar (SPEC 4).
-CALENDAR_UNITS = ("none", "hour", "day", "week", "month", "year")
 FIELDS = (
     "key",
     "name",
@@ -97,9 +94,11 @@ def tier_values(spec: dict[str, Any]) -> dict[str, Any]:
         raise Invalid("key must be a slug: lower-case letters, digits, '-' and '_'", "key")
     period = spec.get("period", "none")
     try:
-        periods.parse(period)
+        parsed = periods.parse(period)
     except ValueError as exc:
         raise Invalid(f"period: {exc}", "period") from exc
+    # Stored resolved: calendar units default to the calendar, fixed lengths to the assignment (SPEC 4).
+    anchor = _choice(spec, "anchor", ANCHORS, periods.effective_anchor(parsed, None))
     on_limit = _choice(spec, "on_limit", ON_LIMIT, "block")
     restrict_to = spec.get("restrict_to")
     if restrict_to is not None and restrict_to not in MODEL_TIERS:
@@ -118,7 +117,7 @@ def tier_values(spec: dict[str, Any]) -> dict[str, Any]:
         description=str(spec.get("description") or ""),
         prepaid=spec.get("prepaid", True),
         period=period,
-        anchor=_choice(spec, "anchor", ANCHORS, "calendar" if period in CALENDAR_UNITS else "assignment"),
+        anchor=anchor,
         replenish_tokens=_count(spec, "replenish_tokens"),
         replenish_mode=_choice(spec, "replenish_mode", REPLENISH_MODES, "reset"),
         max_balance=_count(spec, "max_balance"),

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import requests
 from sqlalchemy import select
 
 from app.db import now_utc
 from app.extensions import db
 from app.models import Customer, Event, LedgerEntry
-from tests.factories import World, assign
+from tests.factories import World, assign, chat
 
 
-def call(world: World, user: str) -> requests.Response:
-    return requests.post(
-        world.url + "/v1/chat/completions",
-        timeout=30,
-        headers={"Authorization": f"Bearer {world.key}"},
-        json={
-            "model": "gpt-test",
-            "user": user,
-            "max_tokens": 5,
-            "messages": [{"role": "user", "content": "hello there"}],
-        },
-    )
+def call(world: World, user: str):
+    return chat(world.url, world.key, user)
 
 
 def kinds(kind: str) -> list[Event]:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 
 import requests
 
-from tests.factories import World
+from tests.factories import World, raw_stream
 
 
 class Turnstile:
@@ -102,14 +101,7 @@ def test_client_hanging_up_pays_prompt_plus_streamed_tokens_and_upstream_is_clos
     turnstile = Turnstile()
     upstream.stream_chunk_pause = turnstile
     n = 4
-    payload = json.dumps(body(max_tokens=200)).encode()
-    host, port = world.url.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=10)
-    sock.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        + f"Authorization: Bearer {world.key}\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
-        + payload
-    )
+    sock = raw_stream(world.url, world.key, body(max_tokens=200))
     seen = b""
     while seen.count(b'"content": "tok') < n:
         data = sock.recv(65536)

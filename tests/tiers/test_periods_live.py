@@ -7,14 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import requests
 
 from app.db import now_utc, write_transaction
 from app.extensions import db
 from app.metering import audit
 from app.models import LedgerEntry
 from app.scheduler import Scheduler, take_lease
-from tests.factories import World, assign
+from tests.factories import World, assign, chat
 
 BEFORE = datetime(2026, 11, 30, 23, 59, 0, tzinfo=UTC)
 AFTER = datetime(2026, 12, 1, 0, 0, 5, tzinfo=UTC)
@@ -30,18 +29,8 @@ def real_clock_after(world: World):
     world.app.extensions["tollgate.gateway"].clock = now_utc
 
 
-def call(world: World, user: str) -> requests.Response:
-    return requests.post(
-        world.url + "/v1/chat/completions",
-        timeout=30,
-        headers={"Authorization": f"Bearer {world.key}"},
-        json={
-            "model": "gpt-test",
-            "user": user,
-            "max_tokens": 5,
-            "messages": [{"role": "user", "content": "hello there"}],
-        },
-    )
+def call(world: World, user: str):
+    return chat(world.url, world.key, user)
 
 
 def replenishments(world: World, customer_id: str) -> list[LedgerEntry]:

@@ -3,10 +3,8 @@ killed mid-stream whose hold the scheduler releases after its expiry (acceptance
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import threading
 import uuid
 from collections import Counter
@@ -21,7 +19,7 @@ from app.extensions import db
 from app.metering import audit
 from app.scheduler import Scheduler
 from tests.conftest import GUNICORN_CONFIG, GUNICORN_KEY, gunicorn_serving
-from tests.factories import World
+from tests.factories import World, raw_stream
 from tests.fakes.upstream import FakeUpstream
 from tests.proxy.test_streaming import Turnstile
 
@@ -94,22 +92,14 @@ def test_a_worker_killed_mid_stream_leaves_a_hold_the_scheduler_releases(
     upstream.stream_chunk_pause = turnstile
     with gunicorn_serving(env) as served, app.app_context():
         world = World(app, upstream, served.url)
-        host, port = served.url.removeprefix("http://").split(":")
-        body = json.dumps(
-            {
-                "model": "gpt-test",
-                "user": "doomed",
-                "stream": True,
-                "max_tokens": 50,
-                "messages": [{"role": "user", "content": "a long story"}],
-            }
-        ).encode()
-        sock = socket.create_connection((host, int(port)), timeout=10)
-        sock.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            + f"Authorization: Bearer {GUNICORN_KEY}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
+        body = {
+            "model": "gpt-test",
+            "user": "doomed",
+            "stream": True,
+            "max_tokens": 50,
+            "messages": [{"role": "user", "content": "a long story"}],
+        }
+        sock = raw_stream(served.url, GUNICORN_KEY, body)
         seen = b""
         while b"tok0" not in seen:  # the stream is flowing, its hold taken
             data = sock.recv(65536)
