@@ -80,6 +80,8 @@ def edit_tier(session: Session, tier: UsageTier, changes: dict[str, Any]) -> Usa
     if "key" in changes and changes["key"] != tier.key:
         raise Invalid("a tier's key cannot change", "key")
     current = {k: v for k, v in tier_spec(tier).items() if k not in ("version", "locked")}
+    if "period" in changes and "anchor" not in changes:
+        del current["anchor"]  # a new period takes its own default anchor
     for name, value in tier_values({**current, **changes}).items():
         setattr(tier, name, value)
     stamp.bump(session)
