@@ -141,6 +141,7 @@ def admin() -> None:
 @click.option("--password", required=True)
 @click.option("--role", default="owner", show_default=True)
 def admin_create(email: str, password: str, role: str) -> None:
+    """Create a web-admin user (owner or viewer)."""
     try:
         user = add_admin(email, password, role)
     except DomainError as exc:
@@ -182,6 +183,7 @@ def config() -> None:
 @config.command("apply")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 def config_apply(path: str) -> None:
+    """Apply a config file (SPEC 9): models are upserted, the rest created when missing."""
     try:
         done = configfile.apply(db.session, configfile.read(path), _settings().secret_key, os.environ)
     except DomainError as exc:

@@ -29,7 +29,9 @@ def read(path: str | Path) -> dict:
     try:
         data = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise Invalid(f"cannot read config file {path}: {exc}") from exc
+        raise Invalid(
+            f"cannot read config file {path}: {exc}".replace('"<unicode string>"', str(path))
+        ) from exc
     if not isinstance(data, dict) or not isinstance(data.get("projects", []), list):
         raise Invalid("the config file must be a mapping with a list under 'projects'")
     return data
@@ -40,7 +42,7 @@ def resolve(value: Any, env: Mapping[str, str], where: str) -> Any:
     if isinstance(value, str) and value.startswith("env:"):
         name = value[4:]
         if name not in env:
-            raise Invalid(f"{where}: environment variable {name} is not set")
+            raise Invalid(f"environment variable {name} is not set")
         return env[name]
     return value
 
@@ -90,6 +92,8 @@ def _project(session: Session, spec: dict, secret_key: str, env: Mapping[str, st
     if created:
         apply_settings(session, project, spec.get("settings") or {})
         _stripe(project, spec.get("stripe"), secret_key, env, where)
+    elif spec.get("settings") or spec.get("stripe"):
+        done.append(f"kept the settings of existing project {project.slug} (the admin owns them)")
     for k in spec.get("api_keys") or []:
         done += _key(session, project, k, env, where)
     return done

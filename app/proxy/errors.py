@@ -27,6 +27,19 @@ TYPES = {
 }
 
 
+# Refusals that waiting will not cure: the openai SDK honours x-should-retry and stops retrying.
+FINAL = frozenset(
+    {
+        "insufficient_tokens",
+        "usage_limit_reached",
+        "budget_exceeded",
+        "customer_blocked",
+        "region_not_allowed",
+        "customer_required",
+    }
+)
+
+
 class ProxyError(Exception):
     def __init__(
         self, code: str, message: str, *, param: str | None = None, headers: dict[str, str] | None = None
@@ -54,6 +67,8 @@ class ProxyError(Exception):
     def response(self, extra_headers: dict[str, str] | None = None) -> Response:
         resp = Response(json.dumps(self.body()), status=self.status, mimetype="application/json")
         resp.headers.update(self.headers)
+        if self.code in FINAL:
+            resp.headers["x-should-retry"] = "false"
         if extra_headers:
             resp.headers.update(extra_headers)
         return resp

@@ -102,6 +102,7 @@ def test_zero_balance_raises_rate_limit_error_no_tokens(world: World):
         client(world).chat.completions.create(model="gpt-test", messages=MESSAGES, user="broke")
     assert exc.value.body["code"] == "insufficient_tokens"
     assert exc.value.body["message"].startswith("No tokens")
+    assert exc.value.response.headers["x-should-retry"] == "false"  # retrying cannot help
     assert world.upstream.requests == []
 
 

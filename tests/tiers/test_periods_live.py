@@ -12,7 +12,7 @@ from app.db import now_utc, write_transaction
 from app.extensions import db
 from app.metering import audit
 from app.models import LedgerEntry
-from app.scheduler import Scheduler, take_lease
+from app.scheduler import Scheduler, give_up_lease, take_lease
 from tests.factories import World, assign, chat
 
 BEFORE = datetime(2026, 11, 30, 23, 59, 0, tzinfo=UTC)
@@ -135,6 +135,9 @@ def test_two_schedulers_never_both_lead(world: World):
     assert Scheduler(db.engine, holder=other, clock=lambda: now + timedelta(seconds=20)).tick() == []
     # The leader stops renewing: after the lease expires the other takes over.
     assert take_lease(db.engine, other, now + timedelta(seconds=41))
+    # A leader that stops cleanly hands the lease back at once.
+    give_up_lease(db.engine, other)
+    assert take_lease(db.engine, leader, now + timedelta(seconds=42))
 
 
 def test_expired_holds_are_released_by_the_scheduler(world: World):
