@@ -6,7 +6,6 @@ import sys
 
 from flask import Flask, Response, jsonify, request
 from sqlalchemy import event
-from werkzeug.exceptions import HTTPException
 
 from app import config
 from app.extensions import csrf, db, login_manager, migrate
@@ -44,32 +43,19 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from app import monitoring
+    from app import api, monitoring
     from app.proxy import views as proxy_views
 
     app.register_blueprint(proxy_views.bp)
     csrf.exempt(proxy_views.bp)
     app.register_blueprint(monitoring.bp)
+    api.init(app)
 
 
 def _register_errors(app: Flask) -> None:
     from app.proxy.errors import ProxyError
 
-    codes = {
-        400: "invalid_request",
-        401: "invalid_api_key",
-        404: "not_found",
-        405: "method_not_allowed",
-        413: "request_too_large",
-        500: "internal_error",
-    }
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response | HTTPException:
-        if not request.path.startswith(("/v1/", "/api/")):
-            return exc
-        code = codes.get(exc.code or 500, "invalid_request")
-        return ProxyError(code, exc.description or exc.name).response()
+    # HTTP errors (404, 405, 413, validation) are answered by app.api.TollgateApi, per surface.
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> tuple[Response, int]:

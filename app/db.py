@@ -100,3 +100,28 @@ def insert_ignoring_conflict(conn: Connection, table, values: dict, conflict_on:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict_on)
     return conn.execute(stmt.returning(table.c.id)).scalar()
+
+
+@contextmanager
+def session_writes(session) -> Iterator[None]:
+    """An ORM unit of work that writes, committed at the end (the boundary's one commit).
+
+    On SQLite it runs under the writers' lock in a transaction of its own: a transaction begun
+    by earlier reads could not be upgraded once another writer has committed (WAL snapshot).
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        try:
+            yield
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        return
+    session.commit()
+    with _sqlite_writer:
+        try:
+            yield
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

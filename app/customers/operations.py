@@ -8,13 +8,15 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import Invalid, NotFound
+from app.errors import Conflict, Invalid, NotFound
 from app.events import recorder
 from app.metering import periods
+from app.metering.accounts import Defaults, open_account
+from app.metering.allowance import rules_of
 from app.models.customer import Customer
 from app.models.project import Project
 from app.models.tier import UsageTier
-from app.tiers.operations import find_version
+from app.tiers.operations import find_version, latest_version
 
 
 def assign_tier(session: Session, customer: Customer, tier: UsageTier, source: str, now: datetime) -> bool:
@@ -74,3 +76,105 @@ def migrate_customers(
         missing = wanted - {c.external_id for c in moving}
         raise NotFound(f"not on {key} v{from_version}: {', '.join(sorted(missing))}", "customer_ids")
     return sum(assign_tier(session, customer, target, source, now) for customer in moving)
+
+
+def find_customer(session: Session, project: Project, customer_id: str) -> Customer:
+    customer = session.scalar(
+        select(Customer).where(Customer.project_id == project.id, Customer.external_id == customer_id)
+    )
+    if customer is None:
+        raise NotFound(f"no customer {customer_id!r}", "customer_id")
+    return customer
+
+
+def resolve_tier(session: Session, project: Project, ref: str | dict | None) -> UsageTier | None:
+    """A tier reference: a key (its latest version) or {"key", "version"}."""
+    if ref is None:
+        return None
+    if isinstance(ref, str):
+        tier = latest_version(session, project, ref)
+        if tier is None:
+            raise NotFound(f"no tier {ref!r}", "tier")
+        return tier
+    return find_version(session, project, ref["key"], ref["version"])
+
+
+def create_customer(session: Session, project: Project, fields: dict, source: str, now: datetime) -> Customer:
+    """A customer made on purpose (API, admin): the project's defaults, then the given fields.
+
+    The initial balance (given, else the project's initial tokens) is its `initial_grant`.
+    """
+    tier = resolve_tier(session, project, fields.get("tier"))
+    tokens = fields.get("token_balance", project.new_customer_initial_tokens or 0)
+    defaults = Defaults(
+        project.id,
+        tokens,
+        project.default_tier_id,
+        project.default_shedding_tier,
+        tuple(project.default_allowed_regions or ()),
+        rules_of(session.get(UsageTier, project.default_tier_id)) if project.default_tier_id else None,
+    )
+    pk = open_account(session.connection(), defaults, fields["customer_id"], fields.get("name"), now, source)
+    if pk is None:
+        raise Conflict(f"customer {fields['customer_id']!r} already exists", "customer_id")
+    customer = session.get(Customer, pk)
+    assert customer is not None
+    update_customer(
+        session,
+        customer,
+        {k: v for k, v in fields.items() if k not in ("customer_id", "token_balance", "tier")},
+        source,
+        now,
+        quiet=True,
+    )
+    if tier is not None:
+        assign_tier(session, customer, tier, source, now)
+    return customer
+
+
+EDITABLE = ("name", "alias", "email", "shedding_tier", "allowed_regions", "blocked", "metadata")
+
+
+def update_customer(
+    session: Session, customer: Customer, changes: dict, source: str, now: datetime, quiet: bool = False
+) -> Customer:
+    """Change details; blocking and unblocking are events of their own."""
+    unknown = set(changes) - set(EDITABLE) - {"tier"}
+    if unknown:
+        raise Invalid(f"unknown fields: {', '.join(sorted(unknown))}", sorted(unknown)[0])
+    was_blocked = customer.blocked
+    for name in EDITABLE:
+        if name in changes:
+            setattr(customer, "metadata_" if name == "metadata" else name, changes[name])
+    if "tier" in changes:
+        tier = resolve_tier(session, _project_of(session, customer), changes["tier"])
+        if tier is not None:
+            assign_tier(session, customer, tier, source, now)
+    session.flush()
+    if quiet:
+        return customer
+    kind = "customer.updated"
+    if customer.blocked != was_blocked:
+        kind = "customer.blocked" if customer.blocked else "customer.unblocked"
+    recorder.record(
+        session.connection(),
+        project_id=customer.project_id,
+        type=kind,
+        now=now,
+        customer_pk=customer.id,
+        customer_external_id=customer.external_id,
+        data={"customer_id": customer.external_id, "changed": sorted(changes), "source": source},
+    )
+    return customer
+
+
+def delete_customer(session: Session, customer: Customer) -> None:
+    """Remove the customer with its ledger, counters and usage records (the database cascades)."""
+    session.delete(customer)
+    session.flush()
+
+
+def _project_of(session: Session, customer: Customer) -> Project:
+    project = session.get(Project, customer.project_id)
+    assert project is not None
+    return project

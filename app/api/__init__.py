@@ -1,0 +1,66 @@
+"""/api: the management API (SPEC 6). JSON, admin-scope keys or the master key.
+
+Built on flask-smorest: the marshmallow schemas that validate each request also generate the
+OpenAPI 3 document served at /api/openapi.json.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, request
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from app.api.errors import ApiError, from_validation
+from app.errors import DomainError
+from app.extensions import csrf
+from app.proxy.errors import ProxyError
+
+DOMAIN_STATUS = {"invalid_request": 400, "not_found": 404, "conflict": 409, "tier_locked": 409}
+
+
+class TollgateApi(Api):
+    def handle_http_exception(self, error: HTTPException):  # type: ignore[override]
+        """flask-smorest answers every HTTP error app-wide: keep each surface's own shape."""
+        if request.path.startswith("/v1/"):
+            codes = {
+                401: "invalid_api_key",
+                404: "not_found",
+                405: "method_not_allowed",
+                413: "request_too_large",
+            }
+            return ProxyError(
+                codes.get(error.code or 500, "invalid_request"), error.description or ""
+            ).response()
+        if not request.path.startswith("/api"):
+            return error
+        data = getattr(error, "data", None) or {}
+        if "messages" in data:
+            return from_validation(data["messages"]).response()
+        return ApiError(error.code or 500, data.get("message") or error.description or error.name).response()
+
+
+api = TollgateApi()
+
+
+def init(app: Flask) -> None:
+    app.config.update(
+        API_TITLE="Tollgate management API",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+    )
+    api.init_app(app)
+    from app.api import customers, me
+
+    for blueprint in (customers.bp, me.bp):
+        api.register_blueprint(blueprint)
+        csrf.exempt(blueprint)  # keys authenticate every call; no cookies, so no CSRF
+    app.register_error_handler(ApiError, lambda e: e.response())
+    app.register_error_handler(DomainError, _domain_error)
+
+
+def _domain_error(error: DomainError) -> Response:
+    return ApiError(
+        DOMAIN_STATUS.get(error.code, 400), error.message, code=error.code, param=error.field
+    ).response()

@@ -1,0 +1,27 @@
+"""Who calls the API: an admin-scope key of a project, or the master key (SPEC 1)."""
+
+from __future__ import annotations
+
+from flask import g
+
+from app.api.errors import ApiError
+from app.extensions import db
+from app.models.project import Project
+from app.proxy.errors import ProxyError
+from app.proxy.views import gateway, presented_key
+
+
+def require_admin() -> None:
+    """before_request of every API blueprint: g.project is the caller's project."""
+    from flask import request
+
+    try:
+        caller = gateway().cache.authenticate(presented_key(), request.headers.get("X-Tollgate-Project"))
+    except ProxyError as err:
+        raise ApiError(401, err.message) from err
+    if caller.scope != "admin":
+        raise ApiError(403, "This key may call the proxy only; the management API needs an admin key.")
+    project = db.session.get(Project, caller.project.id)
+    if project is None:
+        raise ApiError(401, "The key's project no longer exists.")
+    g.caller, g.project = caller, project

@@ -1,0 +1,237 @@
+"""/api/customers (SPEC 6): list and search, create, read, update, delete, tokens, tier."""
+
+from __future__ import annotations
+
+from flask import g, request
+from flask_smorest import Blueprint
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from sqlalchemy import select
+
+from app.api.auth import require_admin
+from app.api.pagination import PageArgs, after, page
+from app.customers import operations as ops
+from app.db import iso, now_utc, session_writes
+from app.extensions import db
+from app.metering.credits import MAX_TOKENS, change_balance
+from app.metering.pricing import usd_str
+from app.models.customer import Customer
+from app.models.project import SHEDDING_TIERS
+from app.models.tier import UsageTier
+
+bp = Blueprint("api_customers", __name__, url_prefix="/api/customers", description="Customers")
+bp.before_request(require_admin)
+
+ID = validate.Length(min=1, max=256)
+REGION = fields.String(validate=validate.Length(min=1, max=32))
+
+
+class TierRef(fields.Field):
+    """A tier key, or {"key": ..., "version": n}."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and 0 < len(value) <= 64:
+            return value
+        if (
+            isinstance(value, dict)
+            and set(value) == {"key", "version"}
+            and isinstance(value["key"], str)
+            and isinstance(value["version"], int)
+            and not isinstance(value["version"], bool)
+        ):
+            return value
+        raise ValidationError('must be a tier key or {"key": ..., "version": n}')
+
+
+class TierOut(Schema):
+    key = fields.String()
+    version = fields.Integer()
+
+
+class CustomerOut(Schema):
+    customer_id = fields.String(required=True)
+    name = fields.String(required=True)
+    alias = fields.String(allow_none=True)
+    email = fields.String(allow_none=True)
+    token_balance = fields.Integer(required=True)
+    tier = fields.Nested(TierOut, allow_none=True)
+    shedding_tier = fields.String(required=True)
+    allowed_regions = fields.List(fields.String(), required=True)
+    blocked = fields.Boolean(required=True)
+    spend_usd = fields.String(required=True, metadata={"description": "exact decimal USD"})
+    metadata = fields.Dict(required=True)
+    created_at = fields.String(required=True)
+    last_seen_at = fields.String(allow_none=True)
+
+
+class CustomerList(Schema):
+    data = fields.List(fields.Nested(CustomerOut), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class CustomerFields(Schema):
+    name = fields.String(validate=validate.Length(min=1, max=256))
+    alias = fields.String(allow_none=True, validate=validate.Length(max=256))
+    email = fields.Email(allow_none=True)
+    tier = TierRef()
+    shedding_tier = fields.String(validate=validate.OneOf(SHEDDING_TIERS))
+    allowed_regions = fields.List(REGION, validate=validate.Length(max=32))
+    blocked = fields.Boolean()
+    metadata = fields.Dict(keys=fields.String(), validate=lambda m: len(str(m)) <= 16384)
+
+
+class CustomerCreate(CustomerFields):
+    customer_id = fields.String(required=True, validate=ID)
+    token_balance = fields.Integer(validate=validate.Range(min=0, max=MAX_TOKENS))
+
+
+class SearchArgs(PageArgs):
+    customer_id = fields.String(validate=ID)
+    email = fields.String(validate=validate.Length(min=1, max=320))
+    tier = fields.String(validate=validate.Length(min=1, max=64))
+
+
+class TokensIn(Schema):
+    amount = fields.Integer(
+        required=True, strict=True, validate=validate.Range(min=-MAX_TOKENS, max=MAX_TOKENS)
+    )
+    mode = fields.String(load_default="add", validate=validate.OneOf(("add", "set")))
+    reason = fields.String(load_default="", validate=validate.Length(max=500))
+
+    @validates_schema
+    def _set_is_not_negative(self, data, **kwargs):
+        if data.get("mode") == "set" and data["amount"] < 0:
+            raise ValidationError("a balance cannot be set below 0", "amount")
+
+
+class LedgerEntryOut(Schema):
+    id = fields.Integer(required=True)
+    kind = fields.String(required=True)
+    amount = fields.Integer(required=True)
+    balance_after = fields.Integer(required=True)
+    source = fields.String(required=True)
+    reason = fields.String(required=True)
+    created_at = fields.String(required=True)
+
+
+class TierIn(Schema):
+    tier = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    version = fields.Integer(strict=True, validate=validate.Range(min=1))
+
+
+def shape(customer: Customer, tiers: dict[int, UsageTier] | None = None) -> dict:
+    tier = (
+        (tiers or {}).get(customer.tier_id)
+        if tiers is not None
+        else (db.session.get(UsageTier, customer.tier_id) if customer.tier_id else None)
+    )
+    return {
+        "customer_id": customer.external_id,
+        "name": customer.name,
+        "alias": customer.alias,
+        "email": customer.email,
+        "token_balance": customer.token_balance,
+        "tier": {"key": tier.key, "version": tier.version} if tier else None,
+        "shedding_tier": customer.shedding_tier,
+        "allowed_regions": list(customer.allowed_regions or []),
+        "blocked": customer.blocked,
+        "spend_usd": usd_str(customer.spend_nusd),
+        "metadata": customer.metadata_ or {},
+        "created_at": iso(customer.created_at),
+        "last_seen_at": iso(customer.last_seen_at),
+    }
+
+
+def source() -> str:
+    return "api"
+
+
+@bp.route("")
+@bp.arguments(SearchArgs, location="query")
+@bp.response(200, CustomerList)
+def list_customers(args):
+    stmt = select(Customer).where(Customer.project_id == g.project.id, Customer.id > after(args["cursor"]))
+    if "customer_id" in args:
+        stmt = stmt.where(Customer.external_id == args["customer_id"])
+    if "email" in args:
+        stmt = stmt.where(Customer.email == args["email"])
+    if "tier" in args:
+        keyed = select(UsageTier.id).where(
+            UsageTier.project_id == g.project.id, UsageTier.key == args["tier"]
+        )
+        stmt = stmt.where(Customer.tier_id.in_(keyed))
+    rows = list(db.session.scalars(stmt.order_by(Customer.id).limit(args["limit"] + 1)))
+    rows, cursor = page(rows, args["limit"])
+    tiers = {
+        t.id: t for t in db.session.scalars(select(UsageTier).where(UsageTier.project_id == g.project.id))
+    }
+    return {"data": [shape(c, tiers) for c in rows], "next_cursor": cursor}
+
+
+@bp.route("", methods=["POST"])
+@bp.arguments(CustomerCreate)
+@bp.response(201, CustomerOut)
+def create_customer(fields_in):
+    with session_writes(db.session):
+        customer = ops.create_customer(db.session, g.project, fields_in, source(), now_utc())
+        body = shape(customer)
+    return body
+
+
+@bp.route("/<customer_id>")
+@bp.response(200, CustomerOut)
+def get_customer(customer_id):
+    return shape(ops.find_customer(db.session, g.project, customer_id))
+
+
+@bp.route("/<customer_id>", methods=["PATCH"])
+@bp.arguments(CustomerFields)
+@bp.response(200, CustomerOut)
+def update_customer(changes, customer_id):
+    with session_writes(db.session):
+        customer = ops.find_customer(db.session, g.project, customer_id)
+        ops.update_customer(db.session, customer, changes, source(), now_utc())
+        body = shape(customer)
+    return body
+
+
+@bp.route("/<customer_id>", methods=["DELETE"])
+@bp.response(204)
+def delete_customer(customer_id):
+    with session_writes(db.session):
+        ops.delete_customer(db.session, ops.find_customer(db.session, g.project, customer_id))
+
+
+@bp.route("/<customer_id>/tokens", methods=["POST"])
+@bp.arguments(TokensIn)
+@bp.response(200, LedgerEntryOut)
+def change_tokens(change, customer_id):
+    """Add tokens (`add`, negative to take back) or set the balance (`set`), with a ledger entry."""
+    with session_writes(db.session):
+        customer = ops.find_customer(db.session, g.project, customer_id)
+        kind = "set_balance" if change["mode"] == "set" else "adjustment"
+        amount = {"target" if change["mode"] == "set" else "amount": change["amount"]}
+        entry = change_balance(
+            db.session.connection(),
+            customer.id,
+            kind=kind,
+            source=source(),
+            reason=change["reason"],
+            now=now_utc(),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            **amount,
+        )
+    return {**entry.__dict__, "created_at": iso(entry.created_at)}
+
+
+@bp.route("/<customer_id>/tier", methods=["POST"])
+@bp.arguments(TierIn)
+@bp.response(200, CustomerOut)
+def change_tier(choice, customer_id):
+    with session_writes(db.session):
+        customer = ops.find_customer(db.session, g.project, customer_id)
+        ref = {"key": choice["tier"], "version": choice["version"]} if "version" in choice else choice["tier"]
+        tier = ops.resolve_tier(db.session, g.project, ref)
+        assert tier is not None
+        ops.assign_tier(db.session, customer, tier, source(), now_utc())
+        body = shape(customer)
+    return body

@@ -1,0 +1,87 @@
+"""Balance changes that are not metered usage (SPEC 5.4): every one is an immutable ledger entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, update
+from sqlalchemy.exc import IntegrityError
+
+from app.errors import Conflict, Invalid, NotFound
+from app.events import recorder
+from app.metering.quota import customers, ledger
+
+MAX_TOKENS = 10**15
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    kind: str
+    amount: int
+    balance_after: int
+    source: str
+    reason: str
+    created_at: datetime
+
+
+def change_balance(
+    conn: Connection,
+    customer_pk: int,
+    *,
+    kind: str,
+    source: str,
+    reason: str,
+    now: datetime,
+    amount: int | None = None,
+    target: int | None = None,
+    idempotency_key: str | None = None,
+) -> Entry:
+    """Add `amount` or set the balance to `target`, with its ledger entry, in the caller's transaction."""
+    for name, value in (("amount", amount), ("target", target)):
+        if value is not None and abs(value) > MAX_TOKENS:
+            raise Invalid(f"{name} must be at most {MAX_TOKENS} tokens", "amount")
+    # The first statement writes: it takes the row lock (PostgreSQL) or the write lock (SQLite)
+    # before the current balance is read, so a set computes its delta from the true balance.
+    row = conn.execute(
+        update(customers)
+        .where(customers.c.id == customer_pk)
+        .values(token_balance=customers.c.token_balance)
+        .returning(customers.c.token_balance, customers.c.project_id, customers.c.external_id)
+    ).first()
+    if row is None:
+        raise NotFound("no such customer", "customer_id")
+    delta = amount if target is None else target - row.token_balance
+    assert delta is not None
+    after = row.token_balance + delta
+    conn.execute(update(customers).where(customers.c.id == customer_pk).values(token_balance=after))
+    try:
+        entry_id = conn.execute(
+            ledger.insert()
+            .values(
+                project_id=row.project_id,
+                customer_id=customer_pk,
+                kind=kind,
+                amount=delta,
+                balance_after=after,
+                source=source,
+                reason=reason,
+                idempotency_key=idempotency_key,
+                created_at=now,
+            )
+            .returning(ledger.c.id)
+        ).scalar_one()
+    except IntegrityError as exc:
+        raise Conflict("this idempotency key was already used for this customer", "Idempotency-Key") from exc
+    if delta > 0:
+        recorder.record(
+            conn,
+            project_id=row.project_id,
+            type="tokens.credited",
+            now=now,
+            customer_pk=customer_pk,
+            customer_external_id=row.external_id,
+            data={"customer_id": row.external_id, "amount": delta, "balance": after, "kind": kind},
+        )
+    return Entry(entry_id, kind, delta, after, source, reason, now)
