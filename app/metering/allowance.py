@@ -91,8 +91,17 @@ class Scope:
         )
 
 
-def scopes(rules: TierRules, model_tier: str, model: str) -> tuple[Scope, ...]:
-    """What a call to `model` (of `model_tier`) counts against under these rules."""
+CUSTOMER = "customer"
+
+
+def scopes(
+    rules: TierRules, model_tier: str, model: str, own_budget_nusd: int | None = None
+) -> tuple[Scope, ...]:
+    """What a call to `model` (of `model_tier`) counts against under these rules.
+
+    `own_budget_nusd` is a customer's own $ budget (LiteLLM's customer max_budget): it applies on
+    top of the tier's, over the same period, and never changes the shared tier.
+    """
     found = []
     limit = rules.limits.get(model_tier)
     if limit is not None and (limit.calls is not None or limit.tokens is not None):
@@ -101,7 +110,18 @@ def scopes(rules: TierRules, model_tier: str, model: str) -> tuple[Scope, ...]:
         found.append(Scope(TOTAL, nusd=rules.max_budget_nusd, soft_nusd=rules.soft_budget_nusd))
     if model in rules.model_budgets_nusd:
         found.append(Scope(f"model:{model}", nusd=rules.model_budgets_nusd[model]))
+    if own_budget_nusd is not None:
+        found.append(Scope(CUSTOMER, nusd=own_budget_nusd))
     return tuple(found)
+
+
+def spent(engine: Engine, share: Share, scope: Scope) -> int:
+    """What the period has spent in a scope (for the refusal message)."""
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(counters.c.spend_nusd).where(*_key(share), counters.c.scope == scope.name)
+        ).scalar()
+    return int(value or 0)
 
 
 class LimitReached(Exception):

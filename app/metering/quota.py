@@ -76,6 +76,7 @@ class Hold:
     allowed_regions: tuple[str, ...]
     shedding_tier: str
     period_start: datetime | None
+    max_budget_nusd: int | None = None  # the customer's own budget, on top of its tier's
 
 
 class PeriodEnded(Exception):
@@ -141,6 +142,7 @@ def _hold(amount, condition):
             customers.c.allowed_regions,
             customers.c.shedding_tier,
             customers.c.period_start,
+            customers.c.max_budget_nusd,
         )
     )
 
@@ -197,6 +199,7 @@ def _hold_from_row(row, ask: Ask, terms: TierTerms, tokens: int | None = None) -
         allowed_regions=tuple(row.allowed_regions or ()),
         shedding_tier=row.shedding_tier,
         period_start=row.period_start,
+        max_budget_nusd=row.max_budget_nusd,
     )
 
 

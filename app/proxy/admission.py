@@ -15,7 +15,8 @@ from sqlalchemy import Engine, select
 from app.db import write_transaction
 from app.metering import estimate
 from app.metering.accounts import open_account
-from app.metering.allowance import LimitReached, Scope, Share, note, scopes, take, take_what_remains
+from app.metering.allowance import LimitReached, Scope, Share, note, scopes, spent, take, take_what_remains
+from app.metering.pricing import usd_str
 from app.metering.quota import Ask, Hold, PeriodEnded, QuotaRefused, customers, release, reserve
 from app.metering.rollover import Due, roll_over
 from app.proxy.auth import Caller, DeploymentInfo, ModelInfo, TierInfo
@@ -250,7 +251,7 @@ def _share(
         project_id=caller.project.id,
         tier_id=tier.id,
         period_start=hold.period_start,
-        scopes=scopes(tier.rules, model.model_tier, model.name),
+        scopes=scopes(tier.rules, model.model_tier, model.name, hold.max_budget_nusd),
         tokens=hold.tokens,
         nusd=cost,
         overage=False,
@@ -268,8 +269,12 @@ def _refusal(engine: Engine, want: Share, scope: Scope, now: datetime) -> ProxyE
         note(conn, want, scope, kind, name, now, {"refused": True})
     if scope.refusal == "usage_limit_reached":
         message = f"Usage limit reached for {scope.name} models in this period (customer {want.external_id})."
-    else:
-        message = f"ExceededBudget: End User={want.external_id} over budget for {scope.name} in this period."
+    else:  # LiteLLM's wording, so clients migrating from it recognise the refusal
+        spend = usd_str(spent(engine, want, scope))
+        message = (
+            f"ExceededBudget: End User={want.external_id} over budget. Spend={spend}, "
+            f"Budget={usd_str(scope.nusd or 0)}"
+        )
     return ProxyError(scope.refusal, message)
 
 

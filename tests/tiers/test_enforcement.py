@@ -275,3 +275,19 @@ def test_hard_cap_shrinks_the_completion_to_the_budget_left(shop: World):
     assert spent <= 50_000_000
     refused = call(shop, "thrifty", max_tokens=100)
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "budget_exceeded"
+
+
+def test_a_customers_own_budget_applies_on_top_of_its_tier(shop: World):
+    customer_on(shop, "capped", {"key": "monthlyplan", "period": "month"})
+    customer = shop.customer("capped")
+    customer.max_budget_nusd = 60_000_000  # $0.06: three calls at $0.013 (each holding $0.026)
+    shop.commit()
+    statuses = [call(shop, "capped").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    refused = call(shop, "capped")
+    assert refused.json()["error"]["code"] == "budget_exceeded"
+    assert refused.json()["error"]["message"].startswith(
+        "ExceededBudget: End User=capped over budget. Spend="
+    )
+    shop.give_customer("uncapped", 1_000_000)
+    assert call(shop, "uncapped").status_code == 200  # the tier itself has no budget
