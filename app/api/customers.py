@@ -8,6 +8,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from sqlalchemy import select
 
 from app.api.auth import require_admin
+from app.api.idempotency import idempotent
 from app.api.pagination import PageArgs, after, page
 from app.customers import operations as ops
 from app.db import iso, now_utc, session_writes
@@ -168,6 +169,7 @@ def list_customers(args):
 
 
 @bp.route("", methods=["POST"])
+@idempotent
 @bp.arguments(CustomerCreate)
 @bp.response(201, CustomerOut)
 def create_customer(fields_in):
@@ -202,6 +204,7 @@ def delete_customer(customer_id):
 
 
 @bp.route("/<customer_id>/tokens", methods=["POST"])
+@idempotent
 @bp.arguments(TokensIn)
 @bp.response(200, LedgerEntryOut)
 def change_tokens(change, customer_id):
@@ -224,6 +227,7 @@ def change_tokens(change, customer_id):
 
 
 @bp.route("/<customer_id>/tier", methods=["POST"])
+@idempotent
 @bp.arguments(TierIn)
 @bp.response(200, CustomerOut)
 def change_tier(choice, customer_id):
