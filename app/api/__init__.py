@@ -51,9 +51,9 @@ def init(app: Flask) -> None:
         OPENAPI_JSON_PATH="openapi.json",
     )
     api.init_app(app)
-    from app.api import customers, me
+    from app.api import customers, me, settings, tiers
 
-    for blueprint in (customers.bp, me.bp):
+    for blueprint in (customers.bp, me.bp, tiers.bp, settings.bp):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)  # keys authenticate every call; no cookies, so no CSRF
     app.register_error_handler(ApiError, lambda e: e.response())

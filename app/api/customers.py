@@ -43,7 +43,7 @@ class TierRef(fields.Field):
         raise ValidationError('must be a tier key or {"key": ..., "version": n}')
 
 
-class TierOut(Schema):
+class TierRefOut(Schema):
     key = fields.String()
     version = fields.Integer()
 
@@ -54,7 +54,7 @@ class CustomerOut(Schema):
     alias = fields.String(allow_none=True)
     email = fields.String(allow_none=True)
     token_balance = fields.Integer(required=True)
-    tier = fields.Nested(TierOut, allow_none=True)
+    tier = fields.Nested(TierRefOut, allow_none=True)
     shedding_tier = fields.String(required=True)
     allowed_regions = fields.List(fields.String(), required=True)
     blocked = fields.Boolean(required=True)

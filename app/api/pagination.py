@@ -38,3 +38,8 @@ def page(rows: list, limit: int, key=lambda row: row.id) -> tuple[list, str | No
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, encode(key(rows[-1])) if more and rows else None
+
+
+def before(cursor: str | None) -> int | None:
+    """For newest-first lists: the id a cursor points below (None for the first page)."""
+    return None if cursor is None else after(cursor)

@@ -1,0 +1,70 @@
+"""/api/settings (SPEC 6): the project's defaults, shedding level, low-balance threshold."""
+
+from __future__ import annotations
+
+from flask import g
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from app.api.auth import require_admin
+from app.api.customers import TierRef, TierRefOut
+from app.db import session_writes
+from app.extensions import db
+from app.models.project import SHEDDING_LEVELS, SHEDDING_TIERS
+from app.models.tier import UsageTier
+from app.settings.operations import apply_settings
+
+bp = Blueprint("api_settings", __name__, url_prefix="/api/settings", description="Project settings")
+bp.before_request(require_admin)
+
+
+class SettingsIn(Schema):
+    new_customer_initial_tokens = fields.Integer(strict=True, validate=validate.Range(min=0, max=10**15))
+    default_tier = TierRef()
+    default_shedding_tier = fields.String(validate=validate.OneOf(SHEDDING_TIERS))
+    default_allowed_regions = fields.List(
+        fields.String(validate=validate.Length(min=1, max=32)), validate=validate.Length(max=32)
+    )
+    low_balance_tokens = fields.Integer(
+        strict=True, allow_none=True, validate=validate.Range(min=0, max=10**15)
+    )
+    require_customer = fields.Boolean()
+    shedding_level = fields.String(validate=validate.OneOf(SHEDDING_LEVELS))
+    capacity = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=10**7))
+    auto_shedding = fields.Boolean()
+
+
+class SettingsOut(SettingsIn):
+    default_tier = fields.Nested(TierRefOut, allow_none=True)
+
+
+def shape() -> dict:
+    p = g.project
+    tier = db.session.get(UsageTier, p.default_tier_id) if p.default_tier_id else None
+    return {
+        "new_customer_initial_tokens": p.new_customer_initial_tokens,
+        "default_tier": {"key": tier.key, "version": tier.version} if tier else None,
+        "default_shedding_tier": p.default_shedding_tier,
+        "default_allowed_regions": list(p.default_allowed_regions or []),
+        "low_balance_tokens": p.low_balance_tokens,
+        "require_customer": p.require_customer,
+        "shedding_level": p.shedding_level,
+        "capacity": p.capacity,
+        "auto_shedding": p.auto_shedding,
+    }
+
+
+@bp.route("")
+@bp.response(200, SettingsOut)
+def get_settings():
+    return shape()
+
+
+@bp.route("", methods=["PATCH"])
+@bp.arguments(SettingsIn)
+@bp.response(200, SettingsOut)
+def update_settings(changes):
+    with session_writes(db.session):
+        apply_settings(db.session, g.project, changes)
+        body = shape()
+    return body
