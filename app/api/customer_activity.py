@@ -1,0 +1,207 @@
+"""A customer's period usage against its limits, its ledger and its requests (SPEC 6)."""
+
+from __future__ import annotations
+
+from flask import g
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields
+from sqlalchemy import case, func, select
+
+from app.api.auth import require_admin
+from app.api.customers import LedgerEntryOut, TierRefOut
+from app.api.pagination import PageArgs, before, page
+from app.customers.operations import find_customer
+from app.db import iso
+from app.extensions import db
+from app.metering.pricing import usd_str
+from app.models.ledger import LedgerEntry
+from app.models.tier import MODEL_TIERS, UsageTier
+from app.models.usage import UsageRecord
+
+bp = Blueprint(
+    "api_customer_activity", __name__, url_prefix="/api/customers", description="Customer activity"
+)
+bp.before_request(require_admin)
+
+
+class ModelTierUse(Schema):
+    calls = fields.Integer(required=True)
+    tokens = fields.Integer(required=True)
+    limit_calls = fields.Integer(allow_none=True, required=True)
+    limit_tokens = fields.Integer(allow_none=True, required=True)
+    overage_calls = fields.Integer(required=True)
+    overage_tokens = fields.Integer(required=True)
+
+
+class Period(Schema):
+    start = fields.String(allow_none=True, required=True)
+    end = fields.String(allow_none=True, required=True)
+
+
+class UsageOut(Schema):
+    period = fields.Nested(Period, required=True)
+    tier = fields.Nested(TierRefOut, allow_none=True, required=True)
+    token_balance = fields.Integer(required=True)
+    next_replenishment_at = fields.String(allow_none=True, required=True)
+    spend_usd = fields.String(required=True)
+    max_budget_usd = fields.String(allow_none=True, required=True)
+    model_tiers = fields.Dict(keys=fields.String(), values=fields.Nested(ModelTierUse), required=True)
+
+
+class LedgerList(Schema):
+    data = fields.List(fields.Nested(LedgerEntryOut), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class RequestOut(Schema):
+    id = fields.String(required=True)
+    endpoint = fields.String(required=True)
+    model_requested = fields.String(required=True)
+    model_served = fields.String(required=True)
+    model_tier = fields.String(required=True)
+    region = fields.String(allow_none=True, required=True)
+    status = fields.Integer(required=True)
+    stream = fields.Boolean(required=True)
+    prompt_tokens = fields.Integer(required=True)
+    completion_tokens = fields.Integer(required=True)
+    total_tokens = fields.Integer(required=True)
+    tokens_charged = fields.Integer(required=True)
+    cost_usd = fields.String(required=True)
+    overage = fields.Boolean(required=True)
+    restricted_from = fields.String(allow_none=True, required=True)
+    latency_ms = fields.Integer(required=True)
+    created_at = fields.String(required=True)
+
+
+class RequestList(Schema):
+    data = fields.List(fields.Nested(RequestOut), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+def _period_use(customer_pk: int, since) -> dict[str, dict]:
+    """Calls, tokens and overage per model tier since the period began, from the usage records."""
+    served = UsageRecord.status == 200
+    stmt = (
+        select(
+            UsageRecord.model_tier,
+            func.sum(case((served, 1), else_=0)),
+            func.coalesce(func.sum(UsageRecord.total_tokens), 0),
+            func.sum(case((UsageRecord.overage, 1), else_=0)),
+            func.coalesce(func.sum(case((UsageRecord.overage, UsageRecord.total_tokens), else_=0)), 0),
+            func.coalesce(func.sum(UsageRecord.cost_nusd), 0),
+        )
+        .where(UsageRecord.customer_id == customer_pk)
+        .group_by(UsageRecord.model_tier)
+    )
+    if since is not None:
+        stmt = stmt.where(UsageRecord.created_at >= since)
+    return {
+        row[0]: {
+            "calls": int(row[1] or 0),
+            "tokens": int(row[2]),
+            "overage_calls": int(row[3] or 0),
+            "overage_tokens": int(row[4]),
+            "spend": int(row[5]),
+        }
+        for row in db.session.execute(stmt)
+    }
+
+
+@bp.route("/<customer_id>/usage")
+@bp.response(200, UsageOut)
+def usage(customer_id):
+    """This period's use per model tier against the tier's limits, overage, balance, next replenishment."""
+    customer = find_customer(db.session, g.project, customer_id)
+    tier = db.session.get(UsageTier, customer.tier_id) if customer.tier_id else None
+    used = _period_use(customer.id, customer.period_start)
+    limits = (tier.limits if tier else None) or {}
+    model_tiers = {}
+    for name in MODEL_TIERS:
+        use = used.get(name, {})
+        limit = limits.get(name) or {}
+        model_tiers[name] = {
+            "calls": use.get("calls", 0),
+            "tokens": use.get("tokens", 0),
+            "limit_calls": limit.get("calls"),
+            "limit_tokens": limit.get("tokens"),
+            "overage_calls": use.get("overage_calls", 0),
+            "overage_tokens": use.get("overage_tokens", 0),
+        }
+    replenishes = tier is not None and bool(tier.replenish_tokens) and customer.period_end is not None
+    return {
+        "period": {"start": iso(customer.period_start), "end": iso(customer.period_end)},
+        "tier": {"key": tier.key, "version": tier.version} if tier else None,
+        "token_balance": customer.token_balance,
+        "next_replenishment_at": iso(customer.period_end) if replenishes else None,
+        "spend_usd": usd_str(sum(u["spend"] for u in used.values())),
+        "max_budget_usd": usd_str(tier.max_budget_nusd)
+        if tier and tier.max_budget_nusd is not None
+        else None,
+        "model_tiers": model_tiers,
+    }
+
+
+@bp.route("/<customer_id>/ledger")
+@bp.arguments(PageArgs, location="query")
+@bp.response(200, LedgerList)
+def ledger(args, customer_id):
+    """Every balance change that is not metered usage, newest first."""
+    customer = find_customer(db.session, g.project, customer_id)
+    stmt = select(LedgerEntry).where(LedgerEntry.customer_id == customer.id)
+    if (below := before(args["cursor"])) is not None:
+        stmt = stmt.where(LedgerEntry.id < below)
+    rows, cursor = page(
+        list(db.session.scalars(stmt.order_by(LedgerEntry.id.desc()).limit(args["limit"] + 1))), args["limit"]
+    )
+    return {
+        "data": [
+            {
+                "id": e.id,
+                "kind": e.kind,
+                "amount": e.amount,
+                "balance_after": e.balance_after,
+                "source": e.source,
+                "reason": e.reason,
+                "created_at": iso(e.created_at),
+            }
+            for e in rows
+        ],
+        "next_cursor": cursor,
+    }
+
+
+@bp.route("/<customer_id>/requests")
+@bp.arguments(PageArgs, location="query")
+@bp.response(200, RequestList)
+def requests_(args, customer_id):
+    """The customer's calls, newest first."""
+    customer = find_customer(db.session, g.project, customer_id)
+    stmt = select(UsageRecord).where(UsageRecord.customer_id == customer.id)
+    if (below := before(args["cursor"])) is not None:
+        stmt = stmt.where(UsageRecord.id < below)
+    rows, cursor = page(
+        list(db.session.scalars(stmt.order_by(UsageRecord.id.desc()).limit(args["limit"] + 1))), args["limit"]
+    )
+    return {"data": [_request(r) for r in rows], "next_cursor": cursor}
+
+
+def _request(r: UsageRecord) -> dict:
+    return {
+        "id": r.request_id,
+        "endpoint": r.endpoint,
+        "model_requested": r.model_requested,
+        "model_served": r.model_served,
+        "model_tier": r.model_tier,
+        "region": r.region,
+        "status": r.status,
+        "stream": r.stream,
+        "prompt_tokens": r.prompt_tokens,
+        "completion_tokens": r.completion_tokens,
+        "total_tokens": r.total_tokens,
+        "tokens_charged": r.tokens_charged,
+        "cost_usd": usd_str(r.cost_nusd),
+        "overage": r.overage,
+        "restricted_from": r.restricted_from,
+        "latency_ms": r.latency_ms,
+        "created_at": iso(r.created_at),
+    }
