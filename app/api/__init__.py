@@ -51,9 +51,9 @@ def init(app: Flask) -> None:
         OPENAPI_JSON_PATH="openapi.json",
     )
     api.init_app(app)
-    from app.api import customer_activity, customers, events, me, settings, tiers
+    from app.api import customer_activity, customers, events, me, settings, tiers, usage
 
-    for blueprint in (customers.bp, customer_activity.bp, me.bp, tiers.bp, settings.bp, events.bp):
+    for blueprint in (customers.bp, customer_activity.bp, me.bp, tiers.bp, settings.bp, events.bp, usage.bp):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)  # keys authenticate every call; no cookies, so no CSRF
     app.register_error_handler(ApiError, lambda e: e.response())

@@ -98,3 +98,28 @@ def test_hooks_subscribe_and_unsubscribe(world: World, admin: str):
     assert api(world, admin, "DELETE", f"/hooks/{made.json()['id']}").status_code == 404
     bad = api(world, admin, "POST", "/hooks", json={"target_url": "ftp://x", "event": "tokens.low"})
     assert bad.status_code == 400 and error(bad)["param"] == "target_url"
+
+
+def test_usage_analytics_grouped_and_as_csv(world: World, admin: str):
+    for user in ("a", "a", "b"):
+        chat(world.url, world.key, user)
+    by_customer = api(world, admin, "GET", "/usage", params={"group_by": "customer"}).json()
+    rows = {r["group"]: r for r in by_customer["data"]}
+    assert (rows["a"]["calls"], rows["b"]["calls"]) == (2, 1)
+    assert rows["a"]["total_tokens"] == 2 * rows["b"]["total_tokens"]
+    by_day = api(world, admin, "GET", "/usage", params={"group_by": "day"}).json()["data"]
+    assert len(by_day) == 1 and by_day[0]["calls"] == 3 and len(by_day[0]["group"]) == 10
+    later = api(world, admin, "GET", "/usage", params={"group_by": "model", "from": "2099-01-01T00:00:00Z"})
+    assert later.json()["data"] == []
+    csv_text = api(world, admin, "GET", "/usage", params={"group_by": "model_tier", "format": "csv"})
+    assert csv_text.headers["Content-Type"].startswith("text/csv")
+    assert (
+        csv_text.text.splitlines()[0] == "group,calls,prompt_tokens,completion_tokens,total_tokens,spend_usd"
+    )
+    assert csv_text.text.splitlines()[1].startswith("standard,3,")
+    for bad in (
+        {"group_by": "week"},
+        {"from": "yesterday"},
+        {"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+    ):
+        assert api(world, admin, "GET", "/usage", params=bad).status_code == 400
