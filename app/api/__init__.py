@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 from flask_smorest import Api
+from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 from app.api.errors import ApiError, from_validation
@@ -18,7 +19,22 @@ from app.proxy.errors import ProxyError
 DOMAIN_STATUS = {"invalid_request": 400, "not_found": 404, "conflict": 409, "tier_locked": 409}
 
 
+class ErrorBody(Schema):
+    message = fields.String(required=True)
+    type = fields.String(required=True)
+    param = fields.String(allow_none=True, required=True)
+    code = fields.String(required=True)
+
+
+class ErrorOut(Schema):
+    """SPEC 3.3's error shape, documented for every operation's error answers."""
+
+    error = fields.Nested(ErrorBody, required=True)
+
+
 class TollgateApi(Api):
+    ERROR_SCHEMA = ErrorOut
+
     def handle_http_exception(self, error: HTTPException):  # type: ignore[override]
         """flask-smorest answers every HTTP error app-wide: keep each surface's own shape."""
         if request.path.startswith("/v1/"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import g
+from flask import g, request
 
 from app.api.errors import ApiError
 from app.extensions import db
@@ -13,8 +13,7 @@ from app.proxy.views import gateway, presented_key
 
 def require_admin() -> None:
     """before_request of every API blueprint: g.project is the caller's project."""
-    from flask import request
-
+    refuse_nul()
     try:
         caller = gateway().cache.authenticate(presented_key(), request.headers.get("X-Tollgate-Project"))
     except ProxyError as err:
@@ -25,3 +24,10 @@ def require_admin() -> None:
     if project is None:
         raise ApiError(401, "The key's project no longer exists.")
     g.caller, g.project = caller, project
+
+
+def refuse_nul() -> None:
+    """No string the API stores may hold a NUL character (PostgreSQL text cannot): 400, not 500."""
+    body = request.get_data(cache=True)
+    if "\x00" in request.path or b"%00" in request.query_string or b"\x00" in body or b"\\u0000" in body:
+        raise ApiError(400, "Strings may not contain NUL (\\u0000) characters.")

@@ -101,7 +101,16 @@ def report(args: dict) -> list[dict]:
 @bp.route("")
 @bp.arguments(UsageArgs, location="query")
 @bp.response(200, UsageReport)
-@bp.alt_response(200, content_type="text/csv", description="the same rows as CSV with format=csv")
+@bp.doc(
+    responses={
+        "200": {
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/UsageReport"}},
+                "text/csv": {"schema": {"type": "string"}},
+            }
+        }
+    }
+)
 def usage(args):
     """Successful calls in [from, to), grouped; `customer` null is project-level usage."""
     rows = report(args)

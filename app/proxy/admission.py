@@ -63,7 +63,7 @@ class Admitted:
 
 
 def _string_id(value: object, field: str) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID or "\x00" in value:
         raise ProxyError(
             "invalid_request",
             f"{field} must be a non-empty string of at most {MAX_ID} characters.",

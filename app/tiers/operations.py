@@ -59,6 +59,8 @@ class TierLocked(Conflict):
 
 
 def find_version(session: Session, project: Project, key: str, version: int) -> UsageTier:
+    if not 0 < version < 2**31:  # no such version, and too large for the column besides
+        raise NotFound(f"tier {key!r} has no version {version}", "version")
     tier = session.scalar(
         select(UsageTier).where(
             UsageTier.project_id == project.id, UsageTier.key == key, UsageTier.version == version

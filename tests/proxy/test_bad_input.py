@@ -99,6 +99,12 @@ CASES = [
         400,
         "invalid_request",
     ),
+    (
+        "NUL in the customer id",
+        dict(json_body={"model": "gpt-test", "messages": OK_MESSAGES, "user": "a\u0000b"}),
+        400,
+        "invalid_request",
+    ),
     ("not utf-8", dict(data=b'{"model": "gpt-test", "user": "\xff\xfe"}'), 400, "invalid_request"),
     (
         "embeddings without input",
