@@ -10,6 +10,7 @@ from sqlalchemy import select
 from app.api.auth import require_admin
 from app.api.idempotency import idempotent
 from app.api.pagination import PageArgs, after, page
+from app.api.schema_fields import StrictBoolean
 from app.customers import operations as ops
 from app.db import iso, now_utc, session_writes
 from app.extensions import db
@@ -76,7 +77,7 @@ class CustomerFields(Schema):
     tier = TierRef()
     shedding_tier = fields.String(validate=validate.OneOf(SHEDDING_TIERS))
     allowed_regions = fields.List(REGION, validate=validate.Length(max=32))
-    blocked = fields.Boolean()
+    blocked = StrictBoolean()
     metadata = fields.Dict(keys=fields.String(), validate=lambda m: len(str(m)) <= 16384)
 
 

@@ -8,6 +8,7 @@ from marshmallow import Schema, fields, validate
 
 from app.api.auth import require_admin
 from app.api.customers import TierRef, TierRefOut
+from app.api.schema_fields import StrictBoolean
 from app.db import session_writes
 from app.extensions import db
 from app.models.project import SHEDDING_LEVELS, SHEDDING_TIERS
@@ -28,10 +29,10 @@ class SettingsIn(Schema):
     low_balance_tokens = fields.Integer(
         strict=True, allow_none=True, validate=validate.Range(min=0, max=10**15)
     )
-    require_customer = fields.Boolean()
+    require_customer = StrictBoolean()
     shedding_level = fields.String(validate=validate.OneOf(SHEDDING_LEVELS))
     capacity = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=10**7))
-    auto_shedding = fields.Boolean()
+    auto_shedding = StrictBoolean()
 
 
 class SettingsOut(SettingsIn):

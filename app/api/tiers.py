@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from app.api.auth import require_admin
 from app.api.idempotency import idempotent
 from app.api.pagination import PageArgs, after, page
+from app.api.schema_fields import StrictBoolean
 from app.customers.operations import migrate_customers
 from app.db import now_utc, session_writes
 from app.extensions import db
@@ -33,7 +34,7 @@ class Limit(Schema):
 class TierFields(Schema):
     name = fields.String(validate=validate.Length(min=1, max=200))
     description = fields.String(validate=validate.Length(max=2000))
-    prepaid = fields.Boolean()
+    prepaid = StrictBoolean()
     period = fields.String(validate=validate.Length(min=1, max=16))
     anchor = fields.String(validate=validate.OneOf(ANCHORS))
     replenish_tokens = fields.Integer(strict=True, **COUNT)
@@ -53,7 +54,7 @@ class TierFields(Schema):
         strict=True, allow_none=True, validate=validate.Range(min=1, max=10**6)
     )
     default_reserve_tokens = fields.Integer(strict=True, validate=validate.Range(min=1, max=10**7))
-    hard_cap = fields.Boolean()
+    hard_cap = StrictBoolean()
 
 
 class TierCreate(TierFields):
