@@ -47,6 +47,10 @@ class TollgateApi(Api):
             return ProxyError(
                 codes.get(error.code or 500, "invalid_request"), error.description or ""
             ).response()
+        from app.api import litellm
+
+        if request.path.startswith(litellm.PATH_PREFIXES):
+            return litellm.http_error(error)
         if not request.path.startswith("/api"):
             return error
         data = getattr(error, "data", None) or {}
@@ -67,9 +71,10 @@ def init(app: Flask) -> None:
         OPENAPI_JSON_PATH="openapi.json",
     )
     api.init_app(app)
-    from app.api import customer_activity, customers, events, me, settings, tiers, usage
+    from app.api import customer_activity, customers, events, litellm, me, settings, tiers, usage
 
-    for blueprint in (customers.bp, customer_activity.bp, me.bp, tiers.bp, settings.bp, events.bp, usage.bp):
+    blueprints = (customers, customer_activity, me, tiers, settings, events, usage, litellm)
+    for blueprint in (module.bp for module in blueprints):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)  # keys authenticate every call; no cookies, so no CSRF
     app.register_error_handler(ApiError, lambda e: e.response())

@@ -20,7 +20,10 @@ from app.tiers.operations import find_version, latest_version
 
 
 def assign_tier(session: Session, customer: Customer, tier: UsageTier, source: str, now: datetime) -> bool:
-    """Put the customer on this tier version; its period restarts by the tier's rules. False if already there.
+    """Put the customer on this tier version. False if already there.
+
+    Its period restarts by the tier's rules, except when it moves to another version of the same
+    tier with the same period and anchor: then its billing cycle (and this period's use) goes on.
 
     The version is locked from now on (SPEC 4). Nothing is credited: replenishment happens when a
     period ends, and purchases credit tokens themselves.
@@ -30,9 +33,10 @@ def assign_tier(session: Session, customer: Customer, tier: UsageTier, source: s
     if customer.tier_id == tier.id:
         return False
     previous = session.get(UsageTier, customer.tier_id) if customer.tier_id is not None else None
-    start, end = periods.window(periods.parse(tier.period), tier.anchor, now, now)
-    customer.tier_id, customer.tier_assigned_at = tier.id, now
-    customer.period_start, customer.period_end = start, end
+    customer.tier_id = tier.id
+    if not _same_cycle(previous, tier):
+        start, end = periods.window(periods.parse(tier.period), tier.anchor, now, now)
+        customer.tier_assigned_at, customer.period_start, customer.period_end = now, start, end
     tier.locked = True
     session.flush()
     recorder.record(
@@ -50,6 +54,19 @@ def assign_tier(session: Session, customer: Customer, tier: UsageTier, source: s
         },
     )
     return True
+
+
+def _same_cycle(previous: UsageTier | None, tier: UsageTier) -> bool:
+    """A new version of the same plan with the same period rules keeps the customer's billing cycle.
+
+    Not with period `none`: its limits count for as long as the customer is on one version (SPEC 4).
+    """
+    return (
+        previous is not None
+        and tier.period != "none"
+        and previous.key == tier.key
+        and (previous.period, previous.anchor) == (tier.period, tier.anchor)
+    )
 
 
 def migrate_customers(

@@ -291,3 +291,15 @@ def test_a_customers_own_budget_applies_on_top_of_its_tier(shop: World):
     )
     shop.give_customer("uncapped", 1_000_000)
     assert call(shop, "uncapped").status_code == 200  # the tier itself has no budget
+
+
+def test_migrating_within_a_tier_keeps_the_cycle_and_its_use(shop: World):
+    v1 = customer_on(shop, "cyc", {"key": "cycle", "period": "30d",
+                                   "limits": {"premium": {"calls": 2, "tokens": None}}})
+    assert call(shop, "cyc").status_code == 200
+    before = shop.customer("cyc").period_start
+    clone_tier(db.session, v1)
+    migrate_customers(db.session, shop.project, "cycle", 1, 2, None, "tests", now_utc())
+    shop.commit()
+    assert shop.customer("cyc").period_start == before
+    assert [call(shop, "cyc").status_code for _ in range(2)] == [200, 429]  # one call left of two
