@@ -294,8 +294,9 @@ def test_a_customers_own_budget_applies_on_top_of_its_tier(shop: World):
 
 
 def test_migrating_within_a_tier_keeps_the_cycle_and_its_use(shop: World):
-    v1 = customer_on(shop, "cyc", {"key": "cycle", "period": "30d",
-                                   "limits": {"premium": {"calls": 2, "tokens": None}}})
+    v1 = customer_on(
+        shop, "cyc", {"key": "cycle", "period": "30d", "limits": {"premium": {"calls": 2, "tokens": None}}}
+    )
     assert call(shop, "cyc").status_code == 200
     before = shop.customer("cyc").period_start
     clone_tier(db.session, v1)
