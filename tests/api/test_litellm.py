@@ -458,3 +458,34 @@ def test_writes_accept_an_idempotency_key(world: World, admin: str):
     other = error(call(world, admin, "POST", "/customer/new", json={"user_id": "i2"}, headers=key), 409)
     assert other["type"] == "conflict" and world.customer("i2") is None
     assert len(world.ledger("i1")) == 1
+
+
+def test_spend_grows_by_each_calls_cost_and_max_budget_stops_calls(world: World, admin: str):
+    """LiteLLM's customer-budget flow, unchanged: max_budget on /customer/new, calls with `user`."""
+    world.add_model(
+        "gpt-priced",
+        [{"provider": "openai", "base_url": world.upstream.base_url, "model": "m"}],
+        price={"input_per_mtok": "1000", "output_per_mtok": "1000"},
+    )  # $0.001 a token
+    ok(post(world, admin, "/customer/new", {"user_id": "lite", "max_budget": 0.05}))
+    spends = [ok(call(world, admin, "GET", "/customer/info", params={"end_user_id": "lite"}))["spend"]]
+    costs = []
+    while True:
+        reply = chat(world.url, world.key, "lite", model="gpt-priced")
+        if reply.status_code != 200:
+            break
+        costs.append(reply.json()["usage"]["total_tokens"] / 1000)
+        spends.append(
+            ok(call(world, admin, "GET", "/customer/info", params={"end_user_id": "lite"}))["spend"]
+        )
+    assert costs, "no call was served"
+    for before, after, cost in zip(spends[:-1], spends[1:], costs, strict=True):
+        assert after - before == pytest.approx(cost, abs=1e-9)
+    refused = reply.json()["error"]
+    assert (
+        reply.status_code == 429
+        and refused["type"] == "budget_exceeded"
+        and refused["code"] == "budget_exceeded"
+    )
+    assert refused["message"].startswith("ExceededBudget: End User=lite over budget.")
+    assert spends[-1] <= 0.05

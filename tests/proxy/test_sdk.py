@@ -135,3 +135,21 @@ def test_embeddings_and_models(world: World):
     assert world.customer("emb").token_balance == 100_000 - reply.usage.total_tokens
     models = client(world).models.list()
     assert [m.id for m in models.data] == ["gpt-test"]
+
+
+def test_litellm_customer_headers_are_honoured_after_tollgates_own(world: World):
+    for header, customer in [("x-litellm-customer-id", "lite-a"), ("x-litellm-end-user-id", "lite-b")]:
+        client(world).chat.completions.create(
+            model="gpt-test", messages=MESSAGES, max_tokens=2, extra_headers={header: customer}
+        )
+        assert world.customer(customer) is not None
+    # Tollgate's own header wins over LiteLLM's, and both over the body's `user`.
+    client(world).chat.completions.create(
+        model="gpt-test",
+        messages=MESSAGES,
+        max_tokens=2,
+        user="from-user",
+        extra_headers={"X-Customer-Id": "ours", "x-litellm-customer-id": "theirs"},
+    )
+    assert world.customer("ours") is not None and world.customer("theirs") is None
+    assert world.customer("from-user") is None
