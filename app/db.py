@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from functools import cache
 
@@ -109,16 +109,10 @@ def session_writes(session) -> Iterator[None]:
     On SQLite it runs under the writers' lock in a transaction of its own: a transaction begun
     by earlier reads could not be upgraded once another writer has committed (WAL snapshot).
     """
-    if session.get_bind().dialect.name != "sqlite":
-        try:
-            yield
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        return
-    session.commit()
-    with _sqlite_writer:
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        session.commit()
+    with _sqlite_writer if sqlite else nullcontext():
         try:
             yield
             session.commit()

@@ -9,7 +9,7 @@ from sqlalchemy import case, func, select
 
 from app.api.auth import require_admin
 from app.api.customers import LedgerEntryOut, TierRefOut
-from app.api.pagination import PageArgs, before, page
+from app.api.pagination import PageArgs, newest_first
 from app.customers.operations import find_customer
 from app.db import iso
 from app.extensions import db
@@ -148,11 +148,7 @@ def ledger(args, customer_id):
     """Every balance change that is not metered usage, newest first."""
     customer = find_customer(db.session, g.project, customer_id)
     stmt = select(LedgerEntry).where(LedgerEntry.customer_id == customer.id)
-    if (below := before(args["cursor"])) is not None:
-        stmt = stmt.where(LedgerEntry.id < below)
-    rows, cursor = page(
-        list(db.session.scalars(stmt.order_by(LedgerEntry.id.desc()).limit(args["limit"] + 1))), args["limit"]
-    )
+    rows, cursor = newest_first(stmt, LedgerEntry.id, args)
     return {
         "data": [
             {
@@ -177,11 +173,7 @@ def requests_(args, customer_id):
     """The customer's calls, newest first."""
     customer = find_customer(db.session, g.project, customer_id)
     stmt = select(UsageRecord).where(UsageRecord.customer_id == customer.id)
-    if (below := before(args["cursor"])) is not None:
-        stmt = stmt.where(UsageRecord.id < below)
-    rows, cursor = page(
-        list(db.session.scalars(stmt.order_by(UsageRecord.id.desc()).limit(args["limit"] + 1))), args["limit"]
-    )
+    rows, cursor = newest_first(stmt, UsageRecord.id, args)
     return {"data": [_request(r) for r in rows], "next_cursor": cursor}
 
 

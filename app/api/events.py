@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.api.auth import require_admin
 from app.api.idempotency import idempotent
-from app.api.pagination import PageArgs, before, page
+from app.api.pagination import PageArgs, newest_first
 from app.crypto import seal
 from app.db import iso, session_writes
 from app.errors import NotFound
@@ -68,11 +68,7 @@ def list_events(args):
     stmt = select(Event).where(Event.project_id == g.project.id)
     if "type" in args:
         stmt = stmt.where(Event.type == args["type"])
-    if (below := before(args["cursor"])) is not None:
-        stmt = stmt.where(Event.id < below)
-    rows, cursor = page(
-        list(db.session.scalars(stmt.order_by(Event.id.desc()).limit(args["limit"] + 1))), args["limit"]
-    )
+    rows, cursor = newest_first(stmt, Event.id, args)
     return {
         "data": [
             {

@@ -43,3 +43,13 @@ def page(rows: list, limit: int, key=lambda row: row.id) -> tuple[list, str | No
 def before(cursor: str | None) -> int | None:
     """For newest-first lists: the id a cursor points below (None for the first page)."""
     return None if cursor is None else after(cursor)
+
+
+def newest_first(stmt, column, args: dict) -> tuple[list, str | None]:
+    """One page of `stmt`'s rows, newest (highest id) first, from the cursor on."""
+    from app.extensions import db
+
+    if (below := before(args["cursor"])) is not None:
+        stmt = stmt.where(column < below)
+    rows = list(db.session.scalars(stmt.order_by(column.desc()).limit(args["limit"] + 1)))
+    return page(rows, args["limit"])
