@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from app.db import now_utc, write_transaction
 from app.metering.allowance import rules_of
-from app.metering.quota import release_expired
 from app.metering.rollover import roll_over_due
+from app.metering.settlement import release_expired
 from app.models.idempotency import SchedulerLease
 from app.models.tier import UsageTier
 

@@ -206,10 +206,10 @@ def wait_until_serving(base: str, proc: subprocess.Popen, deadline_s: float = 60
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the server exited while starting"
         try:
-            if requests.get(base + "/readyz", timeout=1).status_code == 200:
+            if requests.get(base + "/readyz", timeout=5).status_code == 200:
                 return
-        except requests.ConnectionError:
-            pass
+        except requests.RequestException:
+            pass  # not listening yet, or its worker is still booting (a slow machine): ask again
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(0.1)  # returns early only if the server died, which the assert reports
     raise AssertionError(f"{base} did not come up")

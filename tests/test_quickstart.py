@@ -9,12 +9,9 @@ import re
 import socket
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
-import requests
-
-from tests.conftest import stop_group
+from tests.conftest import stop_group, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,22 +28,6 @@ def readme_curl() -> str:
     return re.search(r"```sh\n(curl .+?)\n```", block, re.S).group(1)
 
 
-def wait_for(url: str, proc: subprocess.Popen, deadline_s: float = 120) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "make run exited early"
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        try:
-            proc.wait(0.2)  # returns early only if make run died, which the assert above reports
-        except subprocess.TimeoutExpired:
-            continue
-    raise AssertionError(f"{url} did not come up")
-
-
 def test_make_run_then_readme_curl(tmp_path: Path):
     port = free_port()
     bind = f"127.0.0.1:{port}"
@@ -57,7 +38,7 @@ def test_make_run_then_readme_curl(tmp_path: Path):
         ["make", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     try:
-        wait_for(f"http://{bind}/healthz", proc)
+        wait_until_serving(f"http://{bind}", proc)
         log.seek(0)
         output = log.read()
         key = re.search(r"Proxy key for project 'default': (tg-[A-Za-z0-9_-]{40})", output).group(1)

@@ -10,7 +10,8 @@ from sqlalchemy import Engine, update
 
 from app.db import write_transaction
 from app.events import recorder
-from app.metering.quota import Settled, customers
+from app.metering.quota import customers
+from app.metering.settlement import Settled
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ from app.metering import estimate
 from app.metering.accounts import open_account
 from app.metering.allowance import LimitReached, Scope, Share, note, scopes, spent, take, take_what_remains
 from app.metering.pricing import usd_str
-from app.metering.quota import Ask, Hold, PeriodEnded, QuotaRefused, customers, release, reserve
+from app.metering.quota import Ask, Hold, PeriodEnded, QuotaRefused, customers, reserve
 from app.metering.rollover import Due, roll_over
+from app.metering.settlement import release
 from app.proxy.auth import Caller, DeploymentInfo, ModelInfo, TierInfo
 from app.proxy.errors import ProxyError
 from app.proxy.ratelimit import Limiter, RateLimited, Ticket

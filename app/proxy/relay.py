@@ -13,7 +13,7 @@ from urllib3.exceptions import HTTPError
 
 from app.db import now_utc
 from app.metering.alerts import Whose, after_settlement
-from app.metering.quota import Charge, Settled, release, settle
+from app.metering.settlement import Charge, Settled, release, settle
 from app.proxy import telemetry
 from app.proxy.admission import Admitted
 from app.proxy.auth import DeploymentInfo
