@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, redirect, request, url_for
 from sqlalchemy import event
 
-from app import config
+from app import config, formatting
 from app.extensions import csrf, db, login_manager, migrate
 from app.web_session import AdminOnlySessions
 
@@ -25,6 +25,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     _init_extensions(app)
     _register_blueprints(app)
     _register_errors(app)
+    formatting.register(app)
     from app import cli
 
     cli.register(app)
@@ -34,17 +35,27 @@ def create_app(settings: config.Settings | None = None) -> Flask:
 
 
 def _init_extensions(app: Flask) -> None:
-    from app import models  # noqa: F401 - the metadata must know every table
+    from app import models
+    from app.auth.operations import Throttle
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(config.ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
     login_manager.init_app(app)
+    login_manager.login_view = "auth.sign_in"
+    login_manager.login_message = "Sign in to continue."
+    login_manager.user_loader(lambda user_id: db.session.get(models.AdminUser, int(user_id)))
+    app.extensions["tollgate.signin_throttle"] = Throttle(app.config["TOLLGATE"].redis_url)
 
 
 def _register_blueprints(app: Flask) -> None:
-    from app import api, monitoring
+    from app import api, auth, monitoring
+    from app.customers import views as customer_views
     from app.proxy import views as proxy_views
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(customer_views.bp)
+    app.add_url_rule("/", "root", lambda: redirect(url_for("customers.index")))
 
     app.register_blueprint(proxy_views.bp)
     csrf.exempt(proxy_views.bp)

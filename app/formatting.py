@@ -1,0 +1,49 @@
+"""Numbers, money and times for people (template filters): 1.2M tokens, $4.31, "in 3 days"."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from flask import Flask
+
+from app.db import now_utc
+from app.metering.pricing import to_usd
+
+
+def tokens(value: int | None) -> str:
+    if value is None:
+        return "—"
+    sign, n = ("-" if value < 0 else ""), abs(value)
+    for size, unit in ((10**9, "B"), (10**6, "M"), (10**3, "k")):
+        if n >= size:
+            shown = (Decimal(n) / size).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+            return f"{sign}{shown.normalize():f}{unit}"
+    return f"{sign}{n}"
+
+
+def usd(nusd: int | None) -> str:
+    if nusd is None:
+        return "—"
+    value = to_usd(nusd)
+    places = Decimal("0.01") if abs(value) >= 1 or value == 0 else Decimal("0.0001")
+    return f"${value.quantize(places, rounding=ROUND_HALF_UP):,f}"
+
+
+def relative(moment: datetime | None, now: datetime | None = None) -> str:
+    if moment is None:
+        return "never"
+    seconds = int((moment - (now or now_utc())).total_seconds())
+    future, seconds = seconds > 0, abs(seconds)
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            count = seconds // size
+            text = f"{count} {unit}{'' if count == 1 else 's'}"
+            return f"in {text}" if future else f"{text} ago"
+    return "just now"
+
+
+def register(app: Flask) -> None:
+    app.add_template_filter(tokens, "tokens")
+    app.add_template_filter(usd, "usd")
+    app.add_template_filter(relative, "relative")

@@ -1,0 +1,111 @@
+"""The web admin's sign-in and customers list, through Flask's test client (browser tests come with the
+rest of the admin)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import event
+
+from app.cli import add_admin
+from app.db import now_utc
+from app.extensions import db
+from tests.factories import World, assign
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def browser(app, world: World):
+    add_admin("owner@example.com", PASSWORD)
+    db.session.commit()
+    with app.test_client() as client:
+        yield client
+    app.extensions["tollgate.signin_throttle"].__init__(None)  # a fresh window for the next test
+
+
+def csrf(html: bytes) -> str:
+    tag = re.search(rb'<input[^>]*name="csrf_token"[^>]*>', html).group(0)
+    return re.search(rb'value="([^"]+)"', tag).group(1).decode()
+
+
+def sign_in(client, email="owner@example.com", password=PASSWORD, next_=None):
+    page = client.get("/auth/sign-in")
+    url = "/auth/sign-in" + (f"?next={next_}" if next_ else "")
+    return client.post(url, data={"email": email, "password": password, "csrf_token": csrf(page.data)})
+
+
+def test_pages_need_a_signed_in_admin(browser):
+    assert browser.get("/").headers["Location"].endswith("/customers")
+    resp = browser.get("/customers")
+    assert resp.status_code == 302 and "/auth/sign-in" in resp.headers["Location"]
+
+
+def test_sign_in_and_out(browser):
+    wrong = sign_in(browser, password="nope")
+    assert wrong.status_code == 401 and b"do not match" in wrong.data
+    ok = sign_in(browser, next_="/customers")
+    assert ok.status_code == 302 and ok.headers["Location"] == "/customers"
+    assert browser.get("/customers").status_code == 200
+    page = browser.get("/customers")
+    out = browser.post("/auth/sign-out", data={"csrf_token": csrf(page.data)})
+    assert out.status_code == 302
+    assert browser.get("/customers").status_code == 302
+
+
+def test_no_open_redirect_after_sign_in(browser):
+    assert sign_in(browser, next_="https://evil.example/").headers["Location"] == "/"
+
+
+def test_sign_in_without_csrf_token_is_refused(browser):
+    resp = browser.post("/auth/sign-in", data={"email": "owner@example.com", "password": PASSWORD})
+    assert resp.status_code == 400
+    assert browser.get("/customers").status_code == 302
+
+
+def test_failed_sign_ins_are_throttled(browser):
+    for _ in range(5):
+        assert sign_in(browser, password="guess").status_code == 401
+    throttled = sign_in(browser)  # even the right password waits out the window
+    assert throttled.status_code == 429 and b"Too many failed attempts" in throttled.data
+
+
+def test_customers_grouped_by_tier_searched_and_filtered(browser, world: World):
+    pro = world.add_tier({"key": "pro", "name": "Pro"})
+    for i in range(3):
+        world.give_customer(f"free-{i}", 100)
+    for i in range(2):
+        world.give_customer(f"pro-{i}", 5_000_000)
+        assign(world, f"pro-{i}", pro, now=now_utc())
+    boss = world.customer("free-1")
+    boss.blocked, boss.email = True, "boss@acme.io"
+    world.commit()
+    sign_in(browser)
+    page = browser.get("/customers").data.decode()
+    assert "Default New Customer Tier" in page and "3 customers" in page
+    assert "Pro" in page and "2 customers" in page and "5M" in page
+    found = browser.get("/customers?q=acme.io").data.decode()
+    assert "free-1" in found and "free-0" not in found
+    blocked = browser.get("/customers?blocked=1").data.decode()
+    assert "free-1" in blocked and "free-2" not in blocked
+    only_pro = browser.get(f"/customers?tier={pro.id}").data.decode()
+    assert "pro-0" in only_pro and "free-0" not in only_pro
+
+
+def test_the_list_pages_and_runs_a_bounded_number_of_statements(browser, world: World):
+    for i in range(60):
+        world.give_customer(f"c{i:03d}", 10)
+    sign_in(browser)
+    statements = []
+    listener = lambda *args: statements.append(1)  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        first = browser.get("/customers").data.decode()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+    assert "c000" in first and "c049" in first and "c050" not in first
+    assert len(statements) <= 6, statements
+    after = re.search(r'href="(/customers\?after=[^"]+)"', first).group(1).replace("&amp;", "&")
+    second = browser.get(after).data.decode()
+    assert "c050" in second and "c059" in second and "c049" not in second and "Next page" not in second
