@@ -5,17 +5,17 @@ from __future__ import annotations
 from flask import g
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
-from sqlalchemy import case, func, select
+from sqlalchemy import select
 
 from app.api.auth import require_admin
 from app.api.customers import LedgerEntryOut, TierRefOut
 from app.api.pagination import PageArgs, newest_first
 from app.customers.operations import find_customer
+from app.customers.standing import standing
 from app.db import iso
 from app.extensions import db
 from app.metering.pricing import usd_str
 from app.models.ledger import LedgerEntry
-from app.models.tier import MODEL_TIERS, UsageTier
 from app.models.usage import UsageRecord
 
 bp = Blueprint(
@@ -78,66 +78,23 @@ class RequestList(Schema):
     next_cursor = fields.String(allow_none=True, required=True)
 
 
-def _period_use(customer_pk: int, since) -> dict[str, dict]:
-    """Calls, tokens and overage per model tier since the period began, from the usage records."""
-    served = UsageRecord.status == 200
-    stmt = (
-        select(
-            UsageRecord.model_tier,
-            func.sum(case((served, 1), else_=0)),
-            func.coalesce(func.sum(UsageRecord.total_tokens), 0),
-            func.sum(case((UsageRecord.overage, 1), else_=0)),
-            func.coalesce(func.sum(case((UsageRecord.overage, UsageRecord.total_tokens), else_=0)), 0),
-            func.coalesce(func.sum(UsageRecord.cost_nusd), 0),
-        )
-        .where(UsageRecord.customer_id == customer_pk)
-        .group_by(UsageRecord.model_tier)
-    )
-    if since is not None:
-        stmt = stmt.where(UsageRecord.created_at >= since)
-    return {
-        row[0]: {
-            "calls": int(row[1] or 0),
-            "tokens": int(row[2]),
-            "overage_calls": int(row[3] or 0),
-            "overage_tokens": int(row[4]),
-            "spend": int(row[5]),
-        }
-        for row in db.session.execute(stmt)
-    }
-
-
 @bp.route("/<customer_id>/usage")
 @bp.response(200, UsageOut)
 def usage(customer_id):
     """This period's use per model tier against the tier's limits, overage, balance, next replenishment."""
     customer = find_customer(db.session, g.project, customer_id)
-    tier = db.session.get(UsageTier, customer.tier_id) if customer.tier_id else None
-    used = _period_use(customer.id, customer.period_start)
-    limits = (tier.limits if tier else None) or {}
-    model_tiers = {}
-    for name in MODEL_TIERS:
-        use = used.get(name, {})
-        limit = limits.get(name) or {}
-        model_tiers[name] = {
-            "calls": use.get("calls", 0),
-            "tokens": use.get("tokens", 0),
-            "limit_calls": limit.get("calls"),
-            "limit_tokens": limit.get("tokens"),
-            "overage_calls": use.get("overage_calls", 0),
-            "overage_tokens": use.get("overage_tokens", 0),
-        }
-    replenishes = tier is not None and bool(tier.replenish_tokens) and customer.period_end is not None
+    now = standing(db.session, customer)
+    tier = now.tier
     return {
-        "period": {"start": iso(customer.period_start), "end": iso(customer.period_end)},
+        "period": {"start": iso(now.period_start), "end": iso(now.period_end)},
         "tier": {"key": tier.key, "version": tier.version} if tier else None,
         "token_balance": customer.token_balance,
-        "next_replenishment_at": iso(customer.period_end) if replenishes else None,
-        "spend_usd": usd_str(sum(u["spend"] for u in used.values())),
+        "next_replenishment_at": iso(now.next_replenishment_at),
+        "spend_usd": usd_str(now.spend_nusd),
         "max_budget_usd": usd_str(tier.max_budget_nusd)
         if tier and tier.max_budget_nusd is not None
         else None,
-        "model_tiers": model_tiers,
+        "model_tiers": {name: vars(use) for name, use in now.model_tiers.items()},
     }
 
 

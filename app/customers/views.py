@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
-from flask_login import login_required
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select
+from wtforms.fields.choices import SelectChoice
 
+from app.auth import owner_required
 from app.customers import listing
+from app.customers import operations as ops
+from app.customers.forms import DetailsForm, TierForm, TokensForm
+from app.customers.standing import standing
+from app.db import now_utc, session_writes
 from app.extensions import db
+from app.metering.credits import change_balance
+from app.models.catalog import Deployment, Model
+from app.models.ledger import LedgerEntry
+from app.models.tier import UsageTier
+from app.models.usage import UsageRecord
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
 
@@ -22,3 +34,143 @@ def index():
     query = listing.Query.from_args(request.args)
     page = listing.find(db.session, listing.current_project(db.session), query)
     return render_template("customers/index.html", page=page, query=query)
+
+
+TABS = ("details", "usage", "ledger", "requests")
+RECENT = 100
+
+
+def _customer(customer_id: str):
+    return ops.find_customer(db.session, listing.current_project(db.session), customer_id)
+
+
+def _known_regions(project) -> frozenset[str]:
+    rows = db.session.scalars(select(Deployment.region).join(Model).where(Model.project_id == project.id))
+    return frozenset(rows)
+
+
+def _forms(customer, project, formdata=None, which=None):
+    """The page's three forms; only the one submitted reads the request."""
+    details = DetailsForm(
+        formdata if which == "details" else None,
+        known_regions=_known_regions(project),
+        obj=None if which == "details" else _details_values(customer),
+    )
+    tokens = TokensForm(formdata if which == "tokens" else None)
+    tier = TierForm(formdata if which == "tier" else None, tier=customer.tier_id)
+    tier.tier.choices = [  # SelectChoice values are strings; the field coerces them back to ids
+        SelectChoice(str(t.id), f"{t.name} · {t.key} v{t.version}")
+        for t in db.session.scalars(
+            select(UsageTier)
+            .where(UsageTier.project_id == project.id)
+            .order_by(UsageTier.key, UsageTier.version)
+        )
+    ]
+    return details, tokens, tier
+
+
+def _details_values(customer):
+    class Values:
+        name, alias, email = customer.name, customer.alias, customer.email
+        shedding_tier, blocked = customer.shedding_tier, customer.blocked
+        allowed_regions = ", ".join(customer.allowed_regions or [])
+
+    return Values
+
+
+def _render(customer, tab, forms, status=200):
+    project = listing.current_project(db.session)
+    details, tokens, tier = forms
+    context = dict(
+        customer=customer, tab=tab, project=project, details=details, tokens=tokens, tier_form=tier
+    )
+    if tab == "usage":
+        context["standing"] = standing(db.session, customer)
+    elif tab == "ledger":
+        context["entries"] = db.session.scalars(
+            select(LedgerEntry)
+            .where(LedgerEntry.customer_id == customer.id)
+            .order_by(LedgerEntry.id.desc())
+            .limit(RECENT)
+        ).all()
+    elif tab == "requests":
+        context["calls"] = db.session.scalars(
+            select(UsageRecord)
+            .where(UsageRecord.customer_id == customer.id)
+            .order_by(UsageRecord.id.desc())
+            .limit(RECENT)
+        ).all()
+    return render_template("customers/detail.html", **context), status
+
+
+@bp.route("/<customer_id>")
+def detail(customer_id):
+    customer = _customer(customer_id)
+    tab = request.args.get("tab", "details")
+    if tab not in TABS:
+        abort(404)
+    return _render(customer, tab, _forms(customer, listing.current_project(db.session)))
+
+
+def _actor() -> str:
+    return f"admin:{current_user.email}"
+
+
+@bp.route("/<customer_id>/details", methods=["POST"])
+@owner_required
+def save_details(customer_id):
+    customer = _customer(customer_id)
+    forms = _forms(customer, listing.current_project(db.session), request.form, "details")
+    form = forms[0]
+    if not form.validate():
+        return _render(customer, "details", forms, 400)
+    changes = {
+        "name": form.name.data.strip(),
+        "alias": form.alias.data or None,
+        "email": form.email.data or None,
+        "shedding_tier": form.shedding_tier.data,
+        "allowed_regions": form.regions(),
+        "blocked": form.blocked.data,
+    }
+    with session_writes(db.session):
+        ops.update_customer(db.session, _customer(customer_id), changes, _actor(), now_utc())
+    flash("Details saved.", "success")
+    return redirect(url_for("customers.detail", customer_id=customer_id))
+
+
+@bp.route("/<customer_id>/tokens", methods=["POST"])
+@owner_required
+def change_tokens(customer_id):
+    customer = _customer(customer_id)
+    forms = _forms(customer, listing.current_project(db.session), request.form, "tokens")
+    form = forms[1]
+    if not form.validate():
+        return _render(customer, "usage", forms, 400)
+    target = {"target" if form.mode.data == "set" else "amount": form.amount.data}
+    with session_writes(db.session):
+        entry = change_balance(
+            db.session.connection(),
+            _customer(customer_id).id,
+            kind="set_balance" if form.mode.data == "set" else "adjustment",
+            source=_actor(),
+            reason=form.reason.data or "",
+            now=now_utc(),
+            **target,
+        )
+    flash(f"Balance is now {entry.balance_after:,} tokens.", "success")
+    return redirect(url_for("customers.detail", customer_id=customer_id, tab="usage"))
+
+
+@bp.route("/<customer_id>/tier", methods=["POST"])
+@owner_required
+def change_tier(customer_id):
+    customer = _customer(customer_id)
+    forms = _forms(customer, listing.current_project(db.session), request.form, "tier")
+    form = forms[2]
+    if not form.validate():
+        return _render(customer, "usage", forms, 400)
+    with session_writes(db.session):
+        target = db.session.get(UsageTier, form.tier.data)
+        ops.assign_tier(db.session, _customer(customer_id), target, _actor(), now_utc())
+    flash(f"Now on {target.name} (v{target.version}).", "success")
+    return redirect(url_for("customers.detail", customer_id=customer_id, tab="usage"))

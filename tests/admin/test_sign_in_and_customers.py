@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from flask import g
+from flask.testing import FlaskClient
 from sqlalchemy import event
 
 from app.cli import add_admin
@@ -16,12 +18,27 @@ from tests.factories import World, assign
 PASSWORD = "correct horse battery"
 
 
+class AdminClient(FlaskClient):
+    """A test client whose requests do not inherit the signed-in user cached on the tests' app context.
+
+    The `world` fixture keeps an app context open for database access; Flask reuses it for the
+    client's requests, and Flask-Login caches the user on its `g`. A browser never shares that.
+    """
+
+    def open(self, *args, **kwargs):
+        g.pop("_login_user", None)
+        return super().open(*args, **kwargs)
+
+
+def client_for(app) -> AdminClient:
+    return AdminClient(app, app.response_class, use_cookies=True)
+
+
 @pytest.fixture
 def browser(app, world: World):
     add_admin("owner@example.com", PASSWORD)
     db.session.commit()
-    with app.test_client() as client:
-        yield client
+    yield client_for(app)
     app.extensions["tollgate.signin_throttle"].__init__(None)  # a fresh window for the next test
 
 
@@ -109,3 +126,101 @@ def test_the_list_pages_and_runs_a_bounded_number_of_statements(browser, world: 
     after = re.search(r'href="(/customers\?after=[^"]+)"', first).group(1).replace("&amp;", "&")
     second = browser.get(after).data.decode()
     assert "c050" in second and "c059" in second and "c049" not in second and "Next page" not in second
+
+
+def form_post(client, path, data, page_path):
+    page = client.get(page_path)
+    return client.post(path, data={**data, "csrf_token": csrf(page.data)})
+
+
+@pytest.fixture
+def owner(browser, world: World):
+    world.give_customer("acme", 1000)
+    sign_in(browser)
+    return browser
+
+
+def test_customer_page_tabs_render(owner, world: World):
+    for tab, text in [
+        ("details", "Save details"),
+        ("usage", "Against the limit"),
+        ("ledger", "initial grant"),
+        ("requests", "No requests yet"),
+    ]:
+        page = owner.get(f"/customers/acme?tab={tab}")
+        assert page.status_code == 200 and text in page.data.decode(), tab
+    assert owner.get("/customers/acme?tab=nope").status_code == 404
+    assert owner.get("/customers/nobody").status_code == 404
+
+
+def test_details_are_saved_and_bad_input_is_shown_next_to_the_field(owner, world: World):
+    page = "/customers/acme"
+    good = {
+        "name": "Acme Inc",
+        "alias": "",
+        "email": "ops@acme.io",
+        "shedding_tier": "high",
+        "allowed_regions": "us",
+    }
+    assert form_post(owner, "/customers/acme/details", good, page).status_code == 302
+    customer = world.customer("acme")
+    assert (customer.name, customer.email, customer.shedding_tier, customer.allowed_regions) == (
+        "Acme Inc",
+        "ops@acme.io",
+        "high",
+        ["us"],
+    )
+    for bad, message in [
+        ({"name": ""}, "A name is required."),
+        ({"allowed_regions": "mars"}, "Unknown region"),
+        ({"email": "nope"}, "not an email"),
+    ]:
+        resp = form_post(owner, "/customers/acme/details", {**good, **bad}, page)
+        assert resp.status_code == 400 and message in resp.data.decode()
+    assert world.customer("acme").name == "Acme Inc"
+
+
+def test_tokens_and_tier_change_from_the_usage_tab(owner, world: World):
+    page = "/customers/acme?tab=usage"
+    assert (
+        form_post(
+            owner, "/customers/acme/tokens", {"mode": "add", "amount": "500", "reason": "goodwill"}, page
+        ).status_code
+        == 302
+    )
+    assert world.customer("acme").token_balance == 1500
+    [_, entry] = world.ledger("acme")
+    assert (entry.kind, entry.amount, entry.source, entry.reason) == (
+        "adjustment",
+        500,
+        "admin:owner@example.com",
+        "goodwill",
+    )
+    refused = form_post(owner, "/customers/acme/tokens", {"mode": "set", "amount": "-5"}, page)
+    assert refused.status_code == 400 and "cannot be set below 0" in refused.data.decode()
+    assert (
+        form_post(owner, "/customers/acme/tokens", {"mode": "set", "amount": "20"}, page).status_code == 302
+    )
+    assert world.customer("acme").token_balance == 20
+    pro = world.add_tier({"key": "pro", "name": "Pro"})
+    assert form_post(owner, "/customers/acme/tier", {"tier": str(pro.id)}, page).status_code == 302
+    assert world.customer("acme").tier_id == pro.id
+    assert "Pro" in owner.get(page).data.decode()
+
+
+def test_viewers_read_but_cannot_change_and_csrf_is_required(app, world: World):
+    world.give_customer("acme", 1000)
+    add_admin("viewer@example.com", PASSWORD, role="viewer")
+    db.session.commit()
+    viewer = client_for(app)
+    sign_in(viewer, email="viewer@example.com")
+    assert viewer.get("/customers/acme?tab=usage").status_code == 200
+    refused = form_post(viewer, "/customers/acme/tokens", {"mode": "add", "amount": "5"}, "/customers/acme")
+    assert refused.status_code == 403
+    add_admin("owner2@example.com", PASSWORD)
+    db.session.commit()
+    owner_client = client_for(app)
+    sign_in(owner_client, email="owner2@example.com")
+    no_token = owner_client.post("/customers/acme/tokens", data={"mode": "add", "amount": "5"})
+    assert no_token.status_code == 400
+    assert world.customer("acme").token_balance == 1000

@@ -1,0 +1,59 @@
+"""Forms of the customer page."""
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, IntegerField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
+
+from app.metering.credits import MAX_TOKENS
+from app.models.project import SHEDDING_TIERS
+
+
+class DetailsForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(message="A name is required."), Length(max=256)])
+    alias = StringField("Alias", validators=[Optional(), Length(max=256)])
+    email = StringField("Email", validators=[Optional(), Length(max=320)])
+    shedding_tier = SelectField("Shedding tier", choices=[SelectChoice(t, t) for t in SHEDDING_TIERS])
+    allowed_regions = StringField("Allowed regions", description="Comma-separated; empty means any region.")
+    blocked = BooleanField("Blocked")
+
+    def __init__(self, *args, known_regions: frozenset[str] = frozenset(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.known_regions = known_regions
+
+    def validate_email(self, field):
+        if field.data and ("@" not in field.data or field.data.startswith("@") or field.data.endswith("@")):
+            raise ValidationError("That is not an email address.")
+
+    def validate_allowed_regions(self, field):
+        unknown = [r for r in self.regions() if r not in self.known_regions]
+        if unknown:
+            known = ", ".join(sorted(self.known_regions)) or "none yet"
+            raise ValidationError(f"Unknown region {unknown[0]!r}: the project's deployments are in {known}.")
+
+    def regions(self) -> list[str]:
+        return [r.strip() for r in (self.allowed_regions.data or "").split(",") if r.strip()]
+
+
+class TokensForm(FlaskForm):
+    mode = SelectField(
+        "Change", choices=[SelectChoice("add", "Add tokens"), SelectChoice("set", "Set balance")]
+    )
+    amount = IntegerField(
+        "Tokens",
+        validators=[
+            InputRequired(message="Enter a whole number of tokens."),
+            NumberRange(min=-MAX_TOKENS, max=MAX_TOKENS),
+        ],
+    )
+    reason = StringField("Reason", validators=[Optional(), Length(max=500)])
+
+    def validate_amount(self, field):
+        if self.mode.data == "set" and field.data is not None and field.data < 0:
+            raise ValidationError("A balance cannot be set below 0.")
+        if self.mode.data == "add" and field.data == 0:
+            raise ValidationError("Adding 0 tokens changes nothing.")
+
+
+class TierForm(FlaskForm):
+    tier = SelectField("Usage tier", coerce=int)
