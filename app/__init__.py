@@ -51,10 +51,12 @@ def _init_extensions(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     from app import api, auth, monitoring
     from app.customers import views as customer_views
+    from app.keys import views as key_views
     from app.proxy import views as proxy_views
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(customer_views.bp)
+    app.register_blueprint(key_views.bp)
     app.add_url_rule("/", "root", lambda: redirect(url_for("customers.index")))
 
     app.register_blueprint(proxy_views.bp)

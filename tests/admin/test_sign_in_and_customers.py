@@ -22,11 +22,13 @@ class AdminClient(FlaskClient):
     """A test client whose requests do not inherit the signed-in user cached on the tests' app context.
 
     The `world` fixture keeps an app context open for database access; Flask reuses it for the
-    client's requests, and Flask-Login caches the user on its `g`. A browser never shares that.
+    client's requests, and Flask-Login and Flask-WTF cache the user and the CSRF token on its `g`.
+    A browser never shares those.
     """
 
     def open(self, *args, **kwargs):
         g.pop("_login_user", None)
+        g.pop("csrf_token", None)
         return super().open(*args, **kwargs)
 
 

@@ -1,0 +1,85 @@
+"""API keys in the admin, and every admin route's guards (issue 5, acceptance 2)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import requests
+
+from app.cli import add_admin
+from app.extensions import db
+from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, csrf, form_post, sign_in
+from tests.factories import World, chat
+
+ADMIN_BLUEPRINTS = ("customers", "keys")
+
+
+@pytest.fixture
+def owner(app, world: World):
+    add_admin("owner@example.com", PASSWORD)
+    add_admin("viewer@example.com", PASSWORD, role="viewer")
+    db.session.commit()
+    world.give_customer("acme", 1000)
+    client = client_for(app)
+    sign_in(client)
+    yield client
+    app.extensions["tollgate.signin_throttle"].__init__(None)
+
+
+def test_create_a_key_shown_once_use_it_then_revoke_it(owner, world: World, app):
+    made = form_post(owner, "/keys", {"name": "backend", "scope": "proxy"}, "/keys")
+    assert made.status_code == 201
+    secret = re.search(
+        r'id="new-secret" type="text" readonly value="(tg-[A-Za-z0-9_-]{40})"', made.data.decode()
+    )
+    assert secret, "the new key is shown"
+    secret = secret.group(1)
+    listing = owner.get("/keys").data.decode()
+    assert secret not in listing and secret[:7] in listing  # afterwards only its prefix
+    app.extensions["tollgate.gateway"].cache.invalidate()
+    assert chat(world.url, secret, "acme").status_code == 200
+    key_id = re.search(r'action="/keys/(\d+)/revoke"', listing).group(1)
+    assert form_post(owner, f"/keys/{key_id}/revoke", {}, "/keys").status_code == 302
+    # The stamp moved; every worker reloads within a second (here: the next snapshot check).
+    app.extensions["tollgate.gateway"].cache.invalidate()
+    assert chat(world.url, secret, "acme").status_code == 401
+    assert "revoked" in owner.get("/keys").data.decode()
+
+
+def test_a_key_needs_a_name(owner):
+    resp = form_post(owner, "/keys", {"name": "", "scope": "proxy"}, "/keys")
+    assert resp.status_code == 400 and "Give the key a name." in resp.data.decode()
+
+
+def admin_rules(app):
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.split(".")[0] in ADMIN_BLUEPRINTS:
+            values = {arg: ("acme" if arg == "customer_id" else 1) for arg in rule.arguments}
+            yield (
+                rule,
+                app.url_for(rule.endpoint, **values, _external=False) if False else rule.build(values)[1],
+            )
+
+
+def test_every_admin_route_is_guarded(app, owner, world: World):
+    rules = list(admin_rules(app))
+    assert len(rules) >= 6
+    stranger = client_for(app)
+    for rule, path in rules:
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            resp = stranger.open(path, method=method)
+            if method == "GET":
+                assert resp.status_code == 302 and "/auth/sign-in" in resp.headers["Location"], path
+            else:
+                assert resp.status_code in (302, 400), (method, path, resp.status_code)
+    viewer = client_for(app)
+    signed = sign_in(viewer, email="viewer@example.com")
+    assert signed.status_code == 302, signed.data.decode()[-600:]
+    token = csrf(viewer.get("/customers/acme").data)
+    for rule, path in rules:
+        if "POST" in rule.methods:
+            assert viewer.post(path, data={"csrf_token": token}).status_code == 403, path
+            assert owner.post(path, data={}).status_code == 400, path  # no CSRF token: refused
+    assert world.customer("acme").token_balance == 1000
+    assert requests.get(world.url + "/customers", allow_redirects=False, timeout=10).status_code == 302
