@@ -44,7 +44,8 @@ def _customer(customer_id: str):
     return ops.find_customer(db.session, listing.current_project(db.session), customer_id)
 
 
-def _known_regions(project) -> frozenset[str]:
+def known_regions(project) -> frozenset[str]:
+    """The regions the project's deployments are in: what a customer may be limited to."""
     rows = db.session.scalars(select(Deployment.region).join(Model).where(Model.project_id == project.id))
     return frozenset(rows)
 
@@ -53,7 +54,7 @@ def _forms(customer, project, formdata=None, which=None):
     """The page's three forms; only the one submitted reads the request."""
     details = DetailsForm(
         formdata if which == "details" else None,
-        known_regions=_known_regions(project),
+        known_regions=known_regions(project),
         obj=None if which == "details" else _details_values(customer),
     )
     tokens = TokensForm(formdata if which == "tokens" else None)

@@ -12,7 +12,7 @@ from app.extensions import db
 from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, csrf, form_post, sign_in
 from tests.factories import World, chat
 
-ADMIN_BLUEPRINTS = ("customers", "keys")
+ADMIN_BLUEPRINTS = ("customers", "keys", "settings")
 
 
 @pytest.fixture
@@ -83,3 +83,30 @@ def test_every_admin_route_is_guarded(app, owner, world: World):
             assert owner.post(path, data={}).status_code == 400, path  # no CSRF token: refused
     assert world.customer("acme").token_balance == 1000
     assert requests.get(world.url + "/customers", allow_redirects=False, timeout=10).status_code == 302
+
+
+def test_settings_page_saves_and_refuses_bad_values(owner, world: World, app):
+    page = owner.get("/settings").data.decode()
+    assert "Initial tokens for new customers" in page and 'value="100000"' in page
+    base = {
+        "new_customer_initial_tokens": "777",
+        "default_tier": str(world.project.default_tier_id),
+        "default_shedding_tier": "high",
+        "default_allowed_regions": "",
+        "low_balance_tokens": "50",
+        "shedding_level": "off",
+        "capacity": "",
+    }
+    for bad, message in [
+        ({"new_customer_initial_tokens": "-1"}, "Enter 0 or more tokens."),
+        ({"default_allowed_regions": "mars"}, "Unknown region"),
+    ]:
+        resp = form_post(owner, "/settings", {**base, **bad}, "/settings")
+        assert resp.status_code == 400 and message in resp.data.decode()
+    assert form_post(owner, "/settings", base, "/settings").status_code == 302
+    app.extensions["tollgate.gateway"].cache.invalidate()
+    reply = chat(world.url, world.key, "newcomer")
+    assert reply.status_code == 200
+    newcomer = world.customer("newcomer")
+    assert newcomer.token_balance == 777 - reply.json()["usage"]["total_tokens"]
+    assert newcomer.shedding_tier == "high"

@@ -1,0 +1,46 @@
+"""The project settings form (SPEC 10)."""
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, IntegerField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import InputRequired, NumberRange, Optional, ValidationError
+
+from app.models.project import SHEDDING_LEVELS, SHEDDING_TIERS
+
+TOKENS = NumberRange(min=0, max=10**15, message="Enter 0 or more tokens.")
+
+
+class SettingsForm(FlaskForm):
+    new_customer_initial_tokens = IntegerField(
+        "Initial tokens for new customers",
+        validators=[InputRequired(message="Enter 0 or more tokens."), TOKENS],
+    )
+    default_tier = SelectField("Default tier for new customers", coerce=int)
+    default_shedding_tier = SelectField(
+        "Default shedding tier", choices=[SelectChoice(t, t) for t in SHEDDING_TIERS]
+    )
+    default_allowed_regions = StringField(
+        "Default allowed regions", description="Comma-separated; empty means any."
+    )
+    low_balance_tokens = IntegerField("Low-balance threshold (tokens)", validators=[Optional(), TOKENS])
+    require_customer = BooleanField("Refuse calls that name no customer")
+    shedding_level = SelectField(
+        "Shedding level", choices=[SelectChoice(level, level) for level in SHEDDING_LEVELS]
+    )
+    capacity = IntegerField(
+        "Capacity (calls in flight)", validators=[Optional(), NumberRange(min=1, max=10**7)]
+    )
+    auto_shedding = BooleanField("Shed automatically under load")
+
+    def __init__(self, *args, known_regions: frozenset[str] = frozenset(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.known_regions = known_regions
+
+    def regions(self) -> list[str]:
+        return [r.strip() for r in (self.default_allowed_regions.data or "").split(",") if r.strip()]
+
+    def validate_default_allowed_regions(self, field):
+        unknown = [r for r in self.regions() if r not in self.known_regions]
+        if unknown:
+            known = ", ".join(sorted(self.known_regions)) or "none yet"
+            raise ValidationError(f"Unknown region {unknown[0]!r}: the project's deployments are in {known}.")
