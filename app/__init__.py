@@ -50,6 +50,7 @@ def _init_extensions(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from app import api, auth, monitoring
+    from app.admins import views as admin_views
     from app.customers import views as customer_views
     from app.keys import views as key_views
     from app.proxy import views as proxy_views
@@ -59,6 +60,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(customer_views.bp)
     app.register_blueprint(key_views.bp)
     app.register_blueprint(settings_views.bp)
+    app.register_blueprint(admin_views.bp)
     app.add_url_rule("/", "root", lambda: redirect(url_for("customers.index")))
 
     app.register_blueprint(proxy_views.bp)

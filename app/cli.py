@@ -10,15 +10,15 @@ import click
 from flask import Flask, current_app
 from flask_migrate import upgrade
 from sqlalchemy import func, select
-from werkzeug.security import generate_password_hash
 
 from app import configfile
+from app.admins import operations as admins
 from app.catalog.operations import set_tier_default, upsert_model
 from app.errors import DomainError, Invalid
 from app.extensions import db
 from app.keys.operations import create_key
 from app.metering import audit
-from app.models.admin_user import ROLES, AdminUser
+from app.models.admin_user import AdminUser
 from app.models.api_key import ApiKey
 from app.projects.operations import create_project, find_project
 
@@ -46,19 +46,7 @@ def _fail(exc: DomainError) -> None:
 
 
 def add_admin(email: str, password: str, role: str = "owner") -> AdminUser:
-    email = email.strip().lower()
-    if "@" not in email:
-        raise Invalid("email must be an email address", "email")
-    if len(password) < 8:
-        raise Invalid("password must be at least 8 characters", "password")
-    if role not in ROLES:
-        raise Invalid(f"role must be one of {', '.join(ROLES)}", "role")
-    if db.session.scalar(select(AdminUser).where(AdminUser.email == email)) is not None:
-        raise Invalid(f"an admin with email {email} already exists", "email")
-    user = AdminUser(email=email, password_hash=generate_password_hash(password), role=role)
-    db.session.add(user)
-    db.session.flush()
-    return user
+    return admins.add_admin(db.session, email, password, role)
 
 
 @click.command("setup")

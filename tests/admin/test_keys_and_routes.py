@@ -12,7 +12,7 @@ from app.extensions import db
 from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, csrf, form_post, sign_in
 from tests.factories import World, chat
 
-ADMIN_BLUEPRINTS = ("customers", "keys", "settings")
+ADMIN_BLUEPRINTS = ("customers", "keys", "settings", "admins")
 
 
 @pytest.fixture
@@ -110,3 +110,38 @@ def test_settings_page_saves_and_refuses_bad_values(owner, world: World, app):
     newcomer = world.customer("newcomer")
     assert newcomer.token_balance == 777 - reply.json()["usage"]["total_tokens"]
     assert newcomer.shedding_tier == "high"
+
+
+def test_admin_users_add_change_role_and_the_last_owner_stays(owner, app):
+    from app.models.admin_user import AdminUser
+
+    assert (
+        form_post(
+            owner,
+            "/admins",
+            {"email": "new@example.com", "password": "longenough", "role": "viewer"},
+            "/admins",
+        ).status_code
+        == 302
+    )
+    duplicate = form_post(
+        owner, "/admins", {"email": "NEW@example.com", "password": "longenough", "role": "viewer"}, "/admins"
+    )
+    assert duplicate.status_code == 400 and "already exists" in duplicate.data.decode()
+    short = form_post(
+        owner, "/admins", {"email": "x@example.com", "password": "short", "role": "owner"}, "/admins"
+    )
+    assert short.status_code == 400 and "At least 8 characters." in short.data.decode()
+    me = db.session.scalar(db.select(AdminUser).where(AdminUser.email == "owner@example.com"))
+    refused = form_post(owner, f"/admins/{me.id}/role", {"role": "viewer"}, "/admins")
+    assert refused.status_code == 302 and "last owner" in owner.get("/admins").data.decode()
+    form_post(owner, f"/admins/{me.id}/remove", {}, "/admins")
+    db.session.expire_all()
+    assert db.session.get(AdminUser, me.id).role == "owner"  # still here, still an owner
+    new = db.session.scalar(db.select(AdminUser).where(AdminUser.email == "new@example.com"))
+    assert form_post(owner, f"/admins/{new.id}/role", {"role": "owner"}, "/admins").status_code == 302
+    db.session.expire_all()
+    assert db.session.get(AdminUser, new.id).role == "owner"
+    assert form_post(owner, f"/admins/{new.id}/remove", {}, "/admins").status_code == 302
+    db.session.expire_all()
+    assert db.session.get(AdminUser, new.id) is None

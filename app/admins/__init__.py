@@ -1,0 +1,1 @@
+"""The people who may sign in to the admin."""
