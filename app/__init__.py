@@ -55,12 +55,14 @@ def _register_blueprints(app: Flask) -> None:
     from app.keys import views as key_views
     from app.proxy import views as proxy_views
     from app.settings import views as settings_views
+    from app.tiers import views as tier_views
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(customer_views.bp)
     app.register_blueprint(key_views.bp)
     app.register_blueprint(settings_views.bp)
     app.register_blueprint(admin_views.bp)
+    app.register_blueprint(tier_views.bp)
     app.add_url_rule("/", "root", lambda: redirect(url_for("customers.index")))
 
     app.register_blueprint(proxy_views.bp)

@@ -12,7 +12,7 @@ from app.extensions import db
 from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, csrf, form_post, sign_in
 from tests.factories import World, chat
 
-ADMIN_BLUEPRINTS = ("customers", "keys", "settings", "admins")
+ADMIN_BLUEPRINTS = ("customers", "keys", "settings", "admins", "tiers")
 
 
 @pytest.fixture
@@ -145,3 +145,36 @@ def test_admin_users_add_change_role_and_the_last_owner_stays(owner, app):
     assert form_post(owner, f"/admins/{new.id}/remove", {}, "/admins").status_code == 302
     db.session.expire_all()
     assert db.session.get(AdminUser, new.id) is None
+
+
+def test_tiers_list_clone_and_migrate_with_a_preview(owner, world: World):
+    from tests.factories import assign
+
+    pro = world.add_tier({"key": "pro", "name": "Pro"})
+    for cid in ("a", "b"):
+        world.give_customer(cid, 10)
+        assign(world, cid, pro)
+    listing = owner.get("/tiers").data.decode()
+    assert "Pro" in listing and "locked" in listing
+    assert form_post(owner, "/tiers/pro/versions/1/clone", {}, "/tiers").status_code == 302
+    assert "v2" in owner.get("/tiers").data.decode()
+    preview = form_post(
+        owner, "/tiers/pro/migrate", {"from_version": "1", "to_version": "2"}, "/tiers/pro/migrate"
+    )
+    assert preview.status_code == 200 and "2 customers would move" in preview.data.decode()
+    assert world.customer("a").tier_id == pro.id  # a preview moves nobody
+    moved = form_post(
+        owner,
+        "/tiers/pro/migrate",
+        {"from_version": "1", "to_version": "2", "customer_ids": "a", "confirm": "y"},
+        "/tiers/pro/migrate",
+    )
+    assert moved.status_code == 302
+    assert world.customer("a").tier_id != pro.id and world.customer("b").tier_id == pro.id
+    missing = form_post(
+        owner,
+        "/tiers/pro/migrate",
+        {"from_version": "1", "to_version": "7", "confirm": "y"},
+        "/tiers/pro/migrate",
+    )
+    assert missing.status_code == 400 and "no version 7" in missing.data.decode()
