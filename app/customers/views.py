@@ -117,14 +117,24 @@ def _actor() -> str:
     return f"admin:{current_user.email}"
 
 
+FORM_TABS = {"details": (0, "details"), "tokens": (1, "usage"), "tier": (2, "usage")}
+
+
+def _submitted(customer_id: str, which: str):
+    """The submitted form if it is valid, else also the page re-rendered with its errors (400)."""
+    customer = _customer(customer_id)
+    forms = _forms(customer, listing.current_project(db.session), request.form, which)
+    index, tab = FORM_TABS[which]
+    form = forms[index]
+    return form, None if form.validate() else _render(customer, tab, forms, 400)
+
+
 @bp.route("/<customer_id>/details", methods=["POST"])
 @owner_required
 def save_details(customer_id):
-    customer = _customer(customer_id)
-    forms = _forms(customer, listing.current_project(db.session), request.form, "details")
-    form = forms[0]
-    if not form.validate():
-        return _render(customer, "details", forms, 400)
+    form, refused = _submitted(customer_id, "details")
+    if refused:
+        return refused
     changes = {
         "name": form.name.data.strip(),
         "alias": form.alias.data or None,
@@ -142,11 +152,9 @@ def save_details(customer_id):
 @bp.route("/<customer_id>/tokens", methods=["POST"])
 @owner_required
 def change_tokens(customer_id):
-    customer = _customer(customer_id)
-    forms = _forms(customer, listing.current_project(db.session), request.form, "tokens")
-    form = forms[1]
-    if not form.validate():
-        return _render(customer, "usage", forms, 400)
+    form, refused = _submitted(customer_id, "tokens")
+    if refused:
+        return refused
     target = {"target" if form.mode.data == "set" else "amount": form.amount.data}
     with session_writes(db.session):
         entry = change_balance(
@@ -165,11 +173,9 @@ def change_tokens(customer_id):
 @bp.route("/<customer_id>/tier", methods=["POST"])
 @owner_required
 def change_tier(customer_id):
-    customer = _customer(customer_id)
-    forms = _forms(customer, listing.current_project(db.session), request.form, "tier")
-    form = forms[2]
-    if not form.validate():
-        return _render(customer, "usage", forms, 400)
+    form, refused = _submitted(customer_id, "tier")
+    if refused:
+        return refused
     with session_writes(db.session):
         target = db.session.get(UsageTier, form.tier.data)
         ops.assign_tier(db.session, _customer(customer_id), target, _actor(), now_utc())
