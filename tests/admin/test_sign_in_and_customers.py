@@ -226,3 +226,103 @@ def test_viewers_read_but_cannot_change_and_csrf_is_required(app, world: World):
     no_token = owner_client.post("/customers/acme/tokens", data={"mode": "add", "amount": "5"})
     assert no_token.status_code == 400
     assert world.customer("acme").token_balance == 1000
+
+
+def test_statements_stay_bounded_at_ten_thousand_customers(browser, world: World):
+    """Issue 5, acceptance 4: the list and the customer page cost the same few statements at any size."""
+    from app.models import Customer, LedgerEntry, UsageRecord
+
+    now = now_utc()
+    project_id, tier_id = world.project.id, world.project.default_tier_id
+    db.session.execute(
+        Customer.__table__.insert(),
+        [
+            dict(
+                project_id=project_id,
+                external_id=f"bulk-{i:05d}",
+                name=f"Bulk {i}",
+                token_balance=100,
+                reserved_tokens=0,
+                reserved_nusd=0,
+                tier_id=tier_id,
+                shedding_tier="middle",
+                allowed_regions=[],
+                blocked=False,
+                spend_nusd=0,
+                low_balance_notified=False,
+                metadata={},
+                created_at=now,
+            )
+            for i in range(10_000)
+        ],
+    )
+    db.session.commit()
+    heavy = world.give_customer("heavy", 0)
+    db.session.execute(
+        LedgerEntry.__table__.insert(),
+        [
+            dict(
+                project_id=project_id,
+                customer_id=heavy.id,
+                kind="adjustment",
+                amount=1,
+                balance_after=i + 1,
+                source="tests",
+                reason="",
+                created_at=now,
+            )
+            for i in range(2_000)
+        ],
+    )
+    db.session.execute(
+        UsageRecord.__table__.insert(),
+        [
+            dict(
+                request_id=f"req-{i}",
+                project_id=project_id,
+                customer_id=heavy.id,
+                endpoint="chat/completions",
+                model_requested="gpt-test",
+                model_served="gpt-test",
+                model_tier="standard",
+                prompt_tokens=1,
+                completion_tokens=1,
+                total_tokens=2,
+                tokens_charged=2,
+                cost_nusd=1,
+                status=200,
+                stream=False,
+                client_disconnected=False,
+                overage=False,
+                latency_ms=1,
+                created_at=now,
+            )
+            for i in range(2_000)
+        ],
+    )
+    db.session.commit()
+    sign_in(browser)
+    counted: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        counted.append(statement)
+
+    pages = [
+        "/customers",
+        "/customers?after=1.5000",
+        "/customers?q=bulk-09999",
+        "/customers/heavy",
+        "/customers/heavy?tab=usage",
+        "/customers/heavy?tab=ledger",
+        "/customers/heavy?tab=requests",
+    ]
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        for path in pages:
+            counted.clear()
+            resp = browser.get(path)
+            assert resp.status_code == 200, path
+            assert len(counted) <= 10, (path, len(counted))  # a constant: it does not grow with the data
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert "10001 customers" in browser.get("/customers").data.decode()  # the bulk ones and "heavy"
