@@ -14,7 +14,7 @@ from app.api.schema_fields import StrictBoolean
 from app.customers import operations as ops
 from app.db import iso, now_utc, session_writes
 from app.extensions import db
-from app.metering.credits import MAX_TOKENS, change_balance
+from app.metering.credits import MAX_TOKENS, add_or_set
 from app.metering.pricing import usd_str
 from app.models.customer import Customer
 from app.models.project import SHEDDING_TIERS
@@ -212,17 +212,15 @@ def change_tokens(change, customer_id):
     """Add tokens (`add`, negative to take back) or set the balance (`set`), with a ledger entry."""
     with session_writes(db.session):
         customer = ops.find_customer(db.session, g.project, customer_id)
-        kind = "set_balance" if change["mode"] == "set" else "adjustment"
-        amount = {"target" if change["mode"] == "set" else "amount": change["amount"]}
-        entry = change_balance(
+        entry = add_or_set(
             db.session.connection(),
             customer.id,
-            kind=kind,
+            change["mode"],
+            change["amount"],
             source=source(),
             reason=change["reason"],
             now=now_utc(),
             idempotency_key=request.headers.get("Idempotency-Key"),
-            **amount,
         )
     return {**entry.__dict__, "created_at": iso(entry.created_at)}
 

@@ -51,10 +51,10 @@ def deployment_values(spec: dict[str, Any], secret_key: str) -> dict[str, Any]:
         api_key=seal(secret_key, spec.get("api_key")),
         api_version=spec.get("api_version"),
     )
-    for name, default, minimum in (("weight", 1, 0), ("timeout_s", 600, 1)):
+    for name, default, minimum, maximum in (("weight", 1, 0, 10**6), ("timeout_s", 600, 1, 86_400)):
         value = spec.get(name, default)
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise Invalid(f"{name} must be a whole number of at least {minimum}", name)
+        if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+            raise Invalid(f"{name} must be a whole number from {minimum} to {maximum}", name)
         values[name] = value
     return values
 

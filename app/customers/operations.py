@@ -104,6 +104,17 @@ def find_customer(session: Session, project: Project, customer_id: str) -> Custo
     return customer
 
 
+def find_customers(session: Session, project: Project, customer_ids: Sequence[str]) -> list[Customer]:
+    """The project's customers among these ids (unknown ids are simply absent)."""
+    return list(
+        session.scalars(
+            select(Customer).where(
+                Customer.project_id == project.id, Customer.external_id.in_(set(customer_ids))
+            )
+        )
+    )
+
+
 def resolve_tier(session: Session, project: Project, ref: str | dict | None) -> UsageTier | None:
     """A tier reference: a key (its latest version) or {"key", "version"}."""
     if ref is None:

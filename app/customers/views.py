@@ -14,7 +14,7 @@ from app.customers.forms import DetailsForm, TierForm, TokensForm
 from app.customers.standing import standing
 from app.db import now_utc, session_writes
 from app.extensions import db
-from app.metering.credits import change_balance
+from app.metering.credits import add_or_set
 from app.models.catalog import Deployment, Model
 from app.models.ledger import LedgerEntry
 from app.models.tier import UsageTier
@@ -155,16 +155,15 @@ def change_tokens(customer_id):
     form, refused = _submitted(customer_id, "tokens")
     if refused:
         return refused
-    target = {"target" if form.mode.data == "set" else "amount": form.amount.data}
     with session_writes(db.session):
-        entry = change_balance(
+        entry = add_or_set(
             db.session.connection(),
             _customer(customer_id).id,
-            kind="set_balance" if form.mode.data == "set" else "adjustment",
+            form.mode.data,
+            form.amount.data,
             source=_actor(),
             reason=form.reason.data or "",
             now=now_utc(),
-            **target,
         )
     flash(f"Balance is now {entry.balance_after:,} tokens.", "success")
     return redirect(url_for("customers.detail", customer_id=customer_id, tab="usage"))

@@ -85,3 +85,38 @@ def change_balance(
             data={"customer_id": row.external_id, "amount": delta, "balance": after, "kind": kind},
         )
     return Entry(entry_id, kind, delta, after, source, reason, now)
+
+
+def add_or_set(
+    conn: Connection,
+    customer_pk: int,
+    mode: str,
+    tokens: int,
+    *,
+    source: str,
+    reason: str,
+    now: datetime,
+    idempotency_key: str | None = None,
+) -> Entry:
+    """An operator's change: `add` tokens (an `adjustment`) or `set` the balance (a `set_balance`)."""
+    if mode == "set":
+        return change_balance(
+            conn,
+            customer_pk,
+            kind="set_balance",
+            target=tokens,
+            source=source,
+            reason=reason,
+            now=now,
+            idempotency_key=idempotency_key,
+        )
+    return change_balance(
+        conn,
+        customer_pk,
+        kind="adjustment",
+        amount=tokens,
+        source=source,
+        reason=reason,
+        now=now,
+        idempotency_key=idempotency_key,
+    )

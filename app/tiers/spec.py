@@ -35,12 +35,19 @@ FIELDS = (
 )
 
 
-def _count(spec: dict, name: str, default: int | None = None, minimum: int = 0) -> int | None:
+# Column sizes: token counts are BIGINT, per-minute and in-flight call counts INTEGER.
+BIG = 2**62
+SMALL = 2**31 - 1
+
+
+def _count(
+    spec: dict, name: str, default: int | None = None, minimum: int = 0, maximum: int = BIG
+) -> int | None:
     value = spec.get(name, default)
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum or value >= 2**62:
-        raise Invalid(f"{name} must be a whole number of at least {minimum}", name)
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise Invalid(f"{name} must be a whole number from {minimum} to {maximum}", name)
     return value
 
 
@@ -127,10 +134,10 @@ def tier_values(spec: dict[str, Any]) -> dict[str, Any]:
         max_budget_nusd=_usd(spec, "max_budget_usd"),
         soft_budget_nusd=_usd(spec, "soft_budget_usd"),
         model_budgets_nusd=_model_budgets(spec.get("model_budgets_usd")),
-        rpm_limit=_count(spec, "rpm_limit", minimum=1),
+        rpm_limit=_count(spec, "rpm_limit", minimum=1, maximum=SMALL),
         tpm_limit=_count(spec, "tpm_limit", minimum=1),
-        max_parallel_requests=_count(spec, "max_parallel_requests", minimum=1),
-        default_reserve_tokens=_count(spec, "default_reserve_tokens", 1024, minimum=1),
+        max_parallel_requests=_count(spec, "max_parallel_requests", minimum=1, maximum=SMALL),
+        default_reserve_tokens=_count(spec, "default_reserve_tokens", 1024, minimum=1, maximum=SMALL),
         hard_cap=spec.get("hard_cap", True),
     )
 

@@ -100,6 +100,7 @@ def test_migrate_moves_only_the_chosen_customers_and_records_each(world: World):
         ({"max_budget_usd": "-5"}, "max_budget_usd"),
         ({"max_budget_usd": "NaN"}, "max_budget_usd"),
         ({"rpm_limit": 0}, "rpm_limit"),
+        ({"rpm_limit": 2**40}, "rpm_limit"),  # past the column: refused, not a database error
         ({"replenish_mode": "double"}, "replenish_mode"),
         ({"hard_cap": "yes"}, "hard_cap"),
         ({"colour": "blue"}, "colour"),

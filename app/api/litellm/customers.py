@@ -212,11 +212,7 @@ def delete_customers(args):
     if not wanted:
         raise LiteLLMError(400, f"user_id is required, passed user_id = {args['user_ids']}", "user_ids")
     with session_writes(db.session):
-        found = list(
-            db.session.scalars(
-                select(Customer).where(Customer.project_id == project.id, Customer.external_id.in_(wanted))
-            )
-        )
+        found = ops.find_customers(db.session, project, wanted)
         missing = [user_id for user_id in wanted if user_id not in {c.external_id for c in found}]
         if missing:
             raise LiteLLMError(404, f"End User Id(s)={', '.join(missing)} do not exist in db", "user_ids")
@@ -264,11 +260,7 @@ def unblock_customers(args):
     project: Project = g.project
     wanted = list(dict.fromkeys(args["user_ids"]))
     with session_writes(db.session):
-        found = list(
-            db.session.scalars(
-                select(Customer).where(Customer.project_id == project.id, Customer.external_id.in_(wanted))
-            )
-        )
+        found = ops.find_customers(db.session, project, wanted)
         for customer in found:
             if customer.blocked:
                 ops.update_customer(db.session, customer, {"blocked": False}, SOURCE, now_utc())
