@@ -1,8 +1,29 @@
-"""Forms of the usage tiers pages."""
+"""Forms of the usage tiers pages.
+
+The version form collects SPEC 4 fields into the same spec dict the API takes; the domain
+(`tier_values`) stays the one judge of what is valid, the form only catches what HTML can send wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, IntegerField, TextAreaField
-from wtforms.validators import InputRequired, NumberRange, Optional
+from wtforms import (
+    BooleanField,
+    Form,
+    FormField,
+    IntegerField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
+
+from app.metering.pricing import usd_str
+from app.models.tier import ANCHORS, MODEL_TIERS, UsageTier
+from app.tiers.spec import BIG, SMALL
 
 
 class MigrateForm(FlaskForm):
@@ -20,3 +41,185 @@ class MigrateForm(FlaskForm):
     def chosen(self) -> list[str] | None:
         ids = [line.strip() for line in (self.customer_ids.data or "").splitlines() if line.strip()]
         return ids or None
+
+
+def _count(label: str, minimum: int = 0, maximum: int = BIG, **kwargs) -> IntegerField:
+    message = f"Enter a whole number from {minimum:,}, or leave it empty."
+    return IntegerField(
+        label, validators=[Optional(), NumberRange(min=minimum, max=maximum, message=message)], **kwargs
+    )
+
+
+class LimitRow(Form):
+    """One model tier's limits; empty means unlimited."""
+
+    calls = _count("Calls")
+    tokens = _count("Tokens")
+
+
+# One row per model tier, in MODEL_TIERS order; inputs are named limits-<model tier>-calls|tokens.
+LimitRows = type("LimitRows", (Form,), {tier: FormField(LimitRow, label=tier) for tier in MODEL_TIERS})
+
+
+def _choices(options: tuple[str, ...], empty: str | None = None) -> list[SelectChoice]:
+    head = [SelectChoice("", empty)] if empty is not None else []
+    return head + [SelectChoice(option, option) for option in options]
+
+
+class TierVersionForm(FlaskForm):
+    key = StringField(
+        "Key",
+        validators=[DataRequired(message="A key is required."), Length(max=64)],
+        description="Lower-case letters, digits, - and _. It cannot change later.",
+    )
+    name = StringField("Name", validators=[DataRequired(message="A name is required."), Length(max=200)])
+    description = TextAreaField("Description", validators=[Optional(), Length(max=2000)])
+    prepaid = BooleanField("Prepaid: calls draw down the token balance and stop at 0", default=True)
+    period = StringField(
+        "Period",
+        default="none",
+        validators=[DataRequired(message="A period is required: none, month, 30d …")],
+        description="none, hour, day, week, month, year, or a length such as 30d, 12h, 1mo.",
+    )
+    anchor = SelectField(
+        "Anchor",
+        choices=_choices(ANCHORS, "The period's own (calendar units: calendar; lengths: assignment)"),
+    )
+    replenish_tokens = _count("Tokens each period", description="Empty: no replenishment.")
+    replenish_mode = SelectField(
+        "Replenish by",
+        choices=[SelectChoice("reset", "reset: set the balance"), SelectChoice("add", "add: add, up to max")],
+    )
+    max_balance = _count("Max balance", description="Caps an add replenishment; empty: no cap.")
+    limits = FormField(LimitRows, label="Limits per model tier")
+    on_limit = SelectField(
+        "When a limit is reached",
+        choices=[
+            SelectChoice("block", "block the call"),
+            SelectChoice("allow", "allow it and track the overage"),
+            SelectChoice("restrict", "restrict to a cheaper model tier"),
+        ],
+    )
+    restrict_to = SelectField("Restrict to", choices=_choices(MODEL_TIERS, "—"))
+    max_budget_usd = StringField("Budget per period (USD)", validators=[Optional(), Length(max=40)])
+    soft_budget_usd = StringField(
+        "Soft budget per period (USD)",
+        validators=[Optional(), Length(max=40)],
+        description="Crossing it sends an event; nothing is blocked.",
+    )
+    model_budgets_usd = TextAreaField(
+        "Budgets per model (USD)",
+        validators=[Optional(), Length(max=20_000)],
+        description="One “model = USD” per line, e.g. gpt-4o = 25.00",
+    )
+    rpm_limit = _count("Requests per minute", minimum=1, maximum=SMALL)
+    tpm_limit = _count("Tokens per minute", minimum=1)
+    max_parallel_requests = _count("Parallel requests", minimum=1, maximum=SMALL)
+    default_reserve_tokens = IntegerField(
+        "Completion tokens reserved when a call gives no max_tokens",
+        default=1024,
+        validators=[
+            InputRequired(message="Enter a whole number of tokens."),
+            NumberRange(min=1, max=SMALL, message=f"Enter a whole number from 1 to {SMALL:,}."),
+        ],
+    )
+    hard_cap = BooleanField(
+        "Hard cap: lower max_tokens to what the balance, limits and budgets still allow", default=True
+    )
+
+    def validate_model_budgets_usd(self, field) -> None:
+        self.model_budgets()  # raises ValidationError on the first malformed line
+
+    def model_budgets(self) -> dict[str, str]:
+        budgets: dict[str, str] = {}
+        for number, line in enumerate((self.model_budgets_usd.data or "").splitlines(), start=1):
+            if not line.strip():
+                continue
+            model, sep, usd = line.partition("=")
+            if not sep or not model.strip() or not usd.strip():
+                raise ValidationError(f"Line {number}: write it as “model = USD”.")
+            if model.strip() in budgets:
+                raise ValidationError(f"Line {number}: {model.strip()} is listed twice.")
+            budgets[model.strip()] = usd.strip()
+        return budgets
+
+    def spec(self) -> dict[str, Any]:
+        """The SPEC 4 fields as the API would receive them (money stays text for the domain to parse)."""
+        spec: dict[str, Any] = {
+            name: getattr(self, name).data
+            for name in (
+                "key",
+                "name",
+                "description",
+                "prepaid",
+                "period",
+                "replenish_tokens",
+                "replenish_mode",
+                "max_balance",
+                "on_limit",
+                "rpm_limit",
+                "tpm_limit",
+                "max_parallel_requests",
+                "default_reserve_tokens",
+                "hard_cap",
+            )
+        }
+        spec["period"] = spec["period"].strip()
+        spec["anchor"] = self.anchor.data or None
+        spec["restrict_to"] = self.restrict_to.data or None
+        spec["max_budget_usd"] = (self.max_budget_usd.data or "").strip() or None
+        spec["soft_budget_usd"] = (self.soft_budget_usd.data or "").strip() or None
+        spec["model_budgets_usd"] = self.model_budgets()
+        spec["limits"] = {
+            tier: {"calls": row["calls"], "tokens": row["tokens"]}
+            for tier, row in self.limits.data.items()
+            if row["calls"] is not None or row["tokens"] is not None
+        }
+        if spec["anchor"] is None:
+            del spec["anchor"]  # the domain picks the period's default anchor
+        return spec
+
+    def show_refusal(self, field: str | None, message: str) -> None:
+        """Put a domain refusal next to the field it names (limits and unknown names: the form top)."""
+        target = getattr(self, field, None) if field else None
+        if target is None or field in ("limits", "csrf_token"):
+            self.form_errors.append(message)
+        else:
+            target.errors = [*target.errors, message]
+
+
+def _usd_text(nusd: int | None) -> str | None:
+    """Dollars as a person writes them: 40.50, 0.000000001 (exact, never rounded)."""
+    if nusd is None:
+        return None
+    whole, _, fraction = usd_str(nusd).partition(".")
+    return f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
+
+
+def form_data(tier: UsageTier) -> dict[str, Any]:
+    """A stored version as the form's initial data."""
+    limits = tier.limits or {}
+    return {
+        "key": tier.key,
+        "name": tier.name,
+        "description": tier.description,
+        "prepaid": tier.prepaid,
+        "period": tier.period,
+        "anchor": tier.anchor,
+        "replenish_tokens": tier.replenish_tokens,
+        "replenish_mode": tier.replenish_mode,
+        "max_balance": tier.max_balance,
+        "limits": {t: limits.get(t) or {"calls": None, "tokens": None} for t in MODEL_TIERS},
+        "on_limit": tier.on_limit,
+        "restrict_to": tier.restrict_to or "",
+        "max_budget_usd": _usd_text(tier.max_budget_nusd),
+        "soft_budget_usd": _usd_text(tier.soft_budget_nusd),
+        "model_budgets_usd": "\n".join(
+            f"{model} = {_usd_text(nusd)}" for model, nusd in (tier.model_budgets_nusd or {}).items()
+        ),
+        "rpm_limit": tier.rpm_limit,
+        "tpm_limit": tier.tpm_limit,
+        "max_parallel_requests": tier.max_parallel_requests,
+        "default_reserve_tokens": tier.default_reserve_tokens,
+        "hard_cap": tier.hard_cap,
+    }

@@ -57,6 +57,13 @@ def create_tier(session: Session, project: Project, spec: dict[str, Any]) -> Usa
 class TierLocked(Conflict):
     code = "tier_locked"
 
+    @staticmethod
+    def about(tier: UsageTier) -> str:
+        return (
+            f"tier {tier.key} v{tier.version} is locked: customers have used it. Clone it to make "
+            f"v{tier.version + 1} and migrate customers to that."
+        )
+
 
 def find_version(session: Session, project: Project, key: str, version: int) -> UsageTier:
     if not 0 < version < 2**31:  # no such version, and too large for the column besides
@@ -74,11 +81,7 @@ def find_version(session: Session, project: Project, key: str, version: int) -> 
 def edit_tier(session: Session, tier: UsageTier, changes: dict[str, Any]) -> UsageTier:
     """Change an unlocked version; a version any customer was ever assigned to is immutable."""
     if tier.locked:
-        raise TierLocked(
-            f"tier {tier.key} v{tier.version} is locked: customers have used it. Clone it to make "
-            f"v{tier.version + 1} and migrate customers to that.",
-            "version",
-        )
+        raise TierLocked(TierLocked.about(tier), "version")
     if "key" in changes and changes["key"] != tier.key:
         raise Invalid("a tier's key cannot change", "key")
     current = {k: v for k, v in tier_spec(tier).items() if k not in ("version", "locked")}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
@@ -14,8 +14,8 @@ from app.errors import DomainError
 from app.extensions import db
 from app.models.customer import Customer
 from app.models.tier import UsageTier
-from app.tiers.forms import MigrateForm
-from app.tiers.operations import clone_tier, find_version
+from app.tiers.forms import MigrateForm, TierVersionForm, form_data
+from app.tiers.operations import TierLocked, clone_tier, create_tier, edit_tier, find_version
 
 bp = Blueprint("tiers", __name__, url_prefix="/tiers")
 
@@ -60,7 +60,72 @@ def clone(key: str, version: int):
     except DomainError:
         abort(404)
     flash(f"{key} v{made} is an editable copy of v{version}.", "success")
-    return redirect(url_for("tiers.index"))
+    return redirect(url_for("tiers.edit_form", key=key, version=made))
+
+
+def _version_page(form: TierVersionForm, tier: UsageTier | None, status: int = 200, refusal: str = ""):
+    latest = max((v.version for v in _versions(tier.project_id, tier.key)), default=0) if tier else 0
+    return render_template(
+        "tiers/version.html", form=form, tier=tier, refusal=refusal, next_version=latest + 1
+    ), status
+
+
+def _found(key: str, version: int) -> UsageTier:
+    try:
+        return find_version(db.session, current_project(db.session), key, version)
+    except DomainError:
+        abort(404)
+
+
+@bp.route("/new")
+def new():
+    return _version_page(TierVersionForm(formdata=None), None)
+
+
+@bp.route("/new", methods=["POST"])
+@owner_required
+def create():
+    form = TierVersionForm()
+    if form.validate():
+        try:
+            with session_writes(db.session):
+                key = create_tier(db.session, current_project(db.session), form.spec()).key
+        except DomainError as refused:
+            form.show_refusal(refused.field, refused.message)
+        else:
+            flash(f"Created {key} v1.", "success")
+            return redirect(url_for("tiers.index"))
+    return _version_page(form, None, 400)
+
+
+@bp.route("/<key>/versions/<int:version>/edit")
+def edit_form(key: str, version: int):
+    tier = _found(key, version)
+    form = TierVersionForm(formdata=None, data=form_data(tier))
+    if tier.locked:
+        return _version_page(form, tier, 409, TierLocked.about(tier))
+    return _version_page(form, tier)
+
+
+@bp.route("/<key>/versions/<int:version>/edit", methods=["POST"])
+@owner_required
+def edit(key: str, version: int):
+    tier = _found(key, version)
+    formdata = request.form.copy()
+    formdata["key"] = tier.key  # shown read-only: a tier's key never changes
+    form = TierVersionForm(formdata)
+    if form.validate():
+        try:
+            with session_writes(db.session):
+                edit_tier(db.session, tier, form.spec())
+        except TierLocked as refused:
+            return _version_page(form, _found(key, version), 409, refused.message)
+        except DomainError as refused:
+            form.show_refusal(refused.field, refused.message)
+        else:
+            flash(f"Saved {key} v{version}.", "success")
+            return redirect(url_for("tiers.index"))
+    return _version_page(form, _found(key, version), 400)
 
 
 def _migrate_page(key: str, form: MigrateForm, preview: int | None = None, status: int = 200):
