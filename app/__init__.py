@@ -51,19 +51,25 @@ def _init_extensions(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     from app import api, auth, monitoring
     from app.admins import views as admin_views
+    from app.catalog import views as catalog_views
     from app.customers import views as customer_views
+    from app.dashboard import views as dashboard_views
     from app.keys import views as key_views
+    from app.projects import views as project_views
     from app.proxy import views as proxy_views
     from app.settings import views as settings_views
     from app.tiers import views as tier_views
 
     app.register_blueprint(auth.bp)
+    app.register_blueprint(dashboard_views.bp)
     app.register_blueprint(customer_views.bp)
     app.register_blueprint(key_views.bp)
     app.register_blueprint(settings_views.bp)
     app.register_blueprint(admin_views.bp)
     app.register_blueprint(tier_views.bp)
-    app.add_url_rule("/", "root", lambda: redirect(url_for("customers.index")))
+    app.register_blueprint(catalog_views.bp)
+    app.register_blueprint(project_views.bp)
+    app.add_url_rule("/", "root", lambda: redirect(url_for("dashboard.index")))
 
     app.register_blueprint(proxy_views.bp)
     csrf.exempt(proxy_views.bp)
@@ -87,6 +93,7 @@ def _register_errors(app: Flask) -> None:
 
 def _init_gateway(app: Flask, settings: config.Settings) -> None:
     from app.proxy.auth import SnapshotCache
+    from app.proxy.keyuse import KeyUse
     from app.proxy.ratelimit import Limiter
     from app.proxy.routing import Breakers
     from app.proxy.upstream import Client
@@ -103,6 +110,7 @@ def _init_gateway(app: Flask, settings: config.Settings) -> None:
         client=Client(),
         breakers=Breakers(),
         limiter=Limiter(settings.redis_url),
+        key_use=KeyUse(engine),
     )
 
 

@@ -8,14 +8,14 @@ from app.api.errors import ApiError
 from app.extensions import db
 from app.models.project import Project
 from app.proxy.errors import ProxyError
-from app.proxy.views import gateway, presented_key
+from app.proxy.views import gateway
 
 
 def require_admin() -> None:
     """before_request of every API blueprint: g.project is the caller's project."""
     refuse_nul()
     try:
-        caller = gateway().cache.authenticate(presented_key(), request.headers.get("X-Tollgate-Project"))
+        caller = gateway().caller()
     except ProxyError as err:
         raise ApiError(401, err.message) from err
     if caller.scope != "admin":

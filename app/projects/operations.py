@@ -34,3 +34,11 @@ def create_project(session: Session, slug: str, name: str, **settings) -> Projec
     stamp.bump(session)
     session.flush()
     return project
+
+
+def rename_project(session: Session, project: Project, name: str) -> Project:
+    if not name.strip():
+        raise Invalid("name must not be empty", "name")
+    project.name = name.strip()
+    session.flush()
+    return project

@@ -19,6 +19,7 @@ from app.proxy import bodies, telemetry
 from app.proxy.admission import admit
 from app.proxy.auth import Caller, SnapshotCache
 from app.proxy.errors import ProxyError
+from app.proxy.keyuse import KeyUse
 from app.proxy.ratelimit import Limiter
 from app.proxy.relay import Call, finish_json, finish_stream, forward
 from app.proxy.routing import Breakers
@@ -36,8 +37,15 @@ class Gateway:
     client: Client
     breakers: Breakers
     limiter: Limiter
+    key_use: KeyUse
     rng: random.Random = field(default_factory=random.Random)
     clock: Callable[[], datetime] = now_utc  # tests freeze it
+
+    def caller(self) -> Caller:
+        """The request's caller, by its key (401 if unknown or revoked); notes the key's use."""
+        caller = self.cache.authenticate(presented_key(), request.headers.get("X-Tollgate-Project"))
+        self.key_use.note(caller.key_id, self.clock())
+        return caller
 
 
 def gateway() -> Gateway:
@@ -49,10 +57,6 @@ def presented_key() -> str | None:
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
     return request.headers.get("x-api-key") or None
-
-
-def _caller(gw: Gateway) -> Caller:
-    return gw.cache.authenticate(presented_key(), request.headers.get("X-Tollgate-Project"))
 
 
 def _body() -> dict:
@@ -69,7 +73,7 @@ def _serve(endpoint: str) -> Response:
     started = time.perf_counter()
     request_id = "req_" + secrets.token_hex(12)
     try:
-        caller = _caller(gw)
+        caller = gw.caller()
         body = _body()
         if endpoint == "chat/completions":
             stream = bodies.check_chat(body)
@@ -100,7 +104,7 @@ def embeddings() -> Response:
 @bp.get("/models")
 def models() -> Response:
     try:
-        caller = _caller(gateway())
+        caller = gateway().caller()
     except ProxyError as err:
         return err.response()
     data = [

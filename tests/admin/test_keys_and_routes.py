@@ -12,7 +12,7 @@ from app.extensions import db
 from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, csrf, form_post, sign_in
 from tests.factories import World, chat
 
-ADMIN_BLUEPRINTS = ("customers", "keys", "settings", "admins", "tiers")
+ADMIN_BLUEPRINTS = ("dashboard", "customers", "keys", "settings", "admins", "tiers", "projects", "catalog")
 
 
 @pytest.fixture
@@ -178,3 +178,35 @@ def test_tiers_list_clone_and_migrate_with_a_preview(owner, world: World):
         "/tiers/pro/migrate",
     )
     assert missing.status_code == 400 and "no version 7" in missing.data.decode()
+
+
+def test_last_used_is_written_at_most_once_a_minute_per_key(owner, world: World, app):
+    from app.models.api_key import ApiKey
+
+    gw = app.extensions["tollgate.gateway"]
+    ticks = iter([1000.0, 1010.0, 1070.0])
+    saved_clock, gw.key_use.clock = gw.key_use.clock, lambda: next(ticks)
+    gw.key_use._written.clear()
+    try:
+
+        def last_used():
+            db.session.expire_all()
+            return db.session.scalar(db.select(ApiKey.last_used_at).where(ApiKey.prefix == world.key[:7]))
+
+        assert last_used() is None
+
+        def row():
+            page = owner.get("/keys").data.decode()
+            return re.search(r'<tr id="key-\d+">\s*<td>tests</td>.*?</tr>', page, re.S).group(0)
+
+        assert "never" in row()
+        assert chat(world.url, world.key, "acme").status_code == 200
+        first = last_used()
+        assert first is not None
+        assert chat(world.url, world.key, "acme").status_code == 200  # 10 s later: not written again
+        assert last_used() == first
+        assert chat(world.url, world.key, "acme").status_code == 200  # 70 s after the first: written
+        assert last_used() > first
+        assert "never" not in row()
+    finally:
+        gw.key_use.clock = saved_clock

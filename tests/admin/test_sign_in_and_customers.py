@@ -56,7 +56,7 @@ def sign_in(client, email="owner@example.com", password=PASSWORD, next_=None):
 
 
 def test_pages_need_a_signed_in_admin(browser):
-    assert browser.get("/").headers["Location"].endswith("/customers")
+    assert browser.get("/").headers["Location"].endswith("/dashboard")
     resp = browser.get("/customers")
     assert resp.status_code == 302 and "/auth/sign-in" in resp.headers["Location"]
 

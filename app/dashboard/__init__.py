@@ -1,0 +1,1 @@
+"""The dashboard: usage over time by model tier, top customers, shedding and deployments."""
