@@ -57,3 +57,23 @@ class TokensForm(FlaskForm):
 
 class TierForm(FlaskForm):
     tier = SelectField("Usage tier", coerce=int)
+
+
+class NewCustomerForm(FlaskForm):
+    """A customer made by hand; the proxy makes the rest on their first call."""
+
+    customer_id = StringField(
+        "Customer id",
+        validators=[DataRequired(message="A customer id is required."), Length(max=256)],
+        description="The id your app sends in `user` or X-Tollgate-Customer.",
+    )
+    name = StringField("Name", validators=[Optional(), Length(max=256)])
+    email = StringField("Email", validators=[Optional(), Length(max=320)])
+    tokens = IntegerField(
+        "Initial tokens",
+        validators=[Optional(), NumberRange(min=0, max=MAX_TOKENS, message="Enter 0 or more tokens.")],
+        description="Empty: the project's initial tokens for new customers.",
+    )
+    tier = SelectField("Usage tier", coerce=int)
+
+    validate_email = DetailsForm.validate_email

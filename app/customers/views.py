@@ -10,9 +10,10 @@ from wtforms.fields.choices import SelectChoice
 from app.auth import owner_required
 from app.customers import listing
 from app.customers import operations as ops
-from app.customers.forms import DetailsForm, TierForm, TokensForm
+from app.customers.forms import DetailsForm, NewCustomerForm, TierForm, TokensForm
 from app.customers.standing import standing
 from app.db import now_utc, session_writes
+from app.errors import DomainError
 from app.extensions import db
 from app.metering.credits import add_or_set
 from app.models.catalog import Deployment, Model
@@ -29,11 +30,49 @@ def _signed_in() -> None:
     """Every page here needs a signed-in admin."""
 
 
+def _list_page(new: NewCustomerForm, page: listing.Page | None = None, status: int = 200):
+    query = listing.Query.from_args(request.args)
+    page = page or listing.find(db.session, listing.current_project(db.session), query)
+    return render_template("customers/index.html", page=page, query=query, new=new), status
+
+
+def _new_customer_form(formdata=None) -> tuple[NewCustomerForm, listing.Page]:
+    """The form with the project's tiers to choose from (the list page reads them anyway)."""
+    project = listing.current_project(db.session)
+    page = listing.find(db.session, project, listing.Query.from_args(request.args))
+    form = NewCustomerForm(formdata, tier=project.default_tier_id)
+    form.tier.choices = [SelectChoice(str(t.id), f"{t.name} · {t.key} v{t.version}") for t in page.tiers]
+    return form, page
+
+
 @bp.route("")
 def index():
-    query = listing.Query.from_args(request.args)
-    page = listing.find(db.session, listing.current_project(db.session), query)
-    return render_template("customers/index.html", page=page, query=query)
+    form, page = _new_customer_form()
+    return _list_page(form, page)
+
+
+@bp.route("", methods=["POST"])
+@owner_required
+def create():
+    form, page = _new_customer_form(request.form)
+    if not form.validate():
+        return _list_page(form, page, 400)
+    project = listing.current_project(db.session)
+    fields = {"customer_id": form.customer_id.data.strip(), "name": form.name.data or None}
+    fields |= {"email": form.email.data} if form.email.data else {}
+    fields |= {"token_balance": form.tokens.data} if form.tokens.data is not None else {}
+    if form.tier.data != project.default_tier_id:  # new customers start on the default already
+        tier = db.session.get(UsageTier, form.tier.data)
+        fields["tier"] = {"key": tier.key, "version": tier.version}
+    try:
+        with session_writes(db.session):
+            made = ops.create_customer(db.session, project, fields, _actor(), now_utc()).external_id
+    except DomainError as refused:
+        target = form.customer_id if refused.field in (None, "customer_id") else form.tier
+        target.errors = [*target.errors, refused.message]
+        return _list_page(form, page, 400)
+    flash(f"Customer {made} created.", "success")
+    return redirect(url_for("customers.detail", customer_id=made))
 
 
 TABS = ("details", "usage", "ledger", "requests")

@@ -326,3 +326,51 @@ def test_statements_stay_bounded_at_ten_thousand_customers(browser, world: World
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
     assert "10001 customers" in browser.get("/customers").data.decode()  # the bulk ones and "heavy"
+
+
+def test_a_customer_made_by_hand_gets_the_project_defaults_or_what_was_given(owner, world: World):
+    from app.models.customer import Customer
+    from app.models.ledger import LedgerEntry
+
+    pro = world.add_tier({"key": "pro", "name": "Pro"})
+    made = form_post(
+        owner,
+        "/customers",
+        {"customer_id": "hand-made", "name": "Hand", "email": "h@example.com", "tokens": "", "tier": pro.id},
+        "/customers",
+    )
+    assert made.status_code == 302 and made.headers["Location"].endswith("/customers/hand-made")
+    customer = world.customer("hand-made")
+    assert (customer.name, customer.email, customer.tier_id) == ("Hand", "h@example.com", pro.id)
+    assert customer.token_balance == world.project.new_customer_initial_tokens
+    entries = world.ledger("hand-made")
+    assert [(e.kind, e.amount, e.source) for e in entries] == [
+        ("initial_grant", world.project.new_customer_initial_tokens, "admin:owner@example.com")
+    ]
+    before = (
+        db.session.scalar(db.select(db.func.count()).select_from(Customer)),
+        db.session.scalar(db.select(db.func.count()).select_from(LedgerEntry)),
+    )
+    base = {
+        "customer_id": "another",
+        "name": "",
+        "email": "",
+        "tokens": "5",
+        "tier": world.project.default_tier_id,
+    }
+    for bad, message in [
+        ({"customer_id": "acme"}, "already exists"),
+        ({"customer_id": ""}, "A customer id is required."),
+        ({"tokens": "-5"}, "Enter 0 or more tokens."),
+        ({"email": "not-an-email"}, "That is not an email address."),
+        ({"tier": "999999"}, "Not a valid choice"),
+    ]:
+        resp = form_post(owner, "/customers", {**base, **bad}, "/customers")
+        page = resp.data.decode()
+        assert resp.status_code == 400 and message in page, (bad, page[-1500:])
+        assert '<details class="card new-customer" open>' in page  # the form stays open, errors in view
+    db.session.expire_all()
+    assert (
+        db.session.scalar(db.select(db.func.count()).select_from(Customer)),
+        db.session.scalar(db.select(db.func.count()).select_from(LedgerEntry)),
+    ) == before
