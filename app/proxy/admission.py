@@ -64,12 +64,14 @@ class Admitted:
 
 
 def _string_id(value: object, field: str) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID or "\x00" in value:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID:
         raise ProxyError(
             "invalid_request",
             f"{field} must be a non-empty string of at most {MAX_ID} characters.",
             param=field,
         )
+    if not value.isprintable():  # NUL, newlines, tabs: no store or header can carry them faithfully
+        raise ProxyError("invalid_request", f"{field} must not contain control characters.", param=field)
     return value
 
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from flask import Response
 from urllib3.exceptions import HTTPError
@@ -25,6 +26,14 @@ if TYPE_CHECKING:
     from app.proxy.views import Gateway
 
 DONE = b"data: [DONE]"
+
+
+def header_safe(value: str) -> str:
+    """A customer id as a header value: verbatim when it is printable ASCII without '%', else
+    percent-encoded UTF-8, so `urllib.parse.unquote` gives the id back either way."""
+    if value.isascii() and "%" not in value:
+        return value
+    return quote(value, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
 
 
 @dataclass
@@ -58,7 +67,7 @@ class Call:
         h = {"x-request-id": self.request_id, "x-tollgate-model": self.admitted.model.name}
         h.update(self.admitted.ticket.headers())
         if self.admitted.who.customer_id is not None:
-            h["x-tollgate-customer"] = self.admitted.who.customer_id
+            h["x-tollgate-customer"] = header_safe(self.admitted.who.customer_id)
         if available is not None:
             h["x-tollgate-tokens-remaining"] = str(available)
         if self.served is not None:

@@ -105,6 +105,21 @@ CASES = [
         400,
         "invalid_request",
     ),
+    (
+        "newline in the customer id",
+        dict(json_body={"model": "gpt-test", "messages": OK_MESSAGES, "user": "line\nbreak"}),
+        400,
+        "invalid_request",
+    ),
+    (
+        "tab in X-Customer-Name",
+        dict(
+            json_body={"model": "gpt-test", "messages": OK_MESSAGES},
+            headers={"X-Customer-Id": "ok", "X-Customer-Name": "a\tb"},
+        ),
+        400,
+        "invalid_request",
+    ),
     ("not utf-8", dict(data=b'{"model": "gpt-test", "user": "\xff\xfe"}'), 400, "invalid_request"),
     (
         "embeddings without input",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import openai
 import pytest
 
@@ -31,6 +33,22 @@ def test_user_field_creates_and_charges_customer(world: World):
     sent = world.upstream.requests[-1]
     assert sent["json"]["user"] == "acme" and sent["json"]["model"] == "fake-model"
     assert sent["headers"]["authorization"] == "Bearer sk-upstream"
+
+
+@pytest.mark.parametrize("customer_id", ["ünïcødé-客户-🚀", "50% off", "plain-ascii"])
+def test_any_printable_customer_id_is_served_and_named_in_the_header(gunicorn_world: World, customer_id):
+    """gunicorn refuses non-latin-1 header values: the id is percent-encoded when it must be."""
+    world = gunicorn_world
+    raw = client(world).chat.completions.with_raw_response.create(
+        model="gpt-test", messages=MESSAGES, user=customer_id
+    )
+    assert raw.status_code == 200
+    assert unquote(raw.headers["x-tollgate-customer"]) == customer_id
+    if customer_id == "plain-ascii":
+        assert raw.headers["x-tollgate-customer"] == customer_id  # verbatim where it can be
+    customer = world.customer(customer_id)
+    assert customer.token_balance == 100_000 - raw.parse().usage.total_tokens
+    assert len(world.usage_records(customer_id)) == 1
 
 
 def test_header_identifies_customer_and_names_it(world: World):
