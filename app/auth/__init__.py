@@ -11,13 +11,22 @@ def owner_required(view):
     """Changes are for owners; viewers read (SPEC 10 roles)."""
     from functools import wraps
 
-    from flask import abort
+    from flask import abort, flash, redirect, url_for
     from flask_login import current_user
+
+    from app.projects.current import rendered_for_another_project
 
     @wraps(view)
     def guarded(*args, **kwargs):
         if getattr(current_user, "role", None) != "owner":
             abort(403)
+        if rendered_for_another_project():
+            flash(
+                "Nothing was changed: that page was for another project, and this browser has "
+                "switched projects since. Here is the project you are on now.",
+                "error",
+            )
+            return redirect(url_for("root"))
         return view(*args, **kwargs)
 
     return guarded

@@ -15,13 +15,14 @@ from sqlalchemy.orm import Session
 from app.models.customer import Customer
 from app.models.project import Project
 from app.models.tier import UsageTier
+from app.projects.current import FIELD
 
 PAGE = 50
 
 
 def current_project(session: Session) -> Project:
     """The project the admin is looking at: the one chosen last, else `default`, else the first."""
-    chosen = cookie.get("project")
+    chosen = cookie.get(FIELD)
     project = session.scalar(select(Project).where(Project.slug == chosen)) if chosen else None
     project = project or session.scalar(select(Project).where(Project.slug == "default"))
     project = project or session.scalar(select(Project).order_by(Project.id).limit(1))

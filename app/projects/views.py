@@ -20,6 +20,7 @@ from app.keys.operations import create_key
 from app.models.api_key import ApiKey
 from app.models.customer import Customer
 from app.models.project import Project
+from app.projects.current import FIELD, project_field
 from app.projects.forms import ProjectForm, RenameForm
 from app.projects.operations import create_project, find_project, rename_project
 
@@ -40,10 +41,13 @@ def _switcher() -> dict:
         """(slug, name) of every project, and the slug looked at (as `current_project` picks it)."""
         rows = [(slug, name) for slug, name in db.session.execute(select(Project.slug, Project.name))]
         slugs = {slug for slug, _ in rows}
-        here = next((s for s in (cookie.get("project"), "default") if s in slugs), min(slugs, default=None))
+        here = next((s for s in (cookie.get(FIELD), "default") if s in slugs), min(slugs, default=None))
         return sorted(rows, key=lambda row: row[1].lower()), here
 
     return {"project_switcher": projects}
+
+
+bp.add_app_template_global(project_field)
 
 
 def _counts(model) -> dict[int, int]:
@@ -84,7 +88,7 @@ def create():
             refused.message
         )
         return _page(form, status=400)
-    cookie["project"] = slug  # look at what was just made
+    cookie[FIELD] = slug  # look at what was just made
     # Shown once, in this response only: keys are stored as hashes.
     flash(f"Project {name} created with the default tier and a first proxy key. Copy the key now.", "success")
     return _page(ProjectForm(formdata=None), secret=secret, status=201)
@@ -112,5 +116,5 @@ def switch():
     project = find_project(db.session, request.args.get("project", ""))
     if project is None:
         abort(404)
-    cookie["project"] = project.slug
+    cookie[FIELD] = project.slug
     return redirect(url_for("root"))

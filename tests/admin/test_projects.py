@@ -82,3 +82,19 @@ def test_rename_and_bad_input_change_nothing(owner, world: World):
         page = resp.data.decode()
         assert resp.status_code == 400 and message in page and 'class="field-error"' in page
     assert db.session.scalar(db.select(db.func.count()).select_from(Project)) == count
+
+
+def test_a_form_left_open_for_one_project_changes_nothing_after_a_switch(owner, world: World):
+    form_post(owner, "/projects", {"slug": "other", "name": "Other"}, "/projects")
+    owner.get(f"/projects/switch?project={world.project.slug}")
+    page = owner.get("/customers/acme?tab=usage").data.decode()  # rendered for the world's project
+    assert f'name="project" value="{world.project.slug}"' in page
+    fields = dict(re.findall(r'<input type="hidden" name="(csrf_token|project)" value="([^"]*)"', page))
+    owner.get("/projects/switch?project=other")  # a second tab switches
+    stale = owner.post("/customers/acme/tokens", data={**fields, "mode": "add", "amount": "777"})
+    assert stale.status_code == 302
+    assert "Nothing was changed" in owner.get(stale.headers["Location"], follow_redirects=True).data.decode()
+    assert world.customer("acme").token_balance == 1000
+    owner.get(f"/projects/switch?project={world.project.slug}")
+    fresh = owner.post("/customers/acme/tokens", data={**fields, "mode": "add", "amount": "777"})
+    assert fresh.status_code == 302 and world.customer("acme").token_balance == 1777
