@@ -6,8 +6,9 @@ import sys
 
 from flask import Flask, Response, jsonify, redirect, request, url_for
 from sqlalchemy import event
+from werkzeug.routing import IntegerConverter
 
-from app import config, formatting
+from app import config, error_pages, formatting
 from app.extensions import csrf, db, login_manager, migrate
 from app.web_session import AdminOnlySessions
 
@@ -48,7 +49,16 @@ def _init_extensions(app: Flask) -> None:
     app.extensions["tollgate.signin_throttle"] = Throttle(app.config["TOLLGATE"].redis_url)
 
 
+class RowId(IntegerConverter):
+    """A row id in an admin URL: past the id columns' range there is no such row (404), and the
+    database never sees a number it cannot hold."""
+
+    def __init__(self, url_map) -> None:
+        super().__init__(url_map, min=1, max=2**31 - 1)
+
+
 def _register_blueprints(app: Flask) -> None:
+    app.url_map.converters["id"] = RowId
     from app import api, auth, monitoring
     from app.admins import views as admin_views
     from app.catalog import views as catalog_views
@@ -77,17 +87,31 @@ def _register_blueprints(app: Flask) -> None:
     api.init(app)
 
 
+def _refuse_nul() -> Response | tuple[Response | str, int] | None:
+    """No admin input may hold a NUL character: PostgreSQL text cannot store one (400, not 500)."""
+    if not error_pages.for_browser():
+        return None  # the proxy and the API check their own bodies
+    values = [*request.args.values(), *(request.form.values() if request.method == "POST" else ())]
+    if any("\x00" in value for value in values):
+        return error_pages.page(400, "Text may not contain NUL characters.")
+    return None
+
+
 def _register_errors(app: Flask) -> None:
     from app.proxy.errors import ProxyError
+
+    app.before_request(_refuse_nul)
 
     # HTTP errors (404, 405, 413, validation) are answered by app.api.TollgateApi, per surface.
 
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> tuple[Response, int]:
+    def unexpected(exc: Exception) -> tuple[Response | str, int]:
         app.logger.exception("unhandled error on %s", request.path)
         if request.path.startswith(("/v1/", "/api/")):
             err = ProxyError("internal_error", "Internal error; the request was not charged.")
             return err.response(), 500
+        if error_pages.for_browser():
+            return error_pages.page(500)
         return jsonify(error="internal error"), 500
 
 

@@ -39,6 +39,9 @@ class Settings:
             "SQLALCHEMY_DATABASE_URI": self.database_url,
             "SQLALCHEMY_ENGINE_OPTIONS": engine_options(self.database_url, self.db_pool_size),
             "MAX_CONTENT_LENGTH": self.max_body_bytes,
+            # A form's CSRF token lives as long as the signed-in session it is bound to: a tab left
+            # open over lunch still saves (an hour's limit lost people's typing).
+            "WTF_CSRF_TIME_LIMIT": None,
             "TOLLGATE": self,
             **self.extra,
         }

@@ -50,7 +50,7 @@ def add():
     return redirect(url_for("admins.index"))
 
 
-@bp.route("/<int:user_id>/role", methods=["POST"])
+@bp.route("/<id:user_id>/role", methods=["POST"])
 @owner_required
 def change_role(user_id: int):
     form = RoleForm()
@@ -65,7 +65,7 @@ def change_role(user_id: int):
     return redirect(url_for("admins.index"))
 
 
-@bp.route("/<int:user_id>/remove", methods=["POST"])
+@bp.route("/<id:user_id>/remove", methods=["POST"])
 @owner_required
 def remove(user_id: int):
     try:

@@ -6,7 +6,7 @@ OpenAPI 3 document served at /api/openapi.json.
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+from flask import Flask, request
 from flask_smorest import Api
 from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
@@ -52,6 +52,10 @@ class TollgateApi(Api):
         if request.path.startswith(litellm.PATH_PREFIXES):
             return litellm.http_error(error)
         if not request.path.startswith("/api"):
+            from app import error_pages
+
+            if error_pages.for_browser() and (error.code or 500) >= 400:
+                return error_pages.page(error.code or 500, _detail(error))
             return error
         data = getattr(error, "data", None) or {}
         if "messages" in data:
@@ -81,7 +85,17 @@ def init(app: Flask) -> None:
     app.register_error_handler(DomainError, _domain_error)
 
 
-def _domain_error(error: DomainError) -> Response:
+def _detail(error: HTTPException) -> str | None:
+    """What went wrong, where werkzeug's own text would only restate the status."""
+    description = error.description or ""
+    return None if description == type(error).description else description
+
+
+def _domain_error(error: DomainError):
+    from app import error_pages
+
+    if error_pages.for_browser():
+        return error_pages.page(DOMAIN_STATUS.get(error.code, 400), error.message)
     return ApiError(
         DOMAIN_STATUS.get(error.code, 400), error.message, code=error.code, param=error.field
     ).response()

@@ -179,12 +179,12 @@ def _detail_page(
     ), status
 
 
-@bp.route("/<int:model_id>")
+@bp.route("/<id:model_id>")
 def detail(model_id: int):
     return _detail_page(model_id)
 
 
-@bp.route("/<int:model_id>", methods=["POST"])
+@bp.route("/<id:model_id>", methods=["POST"])
 @owner_required
 def save(model_id: int):
     _model(model_id)
@@ -201,7 +201,7 @@ def save(model_id: int):
     return redirect(url_for("catalog.detail", model_id=model_id))
 
 
-@bp.route("/<int:model_id>/delete", methods=["POST"])
+@bp.route("/<id:model_id>/delete", methods=["POST"])
 @owner_required
 def delete(model_id: int):
     _model(model_id)
@@ -216,7 +216,7 @@ def delete(model_id: int):
     return redirect(url_for("catalog.index"))
 
 
-@bp.route("/<int:model_id>/deployments", methods=["POST"])
+@bp.route("/<id:model_id>/deployments", methods=["POST"])
 @owner_required
 def add_deployment(model_id: int):
     _model(model_id)
@@ -233,7 +233,7 @@ def add_deployment(model_id: int):
     return redirect(url_for("catalog.detail", model_id=model_id))
 
 
-@bp.route("/<int:model_id>/deployments/<int:deployment_id>", methods=["POST"])
+@bp.route("/<id:model_id>/deployments/<id:deployment_id>", methods=["POST"])
 @owner_required
 def save_deployment(model_id: int, deployment_id: int):
     form = _deployment_form(_deployment(model_id, deployment_id), request.form)
@@ -250,7 +250,7 @@ def save_deployment(model_id: int, deployment_id: int):
     return redirect(url_for("catalog.detail", model_id=model_id))
 
 
-@bp.route("/<int:model_id>/deployments/<int:deployment_id>/remove", methods=["POST"])
+@bp.route("/<id:model_id>/deployments/<id:deployment_id>/remove", methods=["POST"])
 @owner_required
 def remove_deployment(model_id: int, deployment_id: int):
     _deployment(model_id, deployment_id)
@@ -260,7 +260,7 @@ def remove_deployment(model_id: int, deployment_id: int):
     return redirect(url_for("catalog.detail", model_id=model_id))
 
 
-@bp.route("/<int:model_id>/deployments/<int:deployment_id>/test", methods=["POST"])
+@bp.route("/<id:model_id>/deployments/<id:deployment_id>/test", methods=["POST"])
 @owner_required
 def try_deployment(model_id: int, deployment_id: int):
     """One real call to this deployment; nobody is charged and nothing is recorded."""

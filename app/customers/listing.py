@@ -31,6 +31,11 @@ def current_project(session: Session) -> Project:
     return project
 
 
+def _row_id(text: str) -> bool:
+    """Digits that fit an id column; anything else is no id (and never reaches the database)."""
+    return text.isdigit() and len(text) <= 10 and int(text) < 2**31
+
+
 @dataclass(frozen=True)
 class Query:
     search: str = ""
@@ -44,12 +49,12 @@ class Query:
         after = None
         raw = args.get("after", "")
         parts = raw.split(".")
-        if len(parts) == 2 and all(p.isdigit() for p in parts):
+        if len(parts) == 2 and all(_row_id(p) for p in parts):
             after = (int(parts[0]), int(parts[1]))
         tier = args.get("tier", "")
         return cls(
             search=args.get("q", "").strip()[:320],
-            tier_id=int(tier) if tier.isdigit() else None,
+            tier_id=int(tier) if _row_id(tier) else None,
             blocked=args.get("blocked") == "1",
             low_balance=args.get("low") == "1",
             after=after,
@@ -85,9 +90,15 @@ class Page:
 def _filtered(project: Project, query: Query, low_threshold: int | None) -> Select:
     stmt = select(Customer).where(Customer.project_id == project.id)
     if query.search:
-        like = f"%{query.search}%"
+        # The search is text, not a pattern: % and _ match themselves.
+        escaped = query.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        like = f"%{escaped}%"
         stmt = stmt.where(
-            or_(Customer.external_id == query.search, Customer.name.ilike(like), Customer.email.ilike(like))
+            or_(
+                Customer.external_id == query.search,
+                Customer.name.ilike(like, escape="\\"),
+                Customer.email.ilike(like, escape="\\"),
+            )
         )
     if query.tier_id is not None:
         stmt = stmt.where(Customer.tier_id == query.tier_id)

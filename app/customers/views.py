@@ -143,7 +143,7 @@ def _render(customer, tab, forms, status=200):
     return render_template("customers/detail.html", **context), status
 
 
-@bp.route("/<customer_id>")
+@bp.route("/<path:customer_id>")
 def detail(customer_id):
     customer = _customer(customer_id)
     tab = request.args.get("tab", "details")
@@ -168,7 +168,7 @@ def _submitted(customer_id: str, which: str):
     return form, None if form.validate() else _render(customer, tab, forms, 400)
 
 
-@bp.route("/<customer_id>/details", methods=["POST"])
+@bp.route("/<path:customer_id>/details", methods=["POST"])
 @owner_required
 def save_details(customer_id):
     form, refused = _submitted(customer_id, "details")
@@ -188,7 +188,7 @@ def save_details(customer_id):
     return redirect(url_for("customers.detail", customer_id=customer_id))
 
 
-@bp.route("/<customer_id>/tokens", methods=["POST"])
+@bp.route("/<path:customer_id>/tokens", methods=["POST"])
 @owner_required
 def change_tokens(customer_id):
     form, refused = _submitted(customer_id, "tokens")
@@ -208,7 +208,7 @@ def change_tokens(customer_id):
     return redirect(url_for("customers.detail", customer_id=customer_id, tab="usage"))
 
 
-@bp.route("/<customer_id>/tier", methods=["POST"])
+@bp.route("/<path:customer_id>/tier", methods=["POST"])
 @owner_required
 def change_tier(customer_id):
     form, refused = _submitted(customer_id, "tier")

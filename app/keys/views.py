@@ -52,7 +52,7 @@ def create():
     return _page(KeyForm(formdata=None), secret=secret, status=201)
 
 
-@bp.route("/<int:key_id>/revoke", methods=["POST"])
+@bp.route("/<id:key_id>/revoke", methods=["POST"])
 @owner_required
 def revoke(key_id: int):
     project = current_project(db.session)

@@ -50,7 +50,7 @@ def index():
     )
 
 
-@bp.route("/<key>/versions/<int:version>/clone", methods=["POST"])
+@bp.route("/<key>/versions/<id:version>/clone", methods=["POST"])
 @owner_required
 def clone(key: str, version: int):
     try:
@@ -98,7 +98,7 @@ def create():
     return _version_page(form, None, 400)
 
 
-@bp.route("/<key>/versions/<int:version>/edit")
+@bp.route("/<key>/versions/<id:version>/edit")
 def edit_form(key: str, version: int):
     tier = _found(key, version)
     form = TierVersionForm(formdata=None, data=form_data(tier))
@@ -107,7 +107,7 @@ def edit_form(key: str, version: int):
     return _version_page(form, tier)
 
 
-@bp.route("/<key>/versions/<int:version>/edit", methods=["POST"])
+@bp.route("/<key>/versions/<id:version>/edit", methods=["POST"])
 @owner_required
 def edit(key: str, version: int):
     tier = _found(key, version)
