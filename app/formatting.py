@@ -10,15 +10,20 @@ from flask import Flask
 from app.db import now_utc
 from app.metering.pricing import to_usd
 
+EXACT_BELOW = 100_000  # a balance people compare to the token, e.g. 9,966 (not "10k")
+
 
 def tokens(value: int | None) -> str:
+    """Exact below 100,000 (9,966); above, short (123.5k, 1.2M, 2,000T)."""
     if value is None:
         return "—"
     sign, n = ("-" if value < 0 else ""), abs(value)
-    for size, unit in ((10**9, "B"), (10**6, "M"), (10**3, "k")):
+    if n < EXACT_BELOW:
+        return f"{sign}{n:,}"
+    for size, unit in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "k")):
         if n >= size:
             shown = (Decimal(n) / size).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
-            return f"{sign}{shown.normalize():f}{unit}"
+            return f"{sign}{shown.normalize():,f}{unit}"
     return f"{sign}{n}"
 
 
@@ -26,6 +31,8 @@ def usd(nusd: int | None) -> str:
     if nusd is None:
         return "—"
     value = to_usd(nusd)
+    if 0 < abs(value) < Decimal("0.0001"):
+        return f"{'-' if value < 0 else ''}<$0.0001"  # spent, but less than shown places
     places = Decimal("0.01") if abs(value) >= 1 or value == 0 else Decimal("0.0001")
     return f"${value.quantize(places, rounding=ROUND_HALF_UP):,f}"
 

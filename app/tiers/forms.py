@@ -58,7 +58,9 @@ class LimitRow(Form):
 
 
 # One row per model tier, in MODEL_TIERS order; inputs are named limits-<model tier>-calls|tokens.
-LimitRows = type("LimitRows", (Form,), {tier: FormField(LimitRow, label=tier) for tier in MODEL_TIERS})
+LimitRows = type(
+    "LimitRows", (Form,), {tier: FormField(LimitRow, label=tier.replace("_", " ")) for tier in MODEL_TIERS}
+)
 
 
 def _choices(options: tuple[str, ...], empty: str | None = None) -> list[SelectChoice]:

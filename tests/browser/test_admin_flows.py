@@ -150,7 +150,7 @@ def test_tier_customer_tier_change_and_tokens(admin: Page, world: World):
     admin.get_by_label("Reason").fill("goodwill after the outage")
     admin.get_by_role("button", name="Apply").click()
     expect(flash(admin)).to_have_text(f"Balance is now {after:,} tokens.")
-    expect(admin.get_by_text(re.compile(r"^Balance [\d.]+[kMB]? tokens"))).to_contain_text(tokens(after))
+    expect(admin.get_by_text(re.compile(r"^Balance [\d.,]+[kMBT]? tokens"))).to_contain_text(tokens(after))
     assert world.customer("newbie").token_balance == after
 
     admin.get_by_role("link", name="Ledger").click()

@@ -1,0 +1,39 @@
+"""Numbers for people: exact where people compare them, short where they are large."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.formatting import tokens, usd
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (None, "—"),
+        (0, "0"),
+        (9_966, "9,966"),
+        (-5_000, "-5,000"),
+        (99_999, "99,999"),
+        (100_000, "100k"),
+        (123_456, "123.5k"),
+        (1_234_567, "1.2M"),
+        (2 * 10**15, "2,000T"),
+    ],
+)
+def test_tokens(value, shown):
+    assert tokens(value) == shown
+
+
+@pytest.mark.parametrize(
+    ("nusd", "shown"),
+    [
+        (0, "$0.00"),
+        (1, "<$0.0001"),
+        (100_000, "$0.0001"),
+        (4_310_000_000, "$4.31"),
+        (10**18, "$1,000,000,000.00"),
+    ],
+)
+def test_usd(nusd, shown):
+    assert usd(nusd) == shown
