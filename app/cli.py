@@ -139,6 +139,22 @@ def admin_create(email: str, password: str, role: str) -> None:
     click.echo(f"created admin {user.email} ({user.role})")
 
 
+@admin.command("password")
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+def admin_password(email: str, password: str) -> None:
+    """Set an admin's password (for an admin who cannot sign in to change it)."""
+    from app.admins.operations import find_by_email, set_password
+
+    try:
+        set_password(db.session, find_by_email(db.session, email), password)
+    except DomainError as exc:
+        _fail(exc)
+        return
+    db.session.commit()
+    click.echo(f"password set for {email.strip().lower()}")
+
+
 @click.group()
 def keys() -> None:
     """API keys."""

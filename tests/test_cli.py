@@ -1,4 +1,4 @@
-"""The CLI of SPEC 2: admin create, keys create, config apply, ledger verify."""
+"""The CLI of SPEC 2: admin create and password, keys create, config apply, ledger verify."""
 
 from __future__ import annotations
 
@@ -25,6 +25,21 @@ def test_admin_create_hashes_password_and_refuses_duplicates(app, world: World):
     again = run(app, "admin", "create", "--email", "ops@example.com", "--password", "another one")
     assert again.exit_code == 2 and "already exists" in again.output
     short = run(app, "admin", "create", "--email", "x@y.z", "--password", "short")
+    assert short.exit_code == 2 and "at least 8" in short.output
+
+
+def test_admin_password_resets_a_locked_out_admin(app, world: World):
+    from app.auth.operations import authenticate
+
+    run(app, "admin", "create", "--email", "ops@example.com", "--password", "correct horse")
+    result = run(app, "admin", "password", "--email", "OPS@example.com", "--password", "battery staple")
+    assert result.exit_code == 0, result.output
+    db.session.expire_all()
+    assert authenticate(db.session, "ops@example.com", "battery staple") is not None
+    assert authenticate(db.session, "ops@example.com", "correct horse") is None
+    missing = run(app, "admin", "password", "--email", "nobody@example.com", "--password", "battery staple")
+    assert missing.exit_code == 2 and "no admin" in missing.output
+    short = run(app, "admin", "password", "--email", "ops@example.com", "--password", "short")
     assert short.exit_code == 2 and "at least 8" in short.output
 
 

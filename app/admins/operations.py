@@ -53,3 +53,17 @@ def find_admin(session: Session, user_id: int) -> AdminUser:
     if user is None:
         raise NotFound("no such admin", "id")
     return user
+
+
+def set_password(session: Session, user: AdminUser, new: str) -> None:
+    if len(new) < MIN_PASSWORD:
+        raise Invalid(f"password must be at least {MIN_PASSWORD} characters", "password")
+    user.password_hash = generate_password_hash(new)
+    session.flush()
+
+
+def find_by_email(session: Session, email: str) -> AdminUser:
+    user = session.scalar(select(AdminUser).where(AdminUser.email == email.strip().lower()))
+    if user is None:
+        raise NotFound(f"no admin with email {email}", "email")
+    return user

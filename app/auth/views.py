@@ -5,12 +5,15 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, login_required, login_user, logout_user
 
+from app.admins.operations import set_password
 from app.auth import bp
-from app.auth.forms import SignInForm
+from app.auth.forms import PasswordForm, SignInForm
 from app.auth.operations import authenticate
+from app.db import session_writes
 from app.extensions import db
+from app.models.admin_user import AdminUser
 
 
 def _throttle():
@@ -49,3 +52,19 @@ def sign_out():
     logout_user()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.sign_in"))
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@login_required
+def password():
+    """Every admin, viewers too, changes their own password (and only theirs)."""
+    form = PasswordForm()
+    if not form.validate_on_submit():
+        return render_template("auth/password.html", form=form), 400 if form.is_submitted() else 200
+    if authenticate(db.session, current_user.email, form.current.data) is None:
+        form.current.errors.append("That is not your current password.")
+        return render_template("auth/password.html", form=form), 400
+    with session_writes(db.session):
+        set_password(db.session, db.session.get(AdminUser, current_user.id), form.new.data)
+    flash("Your password is changed.", "success")
+    return redirect(url_for("root"))

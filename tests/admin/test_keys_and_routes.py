@@ -210,3 +210,34 @@ def test_last_used_is_written_at_most_once_a_minute_per_key(owner, world: World,
         assert "never" not in row()
     finally:
         gw.key_use.clock = saved_clock
+
+
+def test_admins_change_their_own_password_viewers_too(app, owner):
+    from app.auth.operations import authenticate
+
+    viewer = client_for(app)
+    sign_in(viewer, email="viewer@example.com")
+    page = viewer.get("/auth/password")
+    assert page.status_code == 200 and "viewer@example.com" in page.data.decode()
+    for bad, message in [
+        ({"current": "wrong password", "new": "n3w-passw0rd", "confirm": "n3w-passw0rd"}, "not your current"),
+        ({"current": PASSWORD, "new": "short", "confirm": "short"}, "At least 8 characters."),
+        (
+            {"current": PASSWORD, "new": "n3w-passw0rd", "confirm": "different1"},
+            "The two new passwords differ.",
+        ),
+    ]:
+        resp = form_post(viewer, "/auth/password", bad, "/auth/password")
+        assert resp.status_code == 400 and message in resp.data.decode()
+        assert authenticate(db.session, "viewer@example.com", PASSWORD) is not None
+    done = form_post(
+        viewer,
+        "/auth/password",
+        {"current": PASSWORD, "new": "n3w-passw0rd", "confirm": "n3w-passw0rd"},
+        "/auth/password",
+    )
+    assert done.status_code == 302
+    db.session.expire_all()
+    assert authenticate(db.session, "viewer@example.com", "n3w-passw0rd") is not None
+    assert authenticate(db.session, "viewer@example.com", PASSWORD) is None
+    assert authenticate(db.session, "owner@example.com", PASSWORD) is not None  # only their own
