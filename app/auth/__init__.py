@@ -7,6 +7,14 @@ bp = Blueprint("auth", __name__, url_prefix="/auth")
 from app.auth import views  # noqa: E402,F401 - the routes register on bp
 
 
+@bp.app_context_processor
+def _roles() -> dict:
+    """`can_change`: whether to offer the forms that change things (owners); viewers see values only."""
+    from flask_login import current_user
+
+    return {"can_change": getattr(current_user, "role", None) == "owner"}
+
+
 def owner_required(view):
     """Changes are for owners; viewers read (SPEC 10 roles)."""
     from functools import wraps

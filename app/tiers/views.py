@@ -102,7 +102,7 @@ def create():
 def edit_form(key: str, version: int):
     tier = _found(key, version)
     form = TierVersionForm(formdata=None, data=form_data(tier))
-    if tier.locked:
+    if tier.locked and current_user.role == "owner":  # a viewer is only reading it
         return _version_page(form, tier, 409, TierLocked.about(tier))
     return _version_page(form, tier)
 

@@ -3,6 +3,8 @@ and nothing changed (issue 5, acceptance 5)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from app.cli import add_admin
@@ -105,3 +107,33 @@ def test_an_unexpected_error_is_an_html_page(app, owner, monkeypatch):
     resp = owner.get("/dashboard")
     assert resp.status_code == 500 and resp.mimetype == "text/html"
     assert "Something went wrong" in resp.data.decode() and "boom" not in resp.data.decode()
+
+
+def test_viewers_are_shown_values_not_forms(app, owner, world: World):
+    viewer = client_for(app)
+    sign_in(viewer, email="viewer@example.com")
+    pages = {
+        path: viewer.get(path).data.decode()
+        for path in (
+            "/customers",
+            "/customers/acme",
+            "/customers/acme?tab=usage",
+            "/keys",
+            "/settings",
+            "/tiers",
+            "/tiers/default/versions/1/edit",
+            "/models",
+            "/admins",
+            "/projects",
+        )
+    }
+    for path, page in pages.items():
+        assert "read only" in page, path
+        posts = [action for action in re.findall(r'<form[^>]*method="post"[^>]*action="([^"]+)"', page)]
+        writable = [a for a in posts if a not in ("/auth/sign-out",)]
+        disabled = page.count('<fieldset class="bare" disabled>') + page.count("<fieldset disabled>")
+        assert len(writable) <= disabled, (path, writable)  # any form left shows values, disabled
+        assert 'type="submit">Save' not in page and 'type="submit">Create' not in page, path
+    assert 'value="acme"' in pages["/customers/acme"]  # the details are still there to read
+    owner_page = owner.get("/customers/acme").data.decode()
+    assert "read only" not in owner_page and "Save details" in owner_page
