@@ -66,10 +66,15 @@ def _register_blueprints(app: Flask) -> None:
     from app.dashboard import views as dashboard_views
     from app.keys import views as key_views
     from app.projects import views as project_views
+    from app.projects.current import project_field
     from app.proxy import views as proxy_views
+    from app.resubmission import once_field
     from app.settings import views as settings_views
     from app.tiers import views as tier_views
 
+    # Hidden inputs of the admin's forms; globals, so the form macros reach them too.
+    app.add_template_global(project_field)
+    app.add_template_global(once_field)
     app.register_blueprint(auth.bp)
     app.register_blueprint(dashboard_views.bp)
     app.register_blueprint(customer_views.bp)

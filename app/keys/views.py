@@ -6,6 +6,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import login_required
 from sqlalchemy import select
 
+from app import resubmission
 from app.auth import owner_required
 from app.customers.listing import current_project
 from app.db import session_writes
@@ -44,9 +45,19 @@ def create():
     form = KeyForm()
     if not form.validate():
         return _page(form, status=400)
-    with session_writes(db.session):
-        key, secret = create_key(db.session, current_project(db.session), form.name.data, form.scope.data)
-        name = key.name
+    try:
+        with session_writes(db.session):
+            project = current_project(db.session)
+            resubmission.claim_or_refuse(db.session, project.id)
+            key, secret = create_key(db.session, project, form.name.data, form.scope.data)
+            name = key.name
+    except resubmission.AlreadySent:
+        flash(
+            "That form was sent already and its key made then; a secret is shown only once. "
+            "Revoke that key if its secret was not copied.",
+            "error",
+        )
+        return redirect(url_for("keys.index"))
     # Shown once, in this response only: it is stored as a hash.
     flash(f"Key {name} created. Copy it now: it will not be shown again.", "success")
     return _page(KeyForm(formdata=None), secret=secret, status=201)

@@ -11,6 +11,7 @@ from flask import session as cookie
 from flask_login import login_required
 from sqlalchemy import func, select
 
+from app import resubmission
 from app.auth import owner_required
 from app.customers.listing import current_project
 from app.db import session_writes
@@ -20,7 +21,7 @@ from app.keys.operations import create_key
 from app.models.api_key import ApiKey
 from app.models.customer import Customer
 from app.models.project import Project
-from app.projects.current import FIELD, project_field
+from app.projects.current import FIELD
 from app.projects.forms import ProjectForm, RenameForm
 from app.projects.operations import create_project, find_project, rename_project
 
@@ -45,9 +46,6 @@ def _switcher() -> dict:
         return sorted(rows, key=lambda row: row[1].lower()), here
 
     return {"project_switcher": projects}
-
-
-bp.add_app_template_global(project_field)
 
 
 def _counts(model) -> dict[int, int]:
@@ -80,9 +78,13 @@ def create():
         return _page(form, status=400)
     try:
         with session_writes(db.session):
+            resubmission.claim_or_refuse(db.session, current_project(db.session).id)
             project = create_project(db.session, form.slug.data.strip(), form.name.data)
             _, secret = create_key(db.session, project, "first key", "proxy")
             slug, name = project.slug, project.name
+    except resubmission.AlreadySent:
+        flash("That form was sent already and its project made then.", "error")
+        return redirect(url_for("projects.index"))
     except DomainError as refused:
         getattr(form, refused.field if refused.field in ("slug", "name") else "slug").errors.append(
             refused.message

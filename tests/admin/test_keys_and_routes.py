@@ -241,3 +241,18 @@ def test_admins_change_their_own_password_viewers_too(app, owner):
     assert authenticate(db.session, "viewer@example.com", "n3w-passw0rd") is not None
     assert authenticate(db.session, "viewer@example.com", PASSWORD) is None
     assert authenticate(db.session, "owner@example.com", PASSWORD) is not None  # only their own
+
+
+def test_reloading_the_key_created_page_makes_no_second_key(owner, world: World):
+    from app.models.api_key import ApiKey
+    from tests.admin.test_sign_in_and_customers import hidden_inputs
+
+    form = {k.decode(): v.decode() for k, v in hidden_inputs(owner.get("/keys").data).items()}
+    sent = {**form, "name": "backend", "scope": "proxy"}
+    assert owner.post("/keys", data=sent).status_code == 201
+    again = owner.post("/keys", data=sent)  # the browser's "resend the form?" on reload
+    assert again.status_code == 302
+    assert "sent already" in owner.get("/keys").data.decode()
+    names = db.session.scalars(db.select(ApiKey.name).where(ApiKey.project_id == world.project.id)).all()
+    assert names.count("backend") == 1
+    assert form_post(owner, "/keys", {"name": "backend", "scope": "proxy"}, "/keys").status_code == 201

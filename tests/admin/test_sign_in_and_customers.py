@@ -130,9 +130,15 @@ def test_the_list_pages_and_runs_a_bounded_number_of_statements(browser, world: 
     assert "c050" in second and "c059" in second and "c049" not in second and "Next page" not in second
 
 
+def hidden_inputs(html: bytes) -> dict[bytes, bytes]:
+    """What a browser sends besides the fields: CSRF token, the page's project, a one-time token."""
+    return dict(re.findall(rb'<input type="hidden" name="(csrf_token|project|once)" value="([^"]*)"', html))
+
+
 def form_post(client, path, data, page_path):
     page = client.get(page_path)
-    return client.post(path, data={**data, "csrf_token": csrf(page.data)})
+    sent = {name.decode(): value.decode() for name, value in hidden_inputs(page.data).items()}
+    return client.post(path, data={**sent, **data, "csrf_token": csrf(page.data)})
 
 
 @pytest.fixture
