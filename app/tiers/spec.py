@@ -112,13 +112,15 @@ def tier_values(spec: dict[str, Any]) -> dict[str, Any]:
         raise Invalid(f"restrict_to must be one of {', '.join(MODEL_TIERS)}", "restrict_to")
     if on_limit == "restrict" and restrict_to is None:
         raise Invalid("on_limit restrict needs restrict_to", "restrict_to")
+    if on_limit != "restrict" and restrict_to is not None:
+        raise Invalid("restrict_to is used only with on_limit restrict", "restrict_to")
     for flag in ("prepaid", "hard_cap"):
         if not isinstance(spec.get(flag, True), bool):
             raise Invalid(f"{flag} must be true or false", flag)
     name = spec.get("name") or key
     if not isinstance(name, str):
         raise Invalid("name must be a string", "name")
-    return dict(
+    values = dict(
         key=key,
         name=name,
         description=str(spec.get("description") or ""),
@@ -140,6 +142,17 @@ def tier_values(spec: dict[str, Any]) -> dict[str, Any]:
         default_reserve_tokens=_count(spec, "default_reserve_tokens", 1024, minimum=1, maximum=SMALL),
         hard_cap=spec.get("hard_cap", True),
     )
+    _check_together(values)
+    return values
+
+
+def _check_together(values: dict[str, Any]) -> None:
+    """Fields that are each valid but contradict one another."""
+    if values["replenish_tokens"] is not None and values["period"] == "none":
+        raise Invalid("replenish_tokens needs a period: with period none nothing is replenished", "period")
+    soft, hard = values["soft_budget_nusd"], values["max_budget_nusd"]
+    if soft is not None and hard is not None and soft > hard:
+        raise Invalid("soft_budget_usd must not be above max_budget_usd", "soft_budget_usd")
 
 
 def _usd_or_none(nusd: int | None) -> str | None:

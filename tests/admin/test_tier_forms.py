@@ -103,6 +103,9 @@ def test_a_tier_created_from_the_form_has_every_field(owner, world: World):
         ({"rpm_limit": "0"}, "Enter a whole number from 1"),
         ({"on_limit": "restrict", "restrict_to": ""}, "on_limit restrict needs restrict_to"),
         ({"default_reserve_tokens": ""}, "Enter a whole number of tokens."),
+        ({"on_limit": "block"}, "restrict_to is used only with on_limit restrict"),
+        ({"period": "none"}, "replenish_tokens needs a period"),
+        ({"soft_budget_usd": "41"}, "soft_budget_usd must not be above max_budget_usd"),
     ],
 )
 def test_bad_tier_input_is_shown_next_to_the_field_and_changes_nothing(owner, world: World, bad, message):
@@ -127,6 +130,7 @@ def test_an_unlocked_version_is_edited_and_the_proxy_applies_it(owner, world: Wo
             "name": "Growth+",
             "limits-standard-calls": "1",
             "on_limit": "block",
+            "restrict_to": "",
         },
         "/tiers/growth/versions/1/edit",
     )
