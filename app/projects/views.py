@@ -48,19 +48,26 @@ def _switcher() -> dict:
     return {"project_switcher": projects}
 
 
-def _counts(model) -> dict[int, int]:
-    return dict(db.session.execute(select(model.project_id, func.count()).group_by(model.project_id)).all())
+def _counts(model, *where) -> dict[int, int]:
+    rows = db.session.execute(select(model.project_id, func.count()).where(*where).group_by(model.project_id))
+    return dict(rows.all())
 
 
-def _page(form: ProjectForm, secret: str | None = None, status: int = 200):
+def _page(
+    form: ProjectForm,
+    secret: str | None = None,
+    status: int = 200,
+    renaming: tuple[str, RenameForm] | None = None,
+):
+    """The projects page; `renaming` is a refused rename (slug, its form) shown in that project's row."""
     return render_template(
         "projects/index.html",
         projects=db.session.scalars(select(Project).order_by(Project.name)).all(),
         customers=_counts(Customer),
-        keys=_counts(ApiKey),
+        keys=_counts(ApiKey, ApiKey.revoked_at.is_(None)),
         current=current_project(db.session),
         form=form,
-        rename=RenameForm(formdata=None),
+        renaming=renaming,
         secret=secret,
     ), status
 
@@ -104,8 +111,7 @@ def rename(slug: str):
     if project is None:
         abort(404)
     if not form.validate():
-        flash(f"{project.name} was not renamed: {form.name.errors[0]}", "error")
-        return redirect(url_for("projects.index"))
+        return _page(ProjectForm(formdata=None), status=400, renaming=(slug, form))
     with session_writes(db.session):
         rename_project(db.session, project, form.name.data)
     flash(f"Renamed to {form.name.data.strip()}.", "success")
