@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from flask import Flask
+from markupsafe import Markup
 
 from app.db import now_utc
 from app.metering.pricing import to_usd
@@ -50,7 +51,18 @@ def relative(moment: datetime | None, now: datetime | None = None) -> str:
     return "just now"
 
 
+def moment(value: datetime | None) -> Markup:
+    """A time as people scan it ("3 minutes ago"), with the exact UTC time on hover and for machines."""
+    if value is None:
+        return Markup("never")
+    exact = value.astimezone(UTC)
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        exact.isoformat().replace("+00:00", "Z"), exact.strftime("%Y-%m-%d %H:%M:%S UTC"), relative(exact)
+    )
+
+
 def register(app: Flask) -> None:
     app.add_template_filter(tokens, "tokens")
     app.add_template_filter(usd, "usd")
     app.add_template_filter(relative, "relative")
+    app.add_template_filter(moment, "moment")

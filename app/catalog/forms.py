@@ -49,7 +49,7 @@ class ModelForm(_Form):
 
 
 class NewModelForm(ModelForm):
-    name = StringField("Name", description="What clients send as `model`, e.g. gpt-4o-mini.")
+    name = StringField("Name", description="What clients send as “model”, e.g. gpt-4o-mini.")
 
     def spec(self) -> dict[str, Any]:
         return {"name": _text(self.name.data), **super().spec()}

@@ -76,7 +76,7 @@ def create():
 
 
 TABS = ("details", "usage", "ledger", "requests")
-RECENT = 100
+PAGE = 100
 
 
 def _customer(customer_id: str):
@@ -118,6 +118,16 @@ def _details_values(customer):
     return Values
 
 
+def _newest_first(model, customer_pk: int) -> tuple[list, int | None]:
+    """One page of a customer's rows, newest first, from `?before=<id>`; and the id to go on from."""
+    before = request.args.get("before", "")
+    stmt = select(model).where(model.customer_id == customer_pk)
+    if before.isdigit() and len(before) <= 10:
+        stmt = stmt.where(model.id < int(before))
+    rows = db.session.scalars(stmt.order_by(model.id.desc()).limit(PAGE + 1)).all()
+    return rows[:PAGE], (rows[PAGE - 1].id if len(rows) > PAGE else None)
+
+
 def _render(customer, tab, forms, status=200):
     project = listing.current_project(db.session)
     details, tokens, tier = forms
@@ -127,19 +137,9 @@ def _render(customer, tab, forms, status=200):
     if tab == "usage":
         context["standing"] = standing(db.session, customer)
     elif tab == "ledger":
-        context["entries"] = db.session.scalars(
-            select(LedgerEntry)
-            .where(LedgerEntry.customer_id == customer.id)
-            .order_by(LedgerEntry.id.desc())
-            .limit(RECENT)
-        ).all()
+        context["entries"], context["older"] = _newest_first(LedgerEntry, customer.id)
     elif tab == "requests":
-        context["calls"] = db.session.scalars(
-            select(UsageRecord)
-            .where(UsageRecord.customer_id == customer.id)
-            .order_by(UsageRecord.id.desc())
-            .limit(RECENT)
-        ).all()
+        context["calls"], context["older"] = _newest_first(UsageRecord, customer.id)
     return render_template("customers/detail.html", **context), status
 
 

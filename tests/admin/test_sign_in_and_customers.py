@@ -380,3 +380,22 @@ def test_a_customer_made_by_hand_gets_the_project_defaults_or_what_was_given(own
         db.session.scalar(db.select(db.func.count()).select_from(Customer)),
         db.session.scalar(db.select(db.func.count()).select_from(LedgerEntry)),
     ) == before
+
+
+def test_the_ledger_pages_through_every_entry_newest_first(owner, world: World):
+    from app.metering.credits import add_or_set
+
+    customer = world.customer("acme")
+    for i in range(1, 151):
+        add_or_set(
+            db.session.connection(), customer.id, "add", i, source="test", reason=f"r{i}", now=now_utc()
+        )
+    db.session.commit()
+    first = owner.get("/customers/acme?tab=ledger").data.decode()
+    amounts = re.findall(r'<td class="num">\+([\d,]+)</td>', first)
+    assert len(amounts) == 100 and amounts[0] == "150" and amounts[-1] == "51"
+    older = re.search(r'href="(/customers/acme\?tab=ledger&amp;before=\d+)">Older', first).group(1)
+    second = owner.get(older.replace("&amp;", "&")).data.decode()
+    rest = re.findall(r'<td class="num">\+([\d,]+)</td>', second)
+    assert rest[:50] == [str(n) for n in range(50, 0, -1)] and len(rest) == 51  # and the initial grant
+    assert "Older" not in second and "← Newest" in second
