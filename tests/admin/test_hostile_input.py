@@ -7,24 +7,10 @@ import re
 
 import pytest
 
-from app.cli import add_admin
-from app.extensions import db
-from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, csrf, form_post, sign_in
+from tests.admin.test_sign_in_and_customers import client_for, csrf, form_post, sign_in
 from tests.factories import World, chat
 
 HUGE = "9" * 25
-
-
-@pytest.fixture
-def owner(app, world: World):
-    add_admin("owner@example.com", PASSWORD)
-    add_admin("viewer@example.com", PASSWORD, role="viewer")
-    db.session.commit()
-    world.give_customer("acme", 1000)
-    client = client_for(app)
-    sign_in(client)
-    yield client
-    app.extensions["tollgate.signin_throttle"].__init__(None)
 
 
 def test_a_missing_customer_is_a_404_page_not_json(owner):

@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import re
 
-import pytest
 import requests
 
-from app.cli import add_admin
 from app.extensions import db
 from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, csrf, form_post, sign_in
 from tests.factories import World, chat
 
 ADMIN_BLUEPRINTS = ("dashboard", "customers", "keys", "settings", "admins", "tiers", "projects", "catalog")
-
-
-@pytest.fixture
-def owner(app, world: World):
-    add_admin("owner@example.com", PASSWORD)
-    add_admin("viewer@example.com", PASSWORD, role="viewer")
-    db.session.commit()
-    world.give_customer("acme", 1000)
-    client = client_for(app)
-    sign_in(client)
-    yield client
-    app.extensions["tollgate.signin_throttle"].__init__(None)
 
 
 def test_create_a_key_shown_once_use_it_then_revoke_it(owner, world: World, app):

@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from app.cli import add_admin
 from app.extensions import db
 from app.models.customer import Customer
 from app.models.project import Project
 from app.models.tier import UsageTier
-from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, form_post, sign_in
+from tests.admin.test_sign_in_and_customers import form_post
 from tests.factories import World, chat
-
-
-@pytest.fixture
-def owner(app, world: World):
-    add_admin("owner@example.com", PASSWORD)
-    db.session.commit()
-    world.give_customer("acme", 1000)
-    client = client_for(app)
-    sign_in(client)
-    yield client
-    app.extensions["tollgate.signin_throttle"].__init__(None)
 
 
 def _project(slug: str) -> Project | None:

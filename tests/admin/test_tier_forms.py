@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from app.cli import add_admin
 from app.extensions import db
 from app.models.tier import UsageTier
 from app.tiers.spec import tier_spec
-from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, csrf, form_post, sign_in
+from tests.admin.test_sign_in_and_customers import csrf, form_post
 from tests.factories import World, assign, chat
 
 EVERY_FIELD = {
@@ -36,17 +35,6 @@ EVERY_FIELD = {
     "default_reserve_tokens": "512",
     # hard_cap unticked: a checkbox left out of the form is false
 }
-
-
-@pytest.fixture
-def owner(app, world: World):
-    add_admin("owner@example.com", PASSWORD)
-    db.session.commit()
-    world.give_customer("acme", 1000)
-    client = client_for(app)
-    sign_in(client)
-    yield client
-    app.extensions["tollgate.signin_throttle"].__init__(None)
 
 
 def _tiers() -> list[dict]:
