@@ -194,16 +194,22 @@ def change_tokens(customer_id):
     form, refused = _submitted(customer_id, "tokens")
     if refused:
         return refused
-    with session_writes(db.session):
-        entry = add_or_set(
-            db.session.connection(),
-            _customer(customer_id).id,
-            form.mode.data,
-            form.amount.data,
-            source=_actor(),
-            reason=form.reason.data or "",
-            now=now_utc(),
-        )
+    try:
+        with session_writes(db.session):
+            entry = add_or_set(
+                db.session.connection(),
+                _customer(customer_id).id,
+                form.mode.data,
+                form.amount.data,
+                source=_actor(),
+                reason=form.reason.data or "",
+                now=now_utc(),
+            )
+    except DomainError as refused:
+        form.amount.errors = [*form.amount.errors, refused.message]
+        customer = _customer(customer_id)
+        details, _, tier = _forms(customer, listing.current_project(db.session))
+        return _render(customer, "usage", (details, form, tier), 400)
     flash(f"Balance is now {entry.balance_after:,} tokens.", "success")
     return redirect(url_for("customers.detail", customer_id=customer_id, tab="usage"))
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, Invalid, NotFound
 from app.events import recorder
-from app.metering.quota import customers, ledger
+from app.metering.quota import customers, ledger, tiers
 
-MAX_TOKENS = 10**15
+MAX_TOKENS = 10**15  # one change
+MAX_BALANCE = 10**18  # a balance (BIGINT holds 9.2e18; metered usage only lowers it)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ def change_balance(
     delta = amount if target is None else target - row.token_balance
     assert delta is not None
     after = row.token_balance + delta
+    _refuse_impossible(conn, customer_pk, after, delta)
     conn.execute(update(customers).where(customers.c.id == customer_pk).values(token_balance=after))
     try:
         entry_id = conn.execute(
@@ -85,6 +87,28 @@ def change_balance(
             data={"customer_id": row.external_id, "amount": delta, "balance": after, "kind": kind},
         )
     return Entry(entry_id, kind, delta, after, source, reason, now)
+
+
+def _refuse_impossible(conn: Connection, customer_pk: int, after: int, delta: int) -> None:
+    """No change may leave a balance the column cannot hold, nor a prepaid hard-capped one below 0
+    (SPEC 11.2 holds for admin and API changes as it does for metered usage)."""
+    if abs(after) > MAX_BALANCE:
+        raise Invalid(
+            f"the balance would be {after:,}, past the {MAX_BALANCE:,} tokens a balance holds", "amount"
+        )
+    if after >= 0 or delta >= 0:
+        return
+    capped = conn.execute(
+        select(tiers.c.prepaid & tiers.c.hard_cap)
+        .select_from(customers.join(tiers, tiers.c.id == customers.c.tier_id))
+        .where(customers.c.id == customer_pk)
+    ).scalar()
+    if capped:
+        raise Invalid(
+            f"this would leave the balance at {after:,}: a prepaid tier with hard_cap never goes below 0 "
+            "(set the balance to 0 instead)",
+            "amount",
+        )
 
 
 def add_or_set(

@@ -210,6 +210,10 @@ def test_tokens_and_tier_change_from_the_usage_tab(owner, world: World):
         form_post(owner, "/customers/acme/tokens", {"mode": "set", "amount": "20"}, page).status_code == 302
     )
     assert world.customer("acme").token_balance == 20
+    below = form_post(owner, "/customers/acme/tokens", {"mode": "add", "amount": "-21"}, page)
+    text = below.data.decode()
+    assert below.status_code == 400 and "never goes below 0" in text and 'class="field-error"' in text
+    assert world.customer("acme").token_balance == 20 and len(world.ledger("acme")) == 3
     pro = world.add_tier({"key": "pro", "name": "Pro"})
     assert form_post(owner, "/customers/acme/tier", {"tier": str(pro.id)}, page).status_code == 302
     assert world.customer("acme").tier_id == pro.id

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.extensions import db
 from app.keys.operations import create_key
-from app.models import Event
+from app.models import Customer, Event
 from app.projects.operations import create_project
 from tests.conftest import MASTER_KEY
 from tests.factories import World, chat
@@ -127,10 +127,32 @@ def test_tokens_add_and_set_write_ledger_entries(world: World, admin: str):
         ({"amount": 1, "mode": "double"}, "mode"),
         ({}, "amount"),
         ({"amount": 10**16}, "amount"),
+        ({"amount": -41}, "amount"),  # the default tier is prepaid with hard_cap: never below 0 (SPEC 11.2)
     ]:
         resp = api(world, admin, "POST", "/customers/t1/tokens", json=bad)
         assert resp.status_code == 400 and error(resp)["param"] == field, (bad, resp.text)
     assert world.customer("t1").token_balance == 40 and len(world.ledger("t1")) == 3
+    down = api(world, admin, "POST", "/customers/t1/tokens", json={"amount": -40, "reason": "chargeback"})
+    assert down.status_code == 200 and world.customer("t1").token_balance == 0
+
+
+def test_a_postpaid_balance_may_go_below_zero_but_never_past_what_it_holds(world: World, admin: str):
+    world.add_tier({"key": "postpaid", "name": "Postpaid", "prepaid": False})
+    api(
+        world, admin, "POST", "/customers", json={"customer_id": "p1", "token_balance": 0, "tier": "postpaid"}
+    )
+    owed = api(world, admin, "POST", "/customers/p1/tokens", json={"amount": -500, "reason": "owed"})
+    assert owed.status_code == 200 and owed.json()["balance_after"] == -500
+    # A thousand top-ups of 10**15 later (written directly: the test is about the edge, not the way there)
+    db.session.execute(
+        update(Customer).where(Customer.external_id == "p1").values(token_balance=10**18 - 100)
+    )
+    db.session.commit()
+    edge = api(world, admin, "POST", "/customers/p1/tokens", json={"amount": 100})
+    assert edge.status_code == 200 and edge.json()["balance_after"] == 10**18
+    over = api(world, admin, "POST", "/customers/p1/tokens", json={"amount": 1})
+    assert over.status_code == 400 and "past the" in error(over)["message"]
+    assert world.customer("p1").token_balance == 10**18
 
 
 def test_tier_change_and_delete(world: World, admin: str):
