@@ -11,29 +11,35 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.models.admin_user import AdminUser
 
-# Five wrong passwords per account or per address in a 15-minute window, then wait.
-ATTEMPTS = RateLimitItemPerMinute(5, 15)
+# Five wrong passwords for one account from one address in 15 minutes, or twenty from one address
+# whatever the accounts, then that address waits. Not per account alone: anyone who knows an
+# admin's email could then lock the admin out from anywhere.
+PER_ACCOUNT_AND_ADDRESS = RateLimitItemPerMinute(5, 15)
+PER_ADDRESS = RateLimitItemPerMinute(20, 15)
 # Compared against when the email is unknown, so a wrong email costs as much time as a wrong password.
 _DECOY = generate_password_hash("decoy password for unknown accounts")
 
 
 class Throttle:
-    """Failed sign-ins per email and per client address (shared through Redis when configured)."""
+    """Failed sign-ins per (email, address) and per address (shared through Redis when configured)."""
 
     def __init__(self, redis_url: str | None):
         storage = storage_from_string(redis_url or "memory://", key_prefix="tollgate-signin")
         self._windows = MovingWindowRateLimiter(storage)
 
     def blocked(self, email: str, address: str) -> bool:
-        return any(not self._windows.test(ATTEMPTS, kind, key) for kind, key in self._keys(email, address))
+        return any(not self._windows.test(limit, *key) for limit, key in self._keys(email, address))
 
     def failed(self, email: str, address: str) -> None:
-        for kind, key in self._keys(email, address):
-            self._windows.hit(ATTEMPTS, kind, key)
+        for limit, key in self._keys(email, address):
+            self._windows.hit(limit, *key)
 
     @staticmethod
-    def _keys(email: str, address: str) -> list[tuple[str, str]]:
-        return [("email", email.strip().lower()), ("address", address)]
+    def _keys(email: str, address: str) -> list[tuple[RateLimitItemPerMinute, tuple[str, ...]]]:
+        return [
+            (PER_ACCOUNT_AND_ADDRESS, ("account", email.strip().lower(), address)),
+            (PER_ADDRESS, ("address", address)),
+        ]
 
 
 def authenticate(session: Session, email: str, password: str) -> AdminUser | None:

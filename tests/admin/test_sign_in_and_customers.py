@@ -88,6 +88,16 @@ def test_failed_sign_ins_are_throttled(browser):
         assert sign_in(browser, password="guess").status_code == 401
     throttled = sign_in(browser)  # even the right password waits out the window
     assert throttled.status_code == 429 and b"Too many failed attempts" in throttled.data
+    # The admin, from elsewhere, is not locked out by someone else's guesses.
+    elsewhere = client_for(browser.application)
+    elsewhere.environ_base["REMOTE_ADDR"] = "10.1.2.3"
+    assert sign_in(elsewhere).status_code == 302
+
+
+def test_one_address_guessing_many_accounts_is_throttled(browser):
+    for n in range(20):
+        assert sign_in(browser, email=f"guess{n}@example.com", password="guess").status_code == 401
+    assert sign_in(browser).status_code == 429
 
 
 def test_customers_grouped_by_tier_searched_and_filtered(browser, world: World):
