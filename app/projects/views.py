@@ -99,7 +99,11 @@ def create():
         return _page(form, status=400)
     cookie[FIELD] = slug  # look at what was just made
     # Shown once, in this response only: keys are stored as hashes.
-    flash(f"Project {name} created with the default tier and a first proxy key. Copy the key now.", "success")
+    flash(
+        f"Project {name} created with the default tier and a first proxy key. Copy the key now; "
+        "then add a model (Models) for it to call.",
+        "success",
+    )
     return _page(ProjectForm(formdata=None), secret=secret, status=201)
 
 
