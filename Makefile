@@ -21,7 +21,16 @@ run: setup
 	trap 'kill $$scheduler 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-test: $(STAMP)
+# The browser tests drive Debian's Chromium (never a downloaded one); install it where it is missing.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; \
+	else echo "the browser tests need $(CHROMIUM): sudo apt-get install chromium" >&2; exit 1; fi
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
