@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from app.proxy.views import Gateway
 
 DONE = b"data: [DONE]"
+log = logging.getLogger(__name__)
 
 
 def header_safe(value: str) -> str:
@@ -129,6 +131,7 @@ def forward(gw: Gateway, call: Call, body: dict) -> Reply:
             if reply.status >= 500:
                 raise UpstreamFailure(f"deployment {deployment.id} answered {reply.status}")
         except UpstreamFailure as failure:
+            log.warning("%s: %s", call.request_id, failure)  # why a deployment is failing over or resting
             call.reached = call.reached or failure.reached
             breakers.failed(deployment.id)
             telemetry.upstream_failure(deployment.id)

@@ -91,6 +91,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # stop() must not wait for idle keep-alive connections
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a burst of new connections from two gateway workers
+    # overflowed it and the kernel reset some (real upstreams listen with backlogs in the thousands).
+    request_queue_size = 1024
     fake: FakeUpstream
 
 
