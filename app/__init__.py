@@ -9,6 +9,7 @@ from sqlalchemy import event
 from werkzeug.routing import IntegerConverter
 
 from app import config, error_pages, formatting
+from app.db import MAX_ROW_ID
 from app.extensions import csrf, db, login_manager, migrate
 from app.web_session import AdminOnlySessions
 
@@ -54,7 +55,7 @@ class RowId(IntegerConverter):
     database never sees a number it cannot hold."""
 
     def __init__(self, url_map) -> None:
-        super().__init__(url_map, min=1, max=2**31 - 1)
+        super().__init__(url_map, min=1, max=MAX_ROW_ID)
 
 
 def _register_blueprints(app: Flask) -> None:

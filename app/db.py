@@ -47,6 +47,19 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# Ids and version numbers are INTEGER columns: a number past this names no row, and PostgreSQL
+# refuses it outright (an error, not "not found"), so callers turn it away first.
+MAX_ROW_ID = 2**31 - 1
+
+
+def row_id(text: str) -> int | None:
+    """A row id written as text (a URL or query argument), or None when it cannot be one."""
+    if not text.isdigit() or len(text) > 10:
+        return None
+    value = int(text)
+    return value if value <= MAX_ROW_ID else None
+
+
 def now_utc() -> datetime:
     return datetime.now(UTC)
 

@@ -17,7 +17,7 @@ from app.extensions import db
 from app.models.customer import Customer
 from app.models.tier import ANCHORS, MODEL_TIERS, ON_LIMIT, REPLENISH_MODES, UsageTier
 from app.tiers.operations import clone_tier, create_tier, edit_tier, find_version
-from app.tiers.spec import tier_spec
+from app.tiers.spec import SMALL, tier_spec
 
 bp = Blueprint("api_tiers", __name__, url_prefix="/api/tiers", description="Usage tiers")
 bp.before_request(require_admin)
@@ -48,7 +48,7 @@ class TierFields(Schema):
     max_budget_usd = fields.Raw(**MONEY)
     soft_budget_usd = fields.Raw(**MONEY)
     model_budgets_usd = fields.Dict(keys=fields.String(), values=fields.Raw())
-    rpm_limit = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=2**31))
+    rpm_limit = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=SMALL))
     tpm_limit = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=2**62))
     max_parallel_requests = fields.Integer(
         strict=True, allow_none=True, validate=validate.Range(min=1, max=10**6)

@@ -12,6 +12,7 @@ from flask import session as cookie
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
+from app.db import row_id
 from app.models.customer import Customer
 from app.models.project import Project
 from app.models.tier import UsageTier
@@ -31,11 +32,6 @@ def current_project(session: Session) -> Project:
     return project
 
 
-def _row_id(text: str) -> bool:
-    """Digits that fit an id column; anything else is no id (and never reaches the database)."""
-    return text.isdigit() and len(text) <= 10 and int(text) < 2**31
-
-
 @dataclass(frozen=True)
 class Query:
     search: str = ""
@@ -49,12 +45,12 @@ class Query:
         after = None
         raw = args.get("after", "")
         parts = raw.split(".")
-        if len(parts) == 2 and all(_row_id(p) for p in parts):
+        if len(parts) == 2 and all(row_id(p) is not None for p in parts):
             after = (int(parts[0]), int(parts[1]))
         tier = args.get("tier", "")
         return cls(
             search=args.get("q", "").strip()[:320],
-            tier_id=int(tier) if _row_id(tier) else None,
+            tier_id=row_id(tier),
             blocked=args.get("blocked") == "1",
             low_balance=args.get("low") == "1",
             after=after,

@@ -12,7 +12,7 @@ from app.customers import listing
 from app.customers import operations as ops
 from app.customers.forms import DetailsForm, NewCustomerForm, TierForm, TokensForm
 from app.customers.standing import standing
-from app.db import now_utc, session_writes
+from app.db import now_utc, row_id, session_writes
 from app.errors import DomainError
 from app.extensions import db
 from app.metering.credits import add_or_set
@@ -120,10 +120,10 @@ def _details_values(customer):
 
 def _newest_first(model, customer_pk: int) -> tuple[list, int | None]:
     """One page of a customer's rows, newest first, from `?before=<id>`; and the id to go on from."""
-    before = request.args.get("before", "")
+    before = row_id(request.args.get("before", ""))
     stmt = select(model).where(model.customer_id == customer_pk)
-    if before.isdigit() and len(before) <= 10:
-        stmt = stmt.where(model.id < int(before))
+    if before is not None:
+        stmt = stmt.where(model.id < before)
     rows = db.session.scalars(stmt.order_by(model.id.desc()).limit(PAGE + 1)).all()
     return rows[:PAGE], (rows[PAGE - 1].id if len(rows) > PAGE else None)
 

@@ -21,16 +21,17 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
+from app.db import MAX_ROW_ID
 from app.metering.pricing import usd_str
 from app.models.tier import ANCHORS, MODEL_TIERS, UsageTier
-from app.tiers.spec import BIG, SMALL
+from app.tiers.spec import BIG, SMALL, tier_spec
 
 
 class MigrateForm(FlaskForm):
     from_version = IntegerField(
-        "From version", validators=[InputRequired(), NumberRange(min=1, max=2**31 - 1)]
+        "From version", validators=[InputRequired(), NumberRange(min=1, max=MAX_ROW_ID)]
     )
-    to_version = IntegerField("To version", validators=[InputRequired(), NumberRange(min=1, max=2**31 - 1)])
+    to_version = IntegerField("To version", validators=[InputRequired(), NumberRange(min=1, max=MAX_ROW_ID)])
     customer_ids = TextAreaField(
         "Only these customers",
         validators=[Optional()],
@@ -199,29 +200,13 @@ def _usd_text(nusd: int | None) -> str | None:
 
 
 def form_data(tier: UsageTier) -> dict[str, Any]:
-    """A stored version as the form's initial data."""
-    limits = tier.limits or {}
-    return {
-        "key": tier.key,
-        "name": tier.name,
-        "description": tier.description,
-        "prepaid": tier.prepaid,
-        "period": tier.period,
-        "anchor": tier.anchor,
-        "replenish_tokens": tier.replenish_tokens,
-        "replenish_mode": tier.replenish_mode,
-        "max_balance": tier.max_balance,
-        "limits": {t: limits.get(t) or {"calls": None, "tokens": None} for t in MODEL_TIERS},
-        "on_limit": tier.on_limit,
-        "restrict_to": tier.restrict_to or "",
-        "max_budget_usd": _usd_text(tier.max_budget_nusd),
-        "soft_budget_usd": _usd_text(tier.soft_budget_nusd),
-        "model_budgets_usd": "\n".join(
-            f"{model} = {_usd_text(nusd)}" for model, nusd in (tier.model_budgets_nusd or {}).items()
-        ),
-        "rpm_limit": tier.rpm_limit,
-        "tpm_limit": tier.tpm_limit,
-        "max_parallel_requests": tier.max_parallel_requests,
-        "default_reserve_tokens": tier.default_reserve_tokens,
-        "hard_cap": tier.hard_cap,
-    }
+    """A stored version as the form's initial data: its SPEC 4 form, with money as people write it."""
+    data = {k: v for k, v in tier_spec(tier).items() if k not in ("version", "locked")}
+    data["limits"] = {t: data["limits"].get(t) or {"calls": None, "tokens": None} for t in MODEL_TIERS}
+    data["restrict_to"] = tier.restrict_to or ""
+    data["max_budget_usd"] = _usd_text(tier.max_budget_nusd)
+    data["soft_budget_usd"] = _usd_text(tier.soft_budget_nusd)
+    data["model_budgets_usd"] = "\n".join(
+        f"{model} = {_usd_text(nusd)}" for model, nusd in (tier.model_budgets_nusd or {}).items()
+    )
+    return data

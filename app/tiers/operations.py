@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import stamp
+from app.db import MAX_ROW_ID
 from app.errors import Conflict, Invalid, NotFound
 from app.models.project import Project
 from app.models.tier import UsageTier
@@ -66,7 +67,7 @@ class TierLocked(Conflict):
 
 
 def find_version(session: Session, project: Project, key: str, version: int) -> UsageTier:
-    if not 0 < version < 2**31:  # no such version, and too large for the column besides
+    if not 0 < version <= MAX_ROW_ID:  # no such version, and too large for the column besides
         raise NotFound(f"tier {key!r} has no version {version}", "version")
     tier = session.scalar(
         select(UsageTier).where(

@@ -42,6 +42,12 @@ def test_list_arguments_out_of_range_are_ignored(owner, query):
     assert resp.status_code == 200 and "acme" in resp.data.decode()
 
 
+@pytest.mark.parametrize("tab", ["ledger", "requests"])
+def test_a_page_cursor_past_any_row_is_ignored(owner, tab):
+    resp = owner.get(f"/customers/acme?tab={tab}&before=9999999999")
+    assert resp.status_code == 200
+
+
 def test_search_text_is_not_a_pattern(owner, world: World):
     world.give_customer("percent", 10, name="50% off")
     everyone = owner.get("/customers?q=%25").data.decode()  # q=%
