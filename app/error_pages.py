@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from flask import Response, render_template, request
 from werkzeug.http import HTTP_STATUS_CODES
 
 from app.web_session import SESSIONLESS
-
-# LiteLLM's routes answer in LiteLLM's shape (app.api.litellm); these prefixes are theirs.
-LITELLM = ("/customer/", "/end_user/", "/budget/")
 
 EXPLAINED = {
     400: (
@@ -31,8 +30,16 @@ EXPLAINED = {
 }
 
 
+@cache
+def _machine_paths() -> tuple[str, ...]:
+    """Paths whose callers are programs: the proxy, the API, probes, and LiteLLM's routes (their shape)."""
+    from app.api.litellm import PATH_PREFIXES  # imported late: app.api imports this module's users
+
+    return SESSIONLESS + PATH_PREFIXES
+
+
 def for_browser() -> bool:
-    return not request.path.startswith(SESSIONLESS + LITELLM)
+    return not request.path.startswith(_machine_paths())
 
 
 def page(status: int, detail: str | None = None) -> tuple[Response | str, int]:
