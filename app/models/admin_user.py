@@ -1,11 +1,11 @@
-"""People who sign in to the web admin."""
+"""People who sign in to the web admin, and the failed sign-ins that throttle guessing."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import Integer, String
+from sqlalchemy import Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, now_utc
@@ -20,4 +20,19 @@ class AdminUser(UserMixin, Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16), default="owner")
+    # Part of the login identity in every session and remember-me cookie: bumped on sign-out and
+    # password change, so every cookie issued before stops working (SPEC 10).
+    session_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+
+
+class SignInFailure(Base):
+    """One wrong password, counted per throttle key when no Redis is configured (shared by every
+    worker through the database)."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (Index("ix_sign_in_failures_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(700))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, index=True)

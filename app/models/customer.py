@@ -33,6 +33,8 @@ class Customer(Base):
     allowed_regions: Mapped[list] = mapped_column(JSON, default=list)
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     spend_nusd: Mapped[int] = mapped_column(BigInteger, default=0)  # lifetime
+    # Lifetime Σ usage_records.tokens_unbilled: tokens served that the balance could not pay for.
+    tokens_unbilled: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     max_budget_nusd: Mapped[int | None] = mapped_column(BigInteger)  # customer-level, on top of the tier
     low_balance_notified: Mapped[bool] = mapped_column(Boolean, default=False)
     metadata_: Mapped[dict] = mapped_column("metadata", JSON, default=dict)

@@ -30,8 +30,11 @@ class UsageRecord(Base):
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     total_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    # What the balance was debited; below total_tokens only when hard_cap absorbed an estimate miss.
+    # What the balance was debited. For a customer's call it falls short of total_tokens only when
+    # the upstream reported more than the hold and a prepaid hard-capped balance reached 0: the
+    # difference is tokens_unbilled (SPEC 5.2), a leak the operator should see.
     tokens_charged: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens_unbilled: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     cost_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
     status: Mapped[int] = mapped_column(Integer)
     stream: Mapped[bool] = mapped_column(Boolean, default=False)
