@@ -190,12 +190,17 @@ def take(engine: Engine, want: Share, enforce: bool) -> Share:
 
 
 def take_what_remains(
-    engine: Engine, want: Share, full: LimitReached, prompt: int, cost_of: Callable[[int], int]
+    engine: Engine,
+    want: Share,
+    full: LimitReached,
+    prompt: int,
+    cost_of: Callable[[int], int],
+    choices: int = 1,
 ) -> Share:
     """hard_cap (SPEC 5.1): the full share did not fit; take the largest completion that does.
 
     A calls limit leaves nothing to shrink. Otherwise the completion shrinks to what the tightest
-    token limit and $ budget still allow; below one completion token the call is refused.
+    token limit and $ budget still allow; below one completion token per choice the call is refused.
     """
     if full.scope.calls is not None and _standing_calls(engine, want, full.scope) >= full.scope.calls:
         raise full
@@ -210,7 +215,7 @@ def take_what_remains(
             completion = min(completion, scope.tokens - used_tokens - prompt)
         if scope.nusd is not None:
             completion = min(completion, _affordable(scope.nusd - used_nusd, completion, cost_of))
-    if completion < 1:
+    if completion < choices:
         raise full
     return take(engine, replace(want, tokens=prompt + completion, nusd=cost_of(completion)), enforce=True)
 

@@ -1,18 +1,31 @@
 """Token estimates from a request body, made before the upstream has said anything.
 
-`upper` errs high: it sizes reservations, so that a prepaid balance cannot be overdrawn.
+`upper` errs high: it sizes reservations, so that a prepaid balance cannot be overdrawn. It covers
+the whole body as it will be forwarded (SPEC 5.2): every key and value, tools and their schemas,
+`response_format`, whatever a provider may render into the prompt, not only the messages' text.
+Only the settings no provider tokenizes are left out: top-level numbers and flags, `model`, `user`
+and `stream_options` (what Tollgate itself adds or rewrites is among them).
 `likely` is the best guess: it is charged when a client hangs up before the upstream's usage arrives.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 # Byte-level BPE tokenizers rarely give more than one token per two bytes of UTF-8 text; real
 # text averages about four bytes a token. Message framing costs a few tokens per message.
 PER_MESSAGE = 4
 PER_REQUEST = 3
-PER_IMAGE = 1500
+# Top-level settings that are never part of the prompt, when they hold what they should.
+SETTINGS = frozenset(("model", "user", "stream_options"))
+# An image part is counted at its documented cost, not its bytes (a base64 image is megabytes):
+# the most any of OpenAI's tile or patch schemes (gpt-4o 1,445; gpt-4.1-mini 2,489; o4-mini 2,642)
+# or Anthropic's (~1,600) charges for one image. Above it, settlement charges what the balance
+# still has and records the rest as unbilled (SPEC 5.2).
+PER_IMAGE = 3000
+IMAGE_TYPES = ("image_url", "input_image", "image")
+COMPLETION_FIELDS = ("max_tokens", "max_completion_tokens")
 
 
 @dataclass(frozen=True)
@@ -21,27 +34,39 @@ class PromptEstimate:
     likely: int
 
 
-def _text_bytes(value: object) -> tuple[int, int]:
-    """(UTF-8 bytes of every string inside value, number of image parts)."""
-    if isinstance(value, str):
-        return len(value.encode()), 0
-    if isinstance(value, dict):
-        if value.get("type") in ("image_url", "input_image", "image"):
-            return 0, 1
-        total, images = 0, 0
-        for item in value.values():
-            b, i = _text_bytes(item)
-            total, images = total + b, images + i
-        return total, images
-    if isinstance(value, list):
-        total, images = 0, 0
-        for item in value:
-            b, i = _text_bytes(item)
-            total, images = total + b, images + i
-        return total, images
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return 1, 0  # a pre-tokenised input carries one token per integer
-    return 0, 0
+def _size(value: object) -> int:
+    """UTF-8 bytes of value as compact JSON: keys, values and punctuation, as a provider may count."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    # surrogatepass: a lone surrogate ("\ud800" in the client's JSON) is still three bytes, not a 500.
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _prompt_part(body: dict) -> dict:
+    """The body less its settings: top-level scalars, and `model`, `user`, `stream_options`."""
+    return {
+        name: value
+        for name, value in body.items()
+        if not (value is None or isinstance(value, int | float) or (name in SETTINGS and _setting(value)))
+    }
+
+
+def _setting(value: object) -> bool:
+    return (isinstance(value, str) and len(value) <= 256) or (
+        isinstance(value, dict) and all(isinstance(v, bool) for v in value.values())
+    )
+
+
+def _image_parts(messages: object) -> list[dict]:
+    """The image parts of chat messages: counted by their documented cost, not their bytes."""
+    if not isinstance(messages, list):
+        return []
+    return [
+        part
+        for message in messages
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") in IMAGE_TYPES
+    ]
 
 
 def _from_bytes(size: int, images: int, framing: int) -> PromptEstimate:
@@ -52,26 +77,38 @@ def _from_bytes(size: int, images: int, framing: int) -> PromptEstimate:
 
 
 def chat_prompt(body: dict) -> PromptEstimate:
-    messages = body.get("messages") or []
-    size, images = _text_bytes(messages)
-    for extra in ("tools", "functions", "response_format"):
-        if extra in body:
-            b, _ = _text_bytes(body[extra])
-            size += b
-    return _from_bytes(size, images, PER_MESSAGE * len(messages) + PER_REQUEST)
+    """The whole body (less its images, which count PER_IMAGE each) plus message framing."""
+    messages = body.get("messages")
+    images = _image_parts(messages)
+    size = _size(_prompt_part(body)) - sum(_size(part) for part in images)
+    count = len(messages) if isinstance(messages, list) else 0
+    return _from_bytes(size, len(images), PER_MESSAGE * count + PER_REQUEST)
 
 
 def embedding_input(body: dict) -> PromptEstimate:
+    """Embeddings count their input: text by its bytes, pre-tokenised input one token per integer."""
     raw = body.get("input")
-    size, _ = _text_bytes(raw)
-    count = len(raw) if isinstance(raw, list) else 1
-    return _from_bytes(size, 0, count)
+    items = raw if isinstance(raw, list) else [raw]
+    size = sum(_size(item) for item in items if isinstance(item, str))
+    tokens = sum(_pretokenised(item) for item in items)
+    estimate = _from_bytes(size, 0, len(items))
+    return PromptEstimate(estimate.upper + tokens, estimate.likely + tokens)
 
 
-def completion_request(body: dict) -> tuple[str | None, int | None]:
-    """Which completion-limit field the client used, and its value."""
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if value is not None:
-            return name, value
-    return None, None
+def _pretokenised(item: object) -> int:
+    if isinstance(item, list):
+        return len(item)
+    return 1 if isinstance(item, int) and not isinstance(item, bool) else 0
+
+
+def completion_request(body: dict) -> int | None:
+    """The completion tokens a chat call may produce (SPEC 5.1): the larger of its limit fields,
+    times `n` choices; None when it gives no limit (the tier's default reserve applies)."""
+    limits = [v for v in (body.get(name) for name in COMPLETION_FIELDS) if isinstance(v, int)]
+    return max(limits) * choices(body) if limits else None
+
+
+def choices(body: dict) -> int:
+    """How many completions a chat call asks for (`n`): each needs at least one token."""
+    n = body.get("n")
+    return n if isinstance(n, int) and n > 1 else 1

@@ -58,6 +58,7 @@ class Ask:
     completion_requested: int | None  # the client's max_tokens; None = the tier's default reserve
     now: datetime
     expires_at: datetime
+    choices: int = 1  # completions asked for (`n`): hard_cap leaves each at least one token
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Hold:
     shedding_tier: str
     period_start: datetime | None
     max_budget_nusd: int | None = None  # the customer's own budget, on top of its tier's
+    choices: int = 1  # completions asked for: a shrunk completion leaves each at least one token
 
 
 class PeriodEnded(Exception):
@@ -197,6 +199,7 @@ def _hold_from_row(row, ask: Ask, terms: TierTerms, tokens: int | None = None) -
         shedding_tier=row.shedding_tier,
         period_start=row.period_start,
         max_budget_nusd=row.max_budget_nusd,
+        choices=ask.choices,
     )
 
 
@@ -253,7 +256,7 @@ def _hold_what_remains(conn: Connection, ask: Ask, state, terms: TierTerms) -> H
             "insufficient_tokens",
             f"No tokens: customer {ask.external_id} has a balance of {state.token_balance}.",
         )
-    if not capped or state.available < ask.prompt_upper + 1:
+    if not capped or state.available < ask.prompt_upper + ask.choices:
         raise QuotaRefused(
             "insufficient_tokens",
             f"No tokens left for this request: {max(state.available, 0)} available, the prompt alone "

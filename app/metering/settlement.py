@@ -7,7 +7,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Connection, Engine, bindparam, case, literal_column, select, true, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Connection,
+    Engine,
+    Integer,
+    bindparam,
+    case,
+    literal_column,
+    not_,
+    or_,
+    select,
+    true,
+    update,
+)
 
 from app.db import statements, write_transaction
 from app.metering import allowance
@@ -42,17 +56,18 @@ def settle(
 ) -> Settled | None:
     """Release the hold (and the period share), debit the usage and write the usage record, atomically.
 
-    Returns the customer as it stands afterwards (None for project-level calls).
+    The upstream's usage is debited in full, except that a prepaid hard-capped balance never goes
+    below what the customer's other calls in flight hold: what the balance cannot pay is recorded
+    as `tokens_unbilled` (SPEC 5.2). Returns the customer as it stands afterwards (None for
+    project-level calls).
     """
-    charged = charge.total_tokens
-    if hold is not None and hold.capped:
-        # hard_cap: the balance is a hard ceiling; a prompt estimate that fell short is absorbed.
-        charged = min(charged, hold.tokens)
     params = dict(
         record,
         pk=hold.customer_pk if hold is not None else None,
         held=hold.tokens if hold is not None else 0,
-        charged=charged if hold is not None else 0,
+        capped=hold is not None and hold.capped,
+        charged=charge.total_tokens if hold is not None else 0,
+        unbilled=0,
         cost=charge.cost_nusd,
         prompt_tokens=charge.prompt_tokens,
         completion_tokens=charge.completion_tokens,
@@ -61,61 +76,92 @@ def settle(
     )
     if share is None and engine.dialect.name == "postgresql":
         with statements(engine) as conn:
-            only = {f"v_{name}": value for name, value in _usage_values(params).items()}
-            only.update((name, params[name]) for name in ("pk", "held", "charged", "cost"))
-            row = conn.execute(SETTLE_AND_RECORD, only).one()
-            return (
-                None if row.available is None else Settled(row.available, row.balance, charged, row.notified)
-            )
+            row = conn.execute(SETTLE_AND_RECORD, _one_statement(params)).first()
+            if row is not None:  # else the transaction path below settles
+                if row.available is None:
+                    return None
+                return Settled(row.available, row.balance, params["charged"], row.notified)
     with write_transaction(engine) as conn:
         available = _settle_then_record(conn, params)
         if share is not None and charge.total_tokens + charge.cost_nusd > 0:
-            counted = charged if hold is not None and hold.capped else charge.total_tokens
-            standings = allowance.use(conn, share, counted, charge.cost_nusd)
+            standings = allowance.use(conn, share, params["charged"], charge.cost_nusd)
             allowance.announce(conn, share, standings, record["created_at"])
         elif share is not None:
             allowance.give_back(conn, share)
         return available
 
 
+def _one_statement(params: dict) -> dict:
+    only = {f"v_{name}": value for name, value in _usage_values(params).items()}
+    only.update((name, params[name]) for name in ("pk", "held", "capped", "charged", "unbilled", "cost"))
+    return only
+
+
 def _settle_then_record(conn: Connection, params: dict) -> Settled | None:
-    available = None
+    """Settle and record in the caller's transaction; updates params to what was charged."""
     row = conn.execute(SETTLE, params).first() if params["pk"] is not None else None
-    if row is None:  # a project-level call, or the customer was deleted while its call was in flight
-        params = dict(params, pk=None, charged=0)
-    else:
+    if row is None and params["pk"] is not None:
+        # The usage passed what the balance may pay (or the customer was deleted meanwhile).
+        params.update(_billable(conn, params))
+        row = conn.execute(SETTLE, params).first() if params["pk"] is not None else None
+    available = None
+    if row is not None:
         available = Settled(
             row.token_balance - row.reserved_tokens,
             row.token_balance,
             params["charged"],
             row.low_balance_notified,
         )
-    conn.execute(
-        INSERT_USAGE, dict(_usage_values(params), customer_id=params["pk"], tokens_charged=params["charged"])
-    )
+    conn.execute(INSERT_USAGE, dict(_usage_values(params), customer_id=params["pk"]))
     return available
 
 
+def _billable(conn: Connection, params: dict) -> dict:
+    """What a prepaid hard-capped customer can pay for this call: the balance down to what its
+    other calls in flight hold, never below 0; the rest is unbilled. Locks the row until commit."""
+    row = conn.execute(
+        select(customers.c.token_balance, _others.label("others"))
+        .where(customers.c.id == params["pk"])
+        .with_for_update(),
+        params,
+    ).first()
+    if row is None:  # the customer was deleted while its call was in flight: a project-level record
+        return {"pk": None, "charged": 0, "unbilled": 0}
+    charged = min(params["total_tokens"], max(0, row.token_balance - row.others))
+    # Decided under the row lock: the settlement that follows applies it as it is.
+    return {"charged": charged, "unbilled": params["total_tokens"] - charged, "capped": False}
+
+
 def _usage_values(params: dict) -> dict:
-    return {name: params[name] for name in USAGE_FIELDS}
+    values = {name: params[name] for name in USAGE_FIELDS}
+    values.update(tokens_charged=params["charged"], tokens_unbilled=params["unbilled"])
+    return values
 
 
-# Never below zero: the scheduler may already have released an expired hold.
-_released = case(
+# What the customer's other calls hold once this one's hold is released. Never below zero: the
+# scheduler may already have released an expired hold.
+_others = case(
     (customers.c.reserved_tokens >= bindparam("held"), customers.c.reserved_tokens - bindparam("held")),
     else_=0,
 )
+_charged = bindparam("charged", type_=BigInteger)
 SETTLE = (
     update(customers)
-    .where(customers.c.id == bindparam("pk"))
+    .where(
+        customers.c.id == bindparam("pk"),
+        # hard_cap: the charge must leave the other holds covered; when it would not, no row
+        # matches and the caller charges what can be paid (_billable).
+        or_(not_(bindparam("capped", type_=Boolean)), customers.c.token_balance - _others >= _charged),
+    )
     .values(
-        token_balance=customers.c.token_balance - bindparam("charged", type_=BigInteger),
-        reserved_tokens=_released,
+        token_balance=customers.c.token_balance - _charged,
+        reserved_tokens=_others,
         spend_nusd=customers.c.spend_nusd + bindparam("cost", type_=BigInteger),
+        tokens_unbilled=customers.c.tokens_unbilled + bindparam("unbilled", type_=BigInteger),
     )
     .returning(customers.c.token_balance, customers.c.reserved_tokens, customers.c.low_balance_notified)
 )
-RELEASE = update(customers).where(customers.c.id == bindparam("pk")).values(reserved_tokens=_released)
+RELEASE = update(customers).where(customers.c.id == bindparam("pk")).values(reserved_tokens=_others)
 INSERT_USAGE = usage_records.insert()
 
 # What a call's record carries besides its customer and charge (relay.Call.record gives them).
@@ -140,10 +186,16 @@ USAGE_FIELDS = (
     "total_tokens",
     "cost_nusd",
 )
+RECORDED = (*USAGE_FIELDS, "tokens_charged", "tokens_unbilled")
 
 
 def _settle_and_record():
-    """PostgreSQL: settlement and usage record as one statement, one round trip, atomic."""
+    """PostgreSQL: settlement and usage record as one statement, one round trip, atomic.
+
+    It writes nothing and returns no row when the customer is gone or the charge passes what a
+    hard-capped balance may pay: then settle() takes the transaction path, which handles both.
+    Project-level calls (no customer) are recorded as they are.
+    """
     settled = SETTLE.returning(
         customers.c.id, (customers.c.token_balance - customers.c.reserved_tokens).label("available")
     ).cte("settled")
@@ -153,13 +205,16 @@ def _settle_and_record():
         select(settled.c.low_balance_notified).scalar_subquery().label("notified"),
     ]
     one = select(literal_column("1").label("one")).subquery("one")
-    charged = case((settled.c.id.is_(None), 0), else_=bindparam("charged", type_=BigInteger))
     # Named apart from the columns: execution parameters named like columns would be taken as VALUES.
-    values = [bindparam(f"v_{name}", type_=usage_records.c[name].type) for name in USAGE_FIELDS]
-    source = select(*values, settled.c.id, charged).select_from(one.outerjoin(settled, true()))
+    values = [bindparam(f"v_{name}", type_=usage_records.c[name].type) for name in RECORDED]
+    source = (
+        select(*values, settled.c.id)
+        .select_from(one.outerjoin(settled, true()))
+        .where(or_(settled.c.id.is_not(None), bindparam("pk", type_=Integer).is_(None)))
+    )
     return (
         usage_records.insert()
-        .from_select([*USAGE_FIELDS, "customer_id", "tokens_charged"], source)
+        .from_select([*RECORDED, "customer_id"], source)
         .returning(*after)
         .add_cte(settled, nest_here=True)
     )

@@ -208,7 +208,7 @@ def _allowance(
     if not want.scopes:
         return model, None, None
     try:
-        return model, _take(engine, tier, want, prompt, model), None
+        return model, _take(engine, tier, want, prompt, model, hold.choices), None
     except LimitReached as full:
         refusal = full
     if rules.on_limit == "allow":
@@ -218,7 +218,7 @@ def _allowance(
         if target is not None and target.name != model.name:
             instead = _share(caller, who, tier, hold, target, prompt)
             try:
-                taken = _take(engine, tier, instead, prompt, target) if instead.scopes else None
+                taken = _take(engine, tier, instead, prompt, target, hold.choices) if instead.scopes else None
             except LimitReached as again:
                 refusal = again
             else:
@@ -227,7 +227,12 @@ def _allowance(
 
 
 def _take(
-    engine: Engine, tier: TierInfo, want: Share, prompt: estimate.PromptEstimate, model: ModelInfo
+    engine: Engine,
+    tier: TierInfo,
+    want: Share,
+    prompt: estimate.PromptEstimate,
+    model: ModelInfo,
+    choices: int,
 ) -> Share:
     """The full share; with hard_cap, else the largest completion that still fits (SPEC 5.1)."""
     try:
@@ -240,7 +245,7 @@ def _take(
         def cost_of(completion: int) -> int:
             return price.cost_nusd(prompt.upper, completion) if price else 0
 
-        return take_what_remains(engine, want, full, prompt.upper, cost_of)
+        return take_what_remains(engine, want, full, prompt.upper, cost_of, choices)
 
 
 def _share(
@@ -292,18 +297,16 @@ def _hold(
     now: datetime,
 ) -> Hold:
     assert who.customer_id is not None
-    if endpoint == "chat/completions":
-        _, completion = estimate.completion_request(body)
-    else:
-        completion = 0
+    chat = endpoint == "chat/completions"
     timeout = max((d.timeout_s for d in model.deployments), default=600)
     ask = Ask(
         caller.project.id,
         who.customer_id,
         prompt.upper,
-        completion,
+        estimate.completion_request(body) if chat else 0,
         now,
         now + timedelta(seconds=timeout) + HOLD_GRACE,
+        estimate.choices(body) if chat else 1,
     )
     try:
         for _ in range(3):

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from app.metering.estimate import chat_prompt, embedding_input
+from app.metering.estimate import COMPLETION_FIELDS, chat_prompt, embedding_input
 
 if TYPE_CHECKING:
     from app.proxy.upstream import Reply
@@ -39,12 +39,9 @@ def _text(n: int) -> list[str]:
 
 
 def _limit(body: dict) -> int:
-    """The mock's answer is DEFAULT_COMPLETION words, cut short by the completion limit."""
-    for name in ("max_completion_tokens", "max_tokens"):
-        value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return max(0, min(value, DEFAULT_COMPLETION))
-    return DEFAULT_COMPLETION
+    """The mock's answer is DEFAULT_COMPLETION words, cut short by the smallest completion limit."""
+    limits = [body.get(name) for name in COMPLETION_FIELDS]
+    return max(0, min([DEFAULT_COMPLETION, *(v for v in limits if isinstance(v, int))]))
 
 
 def _usage(prompt: int, completion: int) -> dict:

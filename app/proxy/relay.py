@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from urllib3.exceptions import HTTPError
 
 from app.db import now_utc
 from app.metering.alerts import Whose, after_settlement
+from app.metering.estimate import COMPLETION_FIELDS
 from app.metering.settlement import Charge, Settled, release, settle
 from app.proxy import telemetry
 from app.proxy.admission import Admitted
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
     from app.proxy.views import Gateway
 
 DONE = b"data: [DONE]"
+# A delta that carries output (SPEC 5.2): content, tool-call or function-call arguments, a refusal,
+# reasoning (DeepSeek's and vLLM's `reasoning_content`, OpenRouter's `reasoning`); a non-empty string.
+OUTPUT_DELTA = re.compile(rb'"(?:content|arguments|refusal|reasoning_content|reasoning)": ?"(?!")')
 log = logging.getLogger(__name__)
 
 
@@ -106,10 +111,11 @@ def _outgoing(call: Call, body: dict) -> dict:
     out = dict(body)
     cap = call.admitted.completion_cap()
     if call.endpoint == "chat/completions" and cap is not None:
-        name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        # Every limit field present is capped: servers differ in which one they honour (SPEC 5.2).
         per_choice = max(1, cap // (body.get("n") or 1))
-        requested = body.get(name)
-        out[name] = per_choice if requested is None else min(requested, per_choice)
+        given = [name for name in COMPLETION_FIELDS if body.get(name) is not None] or ["max_tokens"]
+        for name in given:
+            out[name] = min(body.get(name) or per_choice, per_choice)
     if call.stream:
         options = dict(body.get("stream_options") or {})
         call.client_wants_usage = bool(options.get("include_usage"))
@@ -158,13 +164,13 @@ def _give_back(gw: Gateway, call: Call, status: int) -> None:
         call.ended(gw, 0)
 
 
-def _charge(call: Call, usage: dict | None, streamed_chunks: int | None = None) -> Charge:
+def _charge(call: Call, usage: dict | None, output_deltas: int | None = None) -> Charge:
     prompt = completion = None
     if isinstance(usage, dict):
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens", 0)
     if not isinstance(prompt, int) or not isinstance(completion, int) or prompt < 0 or completion < 0:
         # No usage from the upstream (a hang-up, or a server that omits it): charge the estimate.
-        prompt, completion = call.admitted.prompt.likely, streamed_chunks or 0
+        prompt, completion = call.admitted.prompt.likely, output_deltas or 0
     price = call.admitted.model.price
     cost = price.cost_nusd(prompt, completion) if price else 0
     return Charge(prompt, completion, cost)
@@ -213,7 +219,7 @@ def finish_stream(gw: Gateway, call: Call, reply: Reply) -> Response:
 class _Tally:
     def __init__(self) -> None:
         self.usage: dict | None = None
-        self.chunks = 0
+        self.deltas = 0  # output deltas relayed
         self.done = False
 
 
@@ -229,8 +235,9 @@ def _filter(call: Call, events: list[bytes], tally: _Tally) -> bytes:
                 tally.usage = usage
                 if not call.client_wants_usage and b'"choices":[]' in event.replace(b" ", b""):
                     continue
-        elif b'"content"' in event and b'"content":""' not in event and b'"content": ""' not in event:
-            tally.chunks += 1  # one token per content chunk: what a hang-up is charged for
+        else:
+            # At least a token per delta that carries output: what a hang-up is charged for.
+            tally.deltas += len(OUTPUT_DELTA.findall(event))
         out.append(event)
         out.append(b"\n\n")
     joined = b"".join(out)
@@ -278,7 +285,7 @@ def _relay(gw: Gateway, call: Call, reply: Reply) -> Iterator[bytes]:
 
 
 def _settle_stream(gw: Gateway, call: Call, tally: _Tally, disconnected: bool) -> None:
-    charge = _charge(call, tally.usage, tally.chunks)
+    charge = _charge(call, tally.usage, tally.deltas)
     record = call.record(200, disconnected=disconnected)
     try:
         call.settle(gw, charge, record)

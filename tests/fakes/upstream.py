@@ -78,6 +78,33 @@ def count_prompt_tokens(messages: Any) -> int:
     return total
 
 
+# The body-counting mode: a provider that renders every part of the body it receives into the
+# prompt (messages with their keys, tools and their schemas, response_format...) and tokenizes it at
+# the densest rate Tollgate assumes for text, one token per two UTF-8 bytes. Images count at
+# gpt-4o's documented maximum (a 2048x768 image in high detail: 85 + 8 tiles x 170).
+IMAGE_TOKENS = 1445
+_NOT_RENDERED = ("model", "user", "stream_options")
+
+
+def count_body_tokens(body: dict) -> int:
+    """Prompt tokens of the whole body: everything but its top-level settings (numbers, flags,
+    the model and user names, stream_options), images at IMAGE_TOKENS each."""
+    rendered = {
+        k: v
+        for k, v in body.items()
+        if k not in _NOT_RENDERED and not (v is None or isinstance(v, bool | int | float))
+    }
+    images = 0
+    for message in rendered.get("messages") or []:
+        parts = message.get("content") if isinstance(message, dict) else None
+        if isinstance(parts, list):
+            kept = [p for p in parts if not (isinstance(p, dict) and p.get("type") == "image_url")]
+            images += len(parts) - len(kept)
+            message["content"] = kept
+    size = len(json.dumps(rendered, ensure_ascii=False, separators=(",", ":")).encode())
+    return -(-size // 2) + images * IMAGE_TOKENS
+
+
 def _fake_vector(text: str) -> list[float]:
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     return [round((b / 127.5) - 1.0, 6) for b in digest[:8]]
@@ -283,20 +310,22 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, body: dict, deployment: str | None) -> None:
         fake = self.server.fake
         model = body.get("model") or deployment or "fake-model"
-        limit = body.get("max_tokens")
-        if limit is None:
-            limit = body.get("max_completion_tokens")
+        limit = next((body[f] for f in fake.limit_fields if body.get(f) is not None), None)
         if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0:
             n = limit
             finish_reason = "length"
         else:
             n = int(fake.completion_tokens)
             finish_reason = "stop"
-        prompt_tokens = count_prompt_tokens(body.get("messages"))
+        choices = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 1 else 1
+        if fake.count_whole_body:
+            prompt_tokens = count_body_tokens(json.loads(json.dumps(body)))
+        else:
+            prompt_tokens = count_prompt_tokens(body.get("messages"))
         usage = {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": n,
-            "total_tokens": prompt_tokens + n,
+            "completion_tokens": n * choices,
+            "total_tokens": prompt_tokens + n * choices,
         }
         completion_id = fake._next_id()
         created = int(time.time())
@@ -321,11 +350,12 @@ class _Handler(BaseHTTPRequestHandler):
                 "model": model,
                 "choices": [
                     {
-                        "index": 0,
+                        "index": i,
                         "message": {"role": "assistant", "content": content},
                         "logprobs": None,
                         "finish_reason": finish_reason,
                     }
+                    for i in range(choices)
                 ],
                 "usage": usage,
             },
@@ -389,7 +419,14 @@ class _Handler(BaseHTTPRequestHandler):
             if k == n - 1 and gate is not None and not self._wait(gate):
                 self.close_connection = True
                 return
-            if not write_event(chunk({"content": f"tok{k} "}, None)):
+            if fake.stream_tool_calls:
+                call = {"index": 0, "function": {"arguments": f'"k{k}",'}}
+                if k == 0:
+                    call.update(id="call_fake", type="function", function={"name": "f", "arguments": "["})
+                delta: dict[str, Any] = {"tool_calls": [call]}
+            else:
+                delta = {"content": f"tok{k} "}
+            if not write_event(chunk(delta, None)):
                 return
             fake.chunks_sent += 1
             if limit is not None and fake.chunks_sent >= limit:
@@ -496,6 +533,11 @@ class FakeUpstream:
         self.stream_chunk_pause: threading.Event | None = None
         self.disconnect_after_chunks: int | None = None
         self.chunks_sent: int = 0
+        # Which completion-limit fields the server honours, first present wins (older Azure API
+        # versions, llama.cpp and vLLM honour only max_tokens).
+        self.limit_fields: tuple[str, ...] = ("max_tokens", "max_completion_tokens")
+        self.count_whole_body = False  # prompt_tokens by count_body_tokens, not by words
+        self.stream_tool_calls = False  # stream tool-call argument deltas instead of content
 
     # -- lifecycle ---------------------------------------------------------
 

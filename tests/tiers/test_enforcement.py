@@ -254,13 +254,14 @@ def test_parallel_limit_refuses_a_second_call_in_flight(shop: World):
 
 
 def test_hard_cap_shrinks_the_completion_to_the_token_limit_left(shop: World):
-    customer_on(shop, "tight", {"key": "t40", "limits": {"premium": {"calls": None, "tokens": 40}}})
+    # The prompt is held at up to 42 tokens (the whole body errs high): 18 completion tokens fit.
+    customer_on(shop, "tight", {"key": "t60", "limits": {"premium": {"calls": None, "tokens": 60}}})
     first = call(shop, "tight", max_tokens=50)
     assert first.status_code == 200
     sent = shop.upstream.requests[-1]["json"]["max_tokens"]
     assert 1 <= sent < 50 and first.json()["usage"]["completion_tokens"] == sent
     row = counter(shop.customer("tight").id, "premium")
-    assert row.tokens == first.json()["usage"]["total_tokens"] <= 40
+    assert row.tokens == first.json()["usage"]["total_tokens"] <= 60
     refused = call(shop, "tight", max_tokens=50)
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "usage_limit_reached"
 
@@ -280,7 +281,7 @@ def test_hard_cap_shrinks_the_completion_to_the_budget_left(shop: World):
 def test_a_customers_own_budget_applies_on_top_of_its_tier(shop: World):
     customer_on(shop, "capped", {"key": "monthlyplan", "period": "month"})
     customer = shop.customer("capped")
-    customer.max_budget_nusd = 60_000_000  # $0.06: three calls at $0.013 (each holding $0.026)
+    customer.max_budget_nusd = 80_000_000  # $0.08: three calls at $0.013 (each holding $0.047)
     shop.commit()
     statuses = [call(shop, "capped").status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
