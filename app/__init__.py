@@ -9,7 +9,7 @@ from sqlalchemy import event
 from werkzeug.routing import IntegerConverter
 
 from app import config, error_pages, formatting
-from app.db import MAX_ROW_ID
+from app.db import MAX_ROW_ID, row_id
 from app.extensions import csrf, db, login_manager, migrate
 from app.web_session import AdminOnlySessions
 
@@ -27,6 +27,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     _init_extensions(app)
     _register_blueprints(app)
     _register_errors(app)
+    app.after_request(_refuse_framing)
     formatting.register(app)
     from app import cli
 
@@ -37,7 +38,6 @@ def create_app(settings: config.Settings | None = None) -> Flask:
 
 
 def _init_extensions(app: Flask) -> None:
-    from app import models
     from app.auth.operations import Throttle
 
     db.init_app(app)
@@ -46,8 +46,19 @@ def _init_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.login_view = "auth.sign_in"
     login_manager.login_message = "Sign in to continue."
-    login_manager.user_loader(lambda user_id: db.session.get(models.AdminUser, int(user_id)))
+    login_manager.user_loader(_load_admin)
+    # Redis when configured, else the database (the sign-in view passes its session).
     app.extensions["tollgate.signin_throttle"] = Throttle(app.config["TOLLGATE"].redis_url)
+
+
+def _load_admin(identity: str):
+    """The admin a session or remember-me cookie names ("<id>:<session version>"), or None, and so
+    the sign-in page, when the identity is malformed or from before a sign-out or password change."""
+    from app.models import AdminUser
+
+    user_id = row_id(identity.partition(":")[0]) if identity.isascii() else None
+    user = db.session.get(AdminUser, user_id) if user_id is not None else None
+    return user if user is not None and user.has_identity(identity) else None
 
 
 class RowId(IntegerConverter):
@@ -101,6 +112,15 @@ def _refuse_nul() -> Response | tuple[Response | str, int] | None:
     if any("\x00" in value for value in values):
         return error_pages.page(400, "Text may not contain NUL characters.")
     return None
+
+
+def _refuse_framing(response: Response) -> Response:
+    """No admin page may be framed by another site (clickjacking, SPEC 10), errors and redirects
+    included; the machine paths skip the headers."""
+    if error_pages.for_browser():
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    return response
 
 
 def _register_errors(app: Flask) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,7 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     webhook_url: str | None = None
     db_pool_size: int = 32
+    secure_cookies: bool = False
     extra: dict = field(default_factory=dict)
 
     def flask_config(self) -> dict:
@@ -42,6 +44,15 @@ class Settings:
             # A form's CSRF token lives as long as the signed-in session it is bound to: a tab left
             # open over lunch still saves (an hour's limit lost people's typing).
             "WTF_CSRF_TIME_LIMIT": None,
+            # Scripts cannot read the admin's cookies, other sites' forms do not carry them, and
+            # over HTTPS (TOLLGATE_SECURE_COOKIES) plain HTTP never sees them.
+            "SESSION_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Lax",
+            "SESSION_COOKIE_SECURE": self.secure_cookies,
+            "REMEMBER_COOKIE_HTTPONLY": True,
+            "REMEMBER_COOKIE_SAMESITE": "Lax",
+            "REMEMBER_COOKIE_SECURE": self.secure_cookies,
+            "REMEMBER_COOKIE_DURATION": timedelta(days=14),
             "TOLLGATE": self,
             **self.extra,
         }
@@ -81,6 +92,7 @@ def load(env: dict[str, str] | None = None, **overrides) -> Settings:
         max_body_bytes=_max_body(env.get("TOLLGATE_MAX_BODY_MB", "8")),
         webhook_url=env.get("WEBHOOK_URL") or None,
         db_pool_size=_positive(env.get("TOLLGATE_DB_POOL_SIZE", "32"), "TOLLGATE_DB_POOL_SIZE"),
+        secure_cookies=_flag(env.get("TOLLGATE_SECURE_COOKIES") or "false", "TOLLGATE_SECURE_COOKIES"),
     )
     values.update(overrides)
     settings = Settings(**values)
@@ -119,6 +131,13 @@ def _positive(raw: str, name: str) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ConfigError(f"{name} must be a whole number of at least 1, got {raw!r}")
     return int(raw)
+
+
+def _flag(raw: str, name: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false"):
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    return value == "true"
 
 
 def _refuse_unsafe(settings: Settings) -> None:

@@ -56,9 +56,17 @@ def find_admin(session: Session, user_id: int) -> AdminUser:
 
 
 def set_password(session: Session, user: AdminUser, new: str) -> None:
+    """A new password ends every session the admin has (the caller may sign one in again)."""
     if len(new) < MIN_PASSWORD:
         raise Invalid(f"password must be at least {MIN_PASSWORD} characters", "password")
     user.password_hash = generate_password_hash(new)
+    end_sessions(session, user)
+
+
+def end_sessions(session: Session, user: AdminUser) -> None:
+    """Retire the admin's login identity: every session and remember-me cookie issued so far stops
+    working, on every device (SPEC 10). Counted in SQL, so two at once both take effect."""
+    user.session_version = AdminUser.session_version + 1
     session.flush()
 
 

@@ -6,8 +6,9 @@ from urllib.parse import urlsplit
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
+from flask_login.config import COOKIE_NAME
 
-from app.admins.operations import set_password
+from app.admins.operations import end_sessions, set_password
 from app.auth import bp
 from app.auth.forms import PasswordForm, SignInForm
 from app.auth.operations import authenticate
@@ -34,12 +35,13 @@ def sign_in():
     form = SignInForm()
     if form.validate_on_submit():
         address = request.remote_addr or "unknown"
-        if _throttle().blocked(form.email.data, address):
+        if _throttle().blocked(db.session, form.email.data, address):
             form.password.errors.append("Too many failed attempts. Wait 15 minutes and try again.")
             return render_template("auth/sign_in.html", form=form), 429
         user = authenticate(db.session, form.email.data, form.password.data)
         if user is None:
-            _throttle().failed(form.email.data, address)
+            with session_writes(db.session):
+                _throttle().failed(db.session, form.email.data, address)
             form.password.errors.append("That email and password do not match an admin.")
             return render_template("auth/sign_in.html", form=form), 401
         login_user(user, remember=form.remember.data)
@@ -49,6 +51,10 @@ def sign_in():
 
 @bp.route("/sign-out", methods=["POST"])
 def sign_out():
+    """Ends every session of this admin, on every device, not just this browser's cookie."""
+    if current_user.is_authenticated:
+        with session_writes(db.session):
+            end_sessions(db.session, db.session.get(AdminUser, current_user.id))
     logout_user()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.sign_in"))
@@ -57,14 +63,17 @@ def sign_out():
 @bp.route("/password", methods=["GET", "POST"])
 @login_required
 def password():
-    """Every admin, viewers too, changes their own password (and only theirs)."""
+    """Every admin, viewers too, changes their own password (and only theirs). Their other sessions
+    end; this browser stays signed in under the new identity (remembered if it was)."""
     form = PasswordForm()
     if not form.validate_on_submit():
         return render_template("auth/password.html", form=form), 400 if form.is_submitted() else 200
     if authenticate(db.session, current_user.email, form.current.data) is None:
         form.current.errors.append("That is not your current password.")
         return render_template("auth/password.html", form=form), 400
+    user = db.session.get(AdminUser, current_user.id)
     with session_writes(db.session):
-        set_password(db.session, db.session.get(AdminUser, current_user.id), form.new.data)
+        set_password(db.session, user, form.new.data)
+    login_user(user, remember=current_app.config.get("REMEMBER_COOKIE_NAME", COOKIE_NAME) in request.cookies)
     flash("Your password is changed.", "success")
     return redirect(url_for("root"))

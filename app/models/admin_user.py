@@ -25,6 +25,15 @@ class AdminUser(UserMixin, Base):
     session_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
 
+    def get_id(self) -> str:
+        """The login identity Flask-Login keeps in the session and the remember-me cookie."""
+        return f"{self.id}:{self.session_version}"
+
+    def has_identity(self, identity: str) -> bool:
+        """Whether a cookie's identity is this admin's current one (not from before a sign-out or a
+        password change)."""
+        return identity == self.get_id()
+
 
 class SignInFailure(Base):
     """One wrong password, counted per throttle key when no Redis is configured (shared by every
