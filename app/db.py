@@ -54,7 +54,7 @@ MAX_ROW_ID = 2**31 - 1
 
 def row_id(text: str) -> int | None:
     """A row id written as text (a URL or query argument), or None when it cannot be one."""
-    if not text.isdigit() or len(text) > 10:
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:  # "²" is a digit int() refuses
         return None
     value = int(text)
     return value if value <= MAX_ROW_ID else None
