@@ -60,6 +60,13 @@ class CustomerOut(Schema):
     allowed_regions = fields.List(fields.String(), required=True)
     blocked = fields.Boolean(required=True)
     spend_usd = fields.String(required=True, metadata={"description": "exact decimal USD"})
+    tokens_unbilled = fields.Integer(
+        required=True,
+        metadata={
+            "description": "tokens served past what a prepaid hard-capped balance could pay, lifetime "
+            "(SPEC 5.2): above 0, an upstream reported more than the hold"
+        },
+    )
     metadata = fields.Dict(required=True)
     created_at = fields.String(required=True)
     last_seen_at = fields.String(allow_none=True)
@@ -137,6 +144,7 @@ def shape(customer: Customer, tiers: dict[int, UsageTier] | None = None) -> dict
         "allowed_regions": list(customer.allowed_regions or []),
         "blocked": customer.blocked,
         "spend_usd": usd_str(customer.spend_nusd),
+        "tokens_unbilled": customer.tokens_unbilled,
         "metadata": customer.metadata_ or {},
         "created_at": iso(customer.created_at),
         "last_seen_at": iso(customer.last_seen_at),
