@@ -32,29 +32,43 @@ def readyz() -> tuple[Response, int]:
     return jsonify(status="ok"), 200
 
 
-def _may_read_metrics() -> bool:
+def _metrics_reader() -> int | None:
+    """Who may read: ALL_PROJECTS for loopback and the master key, a project's id for its admin
+    keys, None for anyone else. A request relayed by a proxy (X-Forwarded-For) is not loopback."""
     if request.remote_addr in LOOPBACK and not request.headers.get("X-Forwarded-For"):
-        return True
+        return ALL_PROJECTS
     key = presented_key()
     if not key:
-        return False
+        return None
+    cache = gateway().cache
+    if cache.master_key and hmac.compare_digest(key.encode(), cache.master_key.encode()):
+        return ALL_PROJECTS
     try:
-        caller = gateway().cache.authenticate(key, request.headers.get("X-Tollgate-Project"))
+        caller = cache.authenticate(key, None)
     except ProxyError:
-        return False
-    return caller.scope == "admin" or hmac.compare_digest(key, gateway().cache.master_key or "")
+        return None
+    return caller.project.id if caller.scope == "admin" else None
+
+
+ALL_PROJECTS = -1
 
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    if not _may_read_metrics():
+    reader = _metrics_reader()
+    if reader is None:
         return ProxyError("invalid_api_key", "Metrics are open to loopback and to admin keys.").response()
     gw = gateway()
     snap = gw.cache.current()
-    health = {
-        d.id: gw.breakers.healthy(d.id)
+    slugs = {p.id: p.slug for p in snap.projects.values()}
+    deployments = {
+        d.id: (p.id, gw.breakers.healthy(d.id))
         for p in snap.projects.values()
         for m in p.models.values()
         for d in m.deployments
     }
-    return Response(telemetry.render(health), mimetype="text/plain; version=0.0.4")
+
+    def visible(project: int) -> bool:
+        return reader == ALL_PROJECTS or project == reader
+
+    return Response(telemetry.render(slugs, deployments, visible), mimetype="text/plain; version=0.0.4")

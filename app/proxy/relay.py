@@ -192,7 +192,7 @@ def finish_json(gw: Gateway, call: Call, reply: Reply) -> Response:
         settled = call.settle(gw, charge, call.record(200))
     finally:
         call.ended(gw, charge.total_tokens)
-    telemetry.served(call.endpoint, charge)
+    telemetry.served(call.admitted.caller.project.id, charge)
     return Response(
         body,
         status=200,
@@ -291,4 +291,4 @@ def _settle_stream(gw: Gateway, call: Call, tally: _Tally, disconnected: bool) -
         call.settle(gw, charge, record)
     finally:
         call.ended(gw, charge.total_tokens)
-    telemetry.served(call.endpoint, charge)
+    telemetry.served(call.admitted.caller.project.id, charge)

@@ -72,8 +72,10 @@ def _serve(endpoint: str) -> Response:
     gw = gateway()
     started = time.perf_counter()
     request_id = "req_" + secrets.token_hex(12)
+    project = telemetry.NO_PROJECT
     try:
         caller = gw.caller()
+        project = caller.project.id
         body = _body()
         if endpoint == "chat/completions":
             stream = bodies.check_chat(body)
@@ -85,9 +87,9 @@ def _serve(endpoint: str) -> Response:
         reply = forward(gw, call, body)
         response = finish_stream(gw, call, reply) if stream else finish_json(gw, call, reply)
     except ProxyError as err:
-        telemetry.finished(endpoint, err.status, time.perf_counter() - started, err.code)
+        telemetry.finished(project, endpoint, err.status, time.perf_counter() - started, err.code)
         return err.response({"x-request-id": request_id})
-    telemetry.finished(endpoint, response.status_code, time.perf_counter() - started)
+    telemetry.finished(project, endpoint, response.status_code, time.perf_counter() - started)
     return response
 
 
