@@ -26,9 +26,11 @@ def _sums(conn: Connection, table, column) -> dict[int, int]:
 
 
 def verify(conn: Connection) -> list[Breach]:
-    """Balance = Σ ledger - Σ charged (11.1); no capped prepaid balance below 0 (11.2); no negative hold."""
+    """Balance = Σ ledger - Σ charged (11.1); no capped prepaid balance below 0 (11.2); no negative
+    hold; a customer's tokens_unbilled = Σ its usage records' (SPEC 5.2)."""
     credited = _sums(conn, ledger, ledger.c.amount)
     charged = _sums(conn, usage_records, usage_records.c.tokens_charged)
+    unbilled = _sums(conn, usage_records, usage_records.c.tokens_unbilled)
     breaches = []
     rows = conn.execute(
         select(
@@ -37,6 +39,7 @@ def verify(conn: Connection) -> list[Breach]:
             customers.c.external_id,
             customers.c.token_balance,
             customers.c.reserved_tokens,
+            customers.c.tokens_unbilled,
             tiers.c.prepaid,
             tiers.c.hard_cap,
         ).outerjoin(tiers, tiers.c.id == customers.c.tier_id)
@@ -58,6 +61,14 @@ def verify(conn: Connection) -> list[Breach]:
                     row.external_id,
                     row.project_id,
                     f"prepaid hard-capped balance is negative ({row.token_balance})",
+                )
+            )
+        if row.tokens_unbilled != unbilled.get(row.id, 0):
+            breaches.append(
+                Breach(
+                    row.external_id,
+                    row.project_id,
+                    f"tokens_unbilled {row.tokens_unbilled} != Σ usage records' {unbilled.get(row.id, 0)}",
                 )
             )
         if row.reserved_tokens < 0:

@@ -13,8 +13,11 @@ import requests
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from app.cli import add_admin
 from app.extensions import db
 from app.metering import audit
+from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, sign_in
+from tests.conftest import MASTER_KEY
 from tests.factories import World, assign
 from tests.fakes.upstream import count_body_tokens
 
@@ -85,6 +88,23 @@ def test_usage_past_the_hold_stops_the_balance_at_zero_and_is_recorded_unbilled(
     assert record.tokens_charged == 200 and record.tokens_unbilled == record.total_tokens - 200
     poor = world.customer("poor")
     assert poor.token_balance == 0 and poor.tokens_unbilled == record.tokens_unbilled
+    shown = requests.get(
+        world.url + "/api/customers/poor", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=30
+    )
+    assert shown.json()["tokens_unbilled"] == record.tokens_unbilled  # the operator sees the leak
+    report = requests.get(
+        world.url + "/api/usage?group_by=customer",
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        timeout=30,
+    )
+    by_customer = {row["group"]: row["tokens_unbilled"] for row in report.json()["data"]}
+    assert by_customer == {"poor": record.tokens_unbilled, "rich": 0}
+    add_admin("owner@example.com", PASSWORD)
+    db.session.commit()
+    admin = client_for(world.app)
+    sign_in(admin)
+    page = admin.get("/customers/poor").data.decode()
+    assert f"{record.tokens_unbilled:,} tokens unbilled" in page
     # A balance that can pay is charged in full: the hold is not a ceiling on the charge.
     [rich] = world.usage_records("rich")
     assert rich.tokens_charged == rich.total_tokens > 5000 and rich.tokens_unbilled == 0
@@ -253,3 +273,17 @@ def test_the_hold_never_falls_short_of_an_upstream_counting_the_whole_body(
     assert record.total_tokens <= held
     assert record.tokens_charged == record.total_tokens and record.tokens_unbilled == 0
     assert world.customer(customer_id).token_balance == balance - record.total_tokens >= 0
+
+
+def test_ledger_verify_reports_an_unbilled_sum_that_disagrees_with_the_records(world: World):
+    world.upstream.limit_fields = ()
+    world.upstream.completion_tokens = 500
+    world.give_customer("leaky", 50)
+    assert post(world, {"user": "leaky", "max_tokens": 10}).status_code == 200
+    no_breach()
+    leaky = world.customer("leaky")
+    leaky.tokens_unbilled += 1
+    world.commit()
+    with db.engine.connect() as conn:
+        [breach] = audit.verify(conn)
+    assert breach.customer_id == "leaky" and "tokens_unbilled" in breach.what
