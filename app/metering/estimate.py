@@ -41,13 +41,26 @@ def _size(value: object) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
-def _prompt_part(body: dict) -> dict:
-    """The body less its settings: top-level scalars, and `model`, `user`, `stream_options`."""
-    return {
+def _prompt_part(body: dict) -> tuple[dict, int]:
+    """The body less its settings (top-level scalars; `model`, `user`, `stream_options`) and less
+    its images, and how many images it had: they count PER_IMAGE each, not their bytes."""
+    part = {
         name: value
         for name, value in body.items()
         if not (value is None or isinstance(value, int | float) or (name in SETTINGS and _setting(value)))
     }
+    messages = part.get("messages")
+    if not isinstance(messages, list):
+        return part, 0
+    images, kept = 0, []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and any(_is_image(p) for p in content):
+            shown = [p for p in content if not _is_image(p)]
+            images += len(content) - len(shown)
+            message = dict(message, content=shown)
+        kept.append(message)
+    return (dict(part, messages=kept), images) if images else (part, 0)
 
 
 def _setting(value: object) -> bool:
@@ -56,17 +69,8 @@ def _setting(value: object) -> bool:
     )
 
 
-def _image_parts(messages: object) -> list[dict]:
-    """The image parts of chat messages: counted by their documented cost, not their bytes."""
-    if not isinstance(messages, list):
-        return []
-    return [
-        part
-        for message in messages
-        if isinstance(message, dict) and isinstance(message.get("content"), list)
-        for part in message["content"]
-        if isinstance(part, dict) and part.get("type") in IMAGE_TYPES
-    ]
+def _is_image(part: object) -> bool:
+    return isinstance(part, dict) and part.get("type") in IMAGE_TYPES
 
 
 def _from_bytes(size: int, images: int, framing: int) -> PromptEstimate:
@@ -77,12 +81,11 @@ def _from_bytes(size: int, images: int, framing: int) -> PromptEstimate:
 
 
 def chat_prompt(body: dict) -> PromptEstimate:
-    """The whole body (less its images, which count PER_IMAGE each) plus message framing."""
+    """The whole body but its settings, images at PER_IMAGE each, plus message framing."""
+    part, images = _prompt_part(body)
     messages = body.get("messages")
-    images = _image_parts(messages)
-    size = _size(_prompt_part(body)) - sum(_size(part) for part in images)
     count = len(messages) if isinstance(messages, list) else 0
-    return _from_bytes(size, len(images), PER_MESSAGE * count + PER_REQUEST)
+    return _from_bytes(_size(part), images, PER_MESSAGE * count + PER_REQUEST)
 
 
 def embedding_input(body: dict) -> PromptEstimate:
