@@ -6,11 +6,12 @@ OpenAPI 3 document served at /api/openapi.json.
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask_smorest import Api
 from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
+from app import nesting
 from app.api.errors import ApiError, from_validation
 from app.errors import DomainError
 from app.extensions import csrf
@@ -83,6 +84,22 @@ def init(app: Flask) -> None:
         csrf.exempt(blueprint)  # keys authenticate every call; no cookies, so no CSRF
     app.register_error_handler(ApiError, lambda e: e.response())
     app.register_error_handler(DomainError, _domain_error)
+    app.before_request(_refuse_deep_json)
+
+
+def _refuse_deep_json() -> Response | None:
+    """A body nested too deep is refused before anything parses it (json.loads would raise
+    RecursionError, a 500): 400 in the shape of the surface called."""
+    from app.api import litellm
+
+    on_litellm = request.path.startswith(litellm.PATH_PREFIXES)
+    if not (on_litellm or request.path.startswith("/api/")):
+        return None
+    if not nesting.too_deep(request.get_data(cache=True)):
+        return None
+    if on_litellm:
+        return litellm.LiteLLMError(400, nesting.TOO_DEEP).response()
+    return ApiError(400, nesting.TOO_DEEP).response()
 
 
 def _detail(error: HTTPException) -> str | None:

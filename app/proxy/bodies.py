@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 
+from app import nesting
 from app.proxy.errors import ProxyError
 
 MAX_N = 128
 
 
 def parse(raw: bytes) -> dict:
+    if nesting.too_deep(raw):
+        raise ProxyError("invalid_request", nesting.TOO_DEEP)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProxyError("invalid_request", f"The request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # a second guard: too_deep should have refused it
+        raise ProxyError("invalid_request", nesting.TOO_DEEP) from exc
     if not isinstance(body, dict):
         raise ProxyError("invalid_request", "The request body must be a JSON object.")
     model = body.get("model")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
 from sqlalchemy import func, select
 
+from app import nesting
 from app.extensions import db
 from tests.factories import World
 
@@ -181,3 +184,64 @@ def test_project_level_call_without_customer_is_metered(world: World):
     [record] = world.usage_records()
     assert record.customer_id is None and record.total_tokens == resp.json()["usage"]["total_tokens"]
     assert record.cost_nusd > 0
+
+
+def nested(depth: int, leaf=1):
+    """A value `depth` levels deep, objects and arrays taking turns."""
+    for level in range(depth):
+        leaf = {"a": leaf} if level % 2 else [leaf]
+    return leaf
+
+
+DEEP_BODIES = {
+    "100,000-deep array": b"[" * 100_000 + b"]" * 100_000,
+    "200-deep object": b'{"a":' * 200 + b"1" + b"}" * 200,
+    "200-deep tools in a valid call": json.dumps(
+        {"model": "gpt-test", "messages": OK_MESSAGES, "user": "x1", "tools": nested(200)}
+    ).encode(),
+    "100,000 brackets never closed": b'{"model": "gpt-test", "messages": ' + b"[" * 100_000,
+}
+
+
+@pytest.mark.parametrize("path", ["chat/completions", "embeddings"])
+@pytest.mark.parametrize("name", list(DEEP_BODIES))
+def test_deeply_nested_body_is_400_before_parsing(world: World, path, name):
+    before = snapshot_counts()
+    resp = send(world, data=DEEP_BODIES[name], path=path)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "invalid_request" and "128 levels" in error["message"]
+    assert snapshot_counts() == before
+    assert world.upstream.requests == []
+
+
+def test_recursion_error_while_parsing_is_400_too(world: World, monkeypatch):
+    """The second guard: were the depth check ever to miss, json.loads's RecursionError is a 400."""
+    monkeypatch.setattr(nesting, "too_deep", lambda raw, limit=nesting.MAX_DEPTH: False)
+    before = snapshot_counts()
+    resp = send(world, data=DEEP_BODIES["100,000-deep array"])
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == "invalid_request"
+    assert snapshot_counts() == before
+
+
+def test_nesting_within_the_limit_and_brackets_in_strings_are_served(world: World):
+    tools = [{"type": "function", "function": {"name": "f", "parameters": nested(100)}}]
+    text = "[" * 10_000 + "{" * 10_000
+    resp = send(
+        world,
+        json_body={
+            "model": "gpt-test",
+            "user": "x1",
+            "tools": tools,
+            "messages": [{"role": "user", "content": text}],
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    [forwarded] = world.upstream.requests
+    assert forwarded["json"]["tools"] == tools and forwarded["json"]["messages"][0]["content"] == text
+    resp = send(
+        world, json_body={"model": "gpt-test", "user": "x1", "input": [text, "]" * 300]}, path="embeddings"
+    )
+    assert resp.status_code == 200, resp.text
+    assert len(world.usage_records("x1")) == 2
