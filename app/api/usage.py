@@ -20,7 +20,18 @@ bp = Blueprint("api_usage", __name__, url_prefix="/api/usage", description="Usag
 bp.before_request(require_admin)
 
 GROUPS = ("customer", "model", "model_tier", "day")
-COLUMNS = ("group", "calls", "prompt_tokens", "completion_tokens", "total_tokens", "spend_usd")
+COLUMNS = (
+    "group",
+    "calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "spend_usd",
+    "tokens_unbilled",
+)
+# A spreadsheet runs a cell that starts with one of these as a formula (SPEC 6). Only the group is
+# text from outside; the numbers are Tollgate's own and stay numbers.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 class UsageArgs(Schema):
@@ -42,6 +53,9 @@ class UsageRow(Schema):
     completion_tokens = fields.Integer(required=True)
     total_tokens = fields.Integer(required=True)
     spend_usd = fields.String(required=True)
+    tokens_unbilled = fields.Integer(
+        required=True, metadata={"description": "tokens served that the balance could not pay for"}
+    )
 
 
 class UsageReport(Schema):
@@ -74,6 +88,7 @@ def report(args: dict) -> list[dict]:
             func.coalesce(func.sum(UsageRecord.completion_tokens), 0),
             func.coalesce(func.sum(UsageRecord.total_tokens), 0),
             func.coalesce(func.sum(UsageRecord.cost_nusd), 0),
+            func.coalesce(func.sum(UsageRecord.tokens_unbilled), 0),
         )
         .select_from(UsageRecord)
         .outerjoin(Customer, Customer.id == UsageRecord.customer_id)
@@ -93,9 +108,15 @@ def report(args: dict) -> list[dict]:
             "completion_tokens": int(c),
             "total_tokens": int(t),
             "spend_usd": usd_str(int(cost)),
+            "tokens_unbilled": int(unbilled),
         }
-        for grp, calls, p, c, t, cost in db.session.execute(stmt)
+        for grp, calls, p, c, t, cost, unbilled in db.session.execute(stmt)
     ]
+
+
+def neutralise(text: str | None) -> str | None:
+    """A text cell that a spreadsheet shows as text rather than running as a formula."""
+    return "'" + text if text and text.startswith(FORMULA_STARTS) else text
 
 
 @bp.route("")
@@ -116,9 +137,11 @@ def usage(args):
     rows = report(args)
     if args["format"] == "csv":
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+        # RFC 4180's line ends: the writer then quotes a cell holding a CR, which a bare "\n"
+        # terminator would let through unquoted, splitting the row for every reader.
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\r\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({**row, "group": neutralise(row["group"])} for row in rows)
         return Response(
             out.getvalue(),
             mimetype="text/csv",

@@ -114,7 +114,8 @@ def test_usage_analytics_grouped_and_as_csv(world: World, admin: str):
     csv_text = api(world, admin, "GET", "/usage", params={"group_by": "model_tier", "format": "csv"})
     assert csv_text.headers["Content-Type"].startswith("text/csv")
     assert (
-        csv_text.text.splitlines()[0] == "group,calls,prompt_tokens,completion_tokens,total_tokens,spend_usd"
+        csv_text.text.splitlines()[0]
+        == "group,calls,prompt_tokens,completion_tokens,total_tokens,spend_usd,tokens_unbilled"
     )
     assert csv_text.text.splitlines()[1].startswith("standard,3,")
     for bad in (
