@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from urllib.parse import urlparse
 
 from flask import current_app, g
 from flask_smorest import Blueprint
@@ -16,6 +15,7 @@ from app.api.pagination import PageArgs, newest_first
 from app.crypto import seal
 from app.db import iso, session_writes
 from app.errors import NotFound
+from app.events import targets
 from app.extensions import db
 from app.models.event import EVENT_TYPES, Event, Hook
 
@@ -41,14 +41,19 @@ class EventList(Schema):
     next_cursor = fields.String(allow_none=True, required=True)
 
 
-def _http_url(value: str) -> None:
-    parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ValidationError("must be an http(s) URL")
+def _target(value: str) -> None:
+    try:
+        targets.check(value)
+    except targets.TargetRefused as exc:
+        raise ValidationError(str(exc)) from exc
 
 
 class HookIn(Schema):
-    target_url = fields.String(required=True, validate=[validate.Length(max=2000), _http_url])
+    target_url = fields.String(
+        required=True,
+        validate=[validate.Length(max=2000), _target],
+        metadata={"description": "http or https, never a link-local address (SPEC 7.2)"},
+    )
     event = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
 
 
