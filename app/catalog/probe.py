@@ -70,7 +70,7 @@ def _outcome(reply: Reply, latency_ms: int) -> Outcome:
     raw = reply.body or b""
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # an upstream's reply is not trusted either
         body = None
     if reply.status == 200 and isinstance(body, dict):
         return Outcome(True, 200, latency_ms, _reply_text(body))

@@ -185,7 +185,7 @@ def finish_json(gw: Gateway, call: Call, reply: Reply) -> Response:
         )
     try:
         usage = json.loads(body).get("usage")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # an upstream's reply is not trusted either
         usage = None
     charge = _charge(call, usage)
     try:
@@ -251,7 +251,7 @@ def _filter(call: Call, events: list[bytes], tally: _Tally) -> bytes:
 def _usage_of(event: bytes) -> dict | None:
     try:
         usage = json.loads(event[event.index(b"{") :]).get("usage")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # an upstream's reply is not trusted either
         return None
     return usage if isinstance(usage, dict) else None
 

@@ -213,6 +213,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.fake.client_closed.set()
             self.close_connection = True
 
+    def _send_raw(self, status: int, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
     # -- dispatch ----------------------------------------------------------
 
     def _record(self) -> Any:
@@ -339,6 +347,9 @@ class _Handler(BaseHTTPRequestHandler):
         gate = fake.latency_gate
         if gate is not None and not self._wait(gate):
             self.close_connection = True
+            return
+        if fake.raw_reply is not None:
+            self._send_raw(200, fake.raw_reply)
             return
         content = " ".join(f"tok{i}" for i in range(n))
         self._send_json(
@@ -538,6 +549,7 @@ class FakeUpstream:
         self.limit_fields: tuple[str, ...] = ("max_tokens", "max_completion_tokens")
         self.count_whole_body = False  # prompt_tokens by count_body_tokens, not by words
         self.stream_tool_calls = False  # stream tool-call argument deltas instead of content
+        self.raw_reply: bytes | None = None  # a chat completion's whole 200 body, as given
 
     # -- lifecycle ---------------------------------------------------------
 

@@ -287,3 +287,13 @@ def test_ledger_verify_reports_an_unbilled_sum_that_disagrees_with_the_records(w
     with db.engine.connect() as conn:
         [breach] = audit.verify(conn)
     assert breach.customer_id == "leaky" and "tokens_unbilled" in breach.what
+
+
+def test_an_upstream_reply_nested_too_deep_is_served_and_charged_not_a_500(world: World):
+    world.upstream.raw_reply = b'{"choices": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    world.give_customer("deep", 10_000)
+    resp = post(world, {"user": "deep", "max_tokens": 5})
+    assert resp.status_code == 200 and resp.content == world.upstream.raw_reply
+    [record] = world.usage_records("deep")  # no usage to read: charged the prompt's estimate
+    assert record.prompt_tokens > 0 and record.tokens_charged == record.total_tokens
+    assert world.customer("deep").reserved_tokens == 0
