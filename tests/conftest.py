@@ -14,10 +14,12 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 from flask import Flask
 from flask_migrate import upgrade
@@ -30,6 +32,26 @@ from tests.factories import World
 from tests.fakes.upstream import FakeUpstream
 
 MASTER_KEY = "tg-master-key-for-tests-0123456789"
+
+
+REDIS_URL = os.environ.get("TOLLGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()  # an unreachable Redis is an error here, never a skip
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"tollgate-test-{uuid.uuid4().hex}"
+    yield prefix
+    for key in redis_client.scan_iter(match=f"{prefix}:*"):
+        redis_client.delete(key)
 
 
 def _database_url(tmp: Path) -> str:

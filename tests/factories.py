@@ -168,3 +168,48 @@ def raw_stream(base_url: str, key: str, body: dict):
         + payload
     )
     return sock
+
+
+class Turnstile:
+    """Lets the fake upstream send one more chunk per release(); duck-types threading.Event.wait."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._sem = threading.Semaphore(0)
+
+    def release(self) -> None:
+        self._sem.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._sem.acquire(timeout=timeout)
+
+
+def hang_up_after(world: World, body: dict, marker: bytes, relayed: int) -> UsageRecord:
+    """Stream `body` on a bare socket, hang up once `relayed` events carrying `marker` arrived (the
+    fake upstream sends a chunk per turn), and return the call's usage record once it is settled."""
+    turnstile = Turnstile()
+    world.upstream.stream_chunk_pause = turnstile
+    sock = raw_stream(world.url, world.key, body)
+    seen = b""
+    while seen.count(marker) < relayed:
+        data = sock.recv(65536)
+        assert data, "the gateway closed the stream early"
+        seen += data
+        if seen.count(marker) < relayed:
+            turnstile.release()
+    sock.close()  # hang up mid-stream, as a closing browser tab would
+    # Feed the gateway a few more chunks so that one of its writes finds the client gone.
+    for _ in range(20):
+        turnstile.release()
+        if world.upstream.client_closed.wait(0.5):
+            break
+    assert world.upstream.client_closed.is_set(), "the gateway kept the upstream stream open"
+    records = world.usage_records(body["user"])
+    for _ in range(100):  # settlement runs as the gateway unwinds the stream
+        if records:
+            break
+        world.upstream.client_closed.wait(0.05)
+        records = world.usage_records(body["user"])
+    [record] = records
+    return record

@@ -3,9 +3,6 @@ and the sign-in throttle shared by every worker (issue 17, SPEC 10)."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,9 +16,9 @@ from app.extensions import db
 from app.keys.operations import create_key
 from app.models import SignInFailure
 from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, csrf, form_post, sign_in
+from tests.conftest import REDIS_URL
 from tests.factories import World
 
-REDIS_URL = os.environ.get("TOLLGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -249,22 +246,6 @@ def test_the_address_limit_is_shared_by_workers_through_the_database(app, world:
         workers[attempt % 2].failed(db.session, f"guess{attempt}@example.com", "10.0.0.1", now=T0)
     db.session.commit()
     assert all(worker.blocked(db.session, "owner@example.com", "10.0.0.1", now=T0) for worker in workers)
-
-
-@pytest.fixture
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    client.ping()  # an unreachable Redis is an error here, never a skip
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
-    prefix = f"tollgate-test-{uuid.uuid4().hex}"
-    yield prefix
-    for key in redis_client.scan_iter(match=f"{prefix}:*"):
-        redis_client.delete(key)
 
 
 def test_the_throttle_is_shared_by_workers_through_redis(

@@ -5,35 +5,16 @@ Redis must be reachable (CI starts one): without it these tests fail, they do no
 
 from __future__ import annotations
 
-import os
 import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import redis
 
 from app.proxy.ratelimit import SLOT_TTL_S, Limiter, RateLimited, Ticket
-
-REDIS_URL = os.environ.get("TOLLGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.conftest import REDIS_URL
 
 MakeLimiter = Callable[..., Limiter]
-
-
-@pytest.fixture
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    client.ping()  # an unreachable Redis is an error here, never a skip
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
-    prefix = f"tollgate-test-{uuid.uuid4().hex}"
-    yield prefix
-    for key in redis_client.scan_iter(match=f"{prefix}:*"):
-        redis_client.delete(key)
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -7,20 +7,7 @@ import threading
 
 import requests
 
-from tests.factories import World, raw_stream
-
-
-class Turnstile:
-    """Lets the fake upstream send one more chunk per release(); duck-types threading.Event.wait."""
-
-    def __init__(self) -> None:
-        self._sem = threading.Semaphore(0)
-
-    def release(self) -> None:
-        self._sem.release()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._sem.acquire(timeout=timeout)
+from tests.factories import World, hang_up_after
 
 
 def post(world: World, body: dict, **kw) -> requests.Response:
@@ -97,33 +84,9 @@ def test_client_asking_for_usage_gets_exactly_one_usage_chunk(world: World):
 def test_client_hanging_up_pays_prompt_plus_streamed_tokens_and_upstream_is_closed(gunicorn_world: World):
     """Against gunicorn, as in production: the dev server's hang-up handling is not the subject."""
     world = gunicorn_world
-    upstream = world.upstream
-    turnstile = Turnstile()
-    upstream.stream_chunk_pause = turnstile
     n = 4
-    sock = raw_stream(world.url, world.key, body(max_tokens=200))
-    seen = b""
-    while seen.count(b'"content": "tok') < n:
-        data = sock.recv(65536)
-        assert data, "the gateway closed the stream early"
-        seen += data
-        if seen.count(b'"content": "tok') < n:
-            turnstile.release()
-    sock.close()  # hang up mid-stream, as a closing browser tab would
-    # Feed the gateway a few more chunks so that one of its writes finds the client gone.
-    for _ in range(20):
-        turnstile.release()
-        if world.upstream.client_closed.wait(0.5):
-            break
-    assert world.upstream.client_closed.is_set(), "the gateway kept the upstream stream open"
+    record = hang_up_after(world, body(max_tokens=200), b'"content": "tok', n)
     assert world.upstream.chunks_sent < 200
-    records = world.usage_records("s1")
-    for _ in range(100):  # settlement runs as the gateway unwinds the stream
-        if records:
-            break
-        world.upstream.client_closed.wait(0.05)
-        records = world.usage_records("s1")
-    [record] = records
     assert record.client_disconnected
     # TCP tells the gateway of the hang-up only on a write or two after it (the first write draws
     # the RST), and a chunk may be in flight: about n, never the whole answer.

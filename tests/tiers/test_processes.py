@@ -19,9 +19,8 @@ from app.extensions import db
 from app.metering import audit
 from app.scheduler import Scheduler
 from tests.conftest import GUNICORN_CONFIG, GUNICORN_KEY, gunicorn_serving
-from tests.factories import World, raw_stream
+from tests.factories import Turnstile, World, raw_stream
 from tests.fakes.upstream import FakeUpstream
-from tests.proxy.test_streaming import Turnstile
 
 REDIS = "redis://127.0.0.1:6379/0"
 RPM_CONFIG = """
