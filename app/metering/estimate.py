@@ -25,7 +25,10 @@ SETTINGS = frozenset(("model", "user", "stream_options"))
 # still has and records the rest as unbilled (SPEC 5.2).
 PER_IMAGE = 3000
 IMAGE_TYPES = ("image_url", "input_image", "image")
-COMPLETION_FIELDS = ("max_tokens", "max_completion_tokens")
+DIGITS = b"0123456789"
+# Every field a server may take as the completion limit: OpenAI's two, llama.cpp's n_predict (which
+# it reads before max_tokens) and TGI's max_new_tokens. Each one present is capped (SPEC 5.2).
+COMPLETION_FIELDS = ("max_tokens", "max_completion_tokens", "n_predict", "max_new_tokens")
 
 
 @dataclass(frozen=True)
@@ -34,11 +37,14 @@ class PromptEstimate:
     likely: int
 
 
-def _size(value: object) -> int:
-    """UTF-8 bytes of value as compact JSON: keys, values and punctuation, as a provider may count."""
+def _size(value: object) -> tuple[int, int]:
+    """(UTF-8 bytes, ASCII digits) of value as compact JSON: keys, values and punctuation, as a
+    provider may count them. Digits are counted apart: Llama's and Qwen's tokenizers make every
+    digit a token of its own, twice the density the byte rule assumes."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     # surrogatepass: a lone surrogate ("\ud800" in the client's JSON) is still three bytes, not a 500.
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    data = text.encode("utf-8", "surrogatepass")
+    return len(data), len(data) - len(data.translate(None, DIGITS))
 
 
 def _prompt_part(body: dict) -> tuple[dict, int]:
@@ -73,10 +79,12 @@ def _is_image(part: object) -> bool:
     return isinstance(part, dict) and part.get("type") in IMAGE_TYPES
 
 
-def _from_bytes(size: int, images: int, framing: int) -> PromptEstimate:
+def _from_bytes(size: tuple[int, int], images: int, framing: int) -> PromptEstimate:
+    """Upper: two bytes a token, a digit a token; likely: four bytes a token, a digit a token."""
+    total, digits = size
     return PromptEstimate(
-        upper=-(-size // 2) + images * PER_IMAGE + framing,
-        likely=-(-size // 4) + images * PER_IMAGE + framing,
+        upper=-(-(total + digits) // 2) + images * PER_IMAGE + framing,
+        likely=-(-(total - digits) // 4) + digits + images * PER_IMAGE + framing,
     )
 
 
@@ -92,7 +100,8 @@ def embedding_input(body: dict) -> PromptEstimate:
     """Embeddings count their input: text by its bytes, pre-tokenised input one token per integer."""
     raw = body.get("input")
     items = raw if isinstance(raw, list) else [raw]
-    size = sum(_size(item) for item in items if isinstance(item, str))
+    sizes = [_size(item) for item in items if isinstance(item, str)]
+    size = (sum(total for total, _ in sizes), sum(digits for _, digits in sizes))
     tokens = sum(_pretokenised(item) for item in items)
     estimate = _from_bytes(size, 0, len(items))
     return PromptEstimate(estimate.upper + tokens, estimate.likely + tokens)

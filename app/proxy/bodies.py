@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from app import nesting
+from app.metering.estimate import COMPLETION_FIELDS
 from app.proxy.errors import ProxyError
 
 MAX_N = 128
@@ -57,8 +58,15 @@ def check_chat(body: dict) -> bool:
                 f"messages[{i}].content must be a string or a list of parts.",
                 param=f"messages[{i}].content",
             )
-    _positive_int(body, "max_tokens")
-    _positive_int(body, "max_completion_tokens")
+    for name in COMPLETION_FIELDS:
+        _positive_int(body, name)
+    if "chat_template" in body:
+        # vLLM renders a request's own template: a few bytes of Jinja can make a prompt of any length.
+        raise ProxyError(
+            "invalid_request",
+            "chat_template is not accepted: the deployment's own template applies.",
+            param="chat_template",
+        )
     _positive_int(body, "n", MAX_N)
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):

@@ -80,8 +80,9 @@ def count_prompt_tokens(messages: Any) -> int:
 
 # The body-counting mode: a provider that renders every part of the body it receives into the
 # prompt (messages with their keys, tools and their schemas, response_format...) and tokenizes it at
-# the densest rate Tollgate assumes for text, one token per two UTF-8 bytes. Images count at
-# gpt-4o's documented maximum (a 2048x768 image in high detail: 85 + 8 tiles x 170).
+# the densest rates known for text: one token per two UTF-8 bytes, and every digit a token of its
+# own (Llama's and Qwen's tokenizers). Images count at gpt-4o's documented maximum (a 2048x768
+# image in high detail: 85 + 8 tiles x 170).
 IMAGE_TOKENS = 1445
 _NOT_RENDERED = ("model", "user", "stream_options")
 
@@ -101,8 +102,9 @@ def count_body_tokens(body: dict) -> int:
             kept = [p for p in parts if not (isinstance(p, dict) and p.get("type") == "image_url")]
             images += len(parts) - len(kept)
             message["content"] = kept
-    size = len(json.dumps(rendered, ensure_ascii=False, separators=(",", ":")).encode())
-    return -(-size // 2) + images * IMAGE_TOKENS
+    text = json.dumps(rendered, ensure_ascii=False, separators=(",", ":"))
+    size, digits = len(text.encode("utf-8", "surrogatepass")), sum(c in "0123456789" for c in text)
+    return -(-(size - digits) // 2) + digits + images * IMAGE_TOKENS
 
 
 def _fake_vector(text: str) -> list[float]:

@@ -7,6 +7,7 @@ import itertools
 import json
 import string
 import threading
+from datetime import timedelta
 
 import pytest
 import requests
@@ -14,11 +15,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from app.cli import add_admin
+from app.db import now_utc
 from app.extensions import db
 from app.metering import audit
+from app.metering.settlement import release_expired
 from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, sign_in
 from tests.conftest import MASTER_KEY
-from tests.factories import World, assign, hang_up_after
+from tests.factories import Turnstile, World, assign, hang_up_after, hang_up_charges
 from tests.fakes.upstream import count_body_tokens
 
 HELLO = [{"role": "user", "content": "hello there"}]
@@ -52,6 +55,24 @@ def test_a_server_honouring_only_max_tokens_gets_both_fields_capped(world: World
     assert record.tokens_charged == record.total_tokens and record.tokens_unbilled == 0
     assert world.customer("exploit").token_balance == 100 - record.total_tokens >= 0
     no_breach()
+
+
+def test_llama_cpps_n_predict_is_capped_too_and_a_request_template_refused(world: World):
+    world.upstream.limit_fields = ("n_predict", "max_tokens")  # llama.cpp reads n_predict first
+    world.give_customer("llama", 100)
+    assert post(world, {"user": "llama", "max_tokens": 1, "n_predict": 5000}).status_code == 200
+    sent = world.upstream.requests[-1]["json"]
+    [record] = world.usage_records("llama")
+    assert sent["max_tokens"] == 1 and record.completion_tokens == sent["n_predict"] < 100
+    assert record.tokens_charged == record.total_tokens and record.tokens_unbilled == 0
+    for bad in (
+        {"n_predict": -1},
+        {"max_new_tokens": 0},
+        {"chat_template": "{% for i in range(9) %}x{% endfor %}"},
+    ):
+        refused = post(world, {"user": "llama", **bad})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == next(iter(bad))
+    assert len(world.upstream.requests) == 1
 
 
 def long_key_tools(length: int) -> list[dict]:
@@ -142,6 +163,32 @@ def test_an_unbillable_call_leaves_the_other_calls_holds_covered(world: World):
     no_breach()
 
 
+def test_a_stream_outlasting_its_holds_expiry_keeps_its_hold(world: World):
+    gw = world.app.extensions["tollgate.gateway"]
+    world.give_customer("long", 10_000)
+    turnstile = Turnstile()
+    world.upstream.stream_chunk_pause = turnstile
+    resp = post(world, {"user": "long", "max_tokens": 50, "stream": True}, stream=True)
+    held = 10_000 - int(resp.headers["x-tollgate-tokens-remaining"])
+    lines = resp.iter_lines()
+    assert any(b'"tok0 "' in line for line in lines)
+    later = now_utc() + timedelta(hours=2)  # past the hold's expiry (timeout + 10 minutes)
+    saved, gw.clock = gw.clock, lambda: later
+    try:
+        turnstile.release()  # one more chunk: the relay finds the clock two hours on
+        assert any(b'"tok1 "' in line for line in lines)
+        assert release_expired(db.engine, later) == 0  # the scheduler finds the hold still kept
+        assert world.customer("long").reserved_tokens == held
+    finally:
+        gw.clock = saved
+    for _ in range(60):
+        turnstile.release()
+    assert any(line == b"data: [DONE]" for line in lines)
+    [record] = world.usage_records("long")
+    long = world.customer("long")
+    assert long.reserved_tokens == 0 and long.token_balance == 10_000 - record.total_tokens
+
+
 def test_a_postpaid_customer_is_charged_everything_and_may_owe(world: World):
     tier = world.add_tier({"key": "postpaid", "prepaid": False})
     world.give_customer("owes", 100)
@@ -159,13 +206,13 @@ def test_a_hang_up_after_tool_call_deltas_pays_for_every_delta(gunicorn_world: W
     body = {"model": "gpt-test", "user": "tools", "stream": True, "max_tokens": 400, "messages": HELLO}
     relayed = 25
     record = hang_up_after(gunicorn_world, body, b'"arguments": "', relayed)
-    # Each relayed delta carries output; TCP reports the hang-up a write or two late.
-    assert record.client_disconnected and relayed <= record.completion_tokens <= relayed + 5
+    arguments = ["[", *(f'"k{k}",' for k in range(1, 400))]  # what the fake streams
+    assert record.client_disconnected and record.completion_tokens in hang_up_charges(arguments, relayed)
 
 
 # --- random bodies: the hold is never short of what an upstream counting everything reports ----
 
-TEXT = st.text(st.characters(codec="utf-8"), max_size=200)
+TEXT = st.text(st.characters(codec="utf-8"), max_size=200) | st.text("0123456789 ,.", max_size=400)
 KEY = st.text(st.characters(codec="utf-8"), min_size=1, max_size=30) | st.text(
     "kx_", min_size=300, max_size=3000
 )
