@@ -213,3 +213,15 @@ def hang_up_after(world: World, body: dict, marker: bytes, relayed: int) -> Usag
         records = world.usage_records(body["user"])
     [record] = records
     return record
+
+
+def hang_up_charges(deltas: list[str], received: int) -> set[int]:
+    """What a hang-up may be charged for output (SPEC 5.2: a token per four bytes of each delta's
+    JSON-escaped text, at least one a delta) when the client received `received` of `deltas`: TCP
+    tells the gateway of the hang-up only a write or two later, so up to five more were relayed."""
+    import json
+
+    def cost(count: int) -> int:
+        return sum(max(1, -(-(len(json.dumps(d)) - 2) // 4)) for d in deltas[:count])
+
+    return {cost(m) for m in range(received, received + 6)}

@@ -69,13 +69,14 @@ class Hold:
     tier_id: int | None
     tokens: int
     completion_cap: int | None  # the completion limit to send upstream, when hard_cap set one
-    capped: bool  # hard_cap applies: the charge never exceeds the hold
+    capped: bool  # hard_cap applies: the charge never takes the balance below the other holds' need
     available: int  # balance minus every hold, right after this one
     allowed_regions: tuple[str, ...]
     shedding_tier: str
     period_start: datetime | None
     max_budget_nusd: int | None = None  # the customer's own budget, on top of its tier's
     choices: int = 1  # completions asked for: a shrunk completion leaves each at least one token
+    expires_at: datetime | None = None  # when the scheduler may release it, unless it is kept
 
 
 class PeriodEnded(Exception):
@@ -200,6 +201,7 @@ def _hold_from_row(row, ask: Ask, terms: TierTerms, tokens: int | None = None) -
         period_start=row.period_start,
         max_budget_nusd=row.max_budget_nusd,
         choices=ask.choices,
+        expires_at=ask.expires_at,
     )
 
 
@@ -230,6 +232,14 @@ def reserve(engine: Engine, ask: Ask, terms_of) -> Hold | None:
 
 
 RETRIES = 3
+KEEP = update(customers).where(customers.c.id == bindparam("pk")).values(reservation_expires_at=_expiry)
+
+
+def keep(engine: Engine, hold: Hold, until: datetime) -> None:
+    """A call still running (a long stream) keeps its hold past its first expiry: the scheduler
+    releases a customer's holds only once the latest expiry of its calls has passed."""
+    with statements(engine) as conn:
+        conn.execute(KEEP, {"pk": hold.customer_pk, "expires_at": until})
 
 
 def _state(conn: Connection, ask: Ask):

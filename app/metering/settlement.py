@@ -125,8 +125,8 @@ def _billable(conn: Connection, params: dict) -> dict:
         .with_for_update(),
         params,
     ).first()
-    if row is None:  # the customer was deleted while its call was in flight: a project-level record
-        return {"pk": None, "charged": 0, "unbilled": 0}
+    if row is None:  # the customer was deleted while its call was in flight: served, paid by no one
+        return {"pk": None, "charged": 0, "unbilled": params["total_tokens"]}
     charged = min(params["total_tokens"], max(0, row.token_balance - row.others))
     # Decided under the row lock: the settlement that follows applies it as it is.
     return {"charged": charged, "unbilled": params["total_tokens"] - charged, "capped": False}

@@ -17,6 +17,7 @@ from urllib3.exceptions import HTTPError
 from app.db import now_utc
 from app.metering.alerts import Whose, after_settlement
 from app.metering.estimate import COMPLETION_FIELDS
+from app.metering.quota import Hold, keep
 from app.metering.settlement import Charge, Settled, release, settle
 from app.proxy import telemetry
 from app.proxy.admission import Admitted
@@ -29,9 +30,12 @@ if TYPE_CHECKING:
     from app.proxy.views import Gateway
 
 DONE = b"data: [DONE]"
-# A delta that carries output (SPEC 5.2): content, tool-call or function-call arguments, a refusal,
-# reasoning (DeepSeek's and vLLM's `reasoning_content`, OpenRouter's `reasoning`); a non-empty string.
-OUTPUT_DELTA = re.compile(rb'"(?:content|arguments|refusal|reasoning_content|reasoning)": ?"(?!")')
+# A delta that carries output (SPEC 5.2), a non-empty string: content, tool-call or function-call
+# arguments, a refusal, reasoning (DeepSeek's and vLLM's `reasoning_content`, OpenRouter's
+# `reasoning` and its `reasoning_details` texts), an audio answer's transcript.
+OUTPUT_DELTA = re.compile(
+    rb'"(?:content|arguments|refusal|reasoning_content|reasoning|text|transcript)": ?"((?:[^"\\]|\\.)+)"'
+)
 log = logging.getLogger(__name__)
 
 
@@ -164,13 +168,13 @@ def _give_back(gw: Gateway, call: Call, status: int) -> None:
         call.ended(gw, 0)
 
 
-def _charge(call: Call, usage: dict | None, output_deltas: int | None = None) -> Charge:
+def _charge(call: Call, usage: dict | None, output_tokens: int | None = None) -> Charge:
     prompt = completion = None
     if isinstance(usage, dict):
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens", 0)
     if not isinstance(prompt, int) or not isinstance(completion, int) or prompt < 0 or completion < 0:
         # No usage from the upstream (a hang-up, or a server that omits it): charge the estimate.
-        prompt, completion = call.admitted.prompt.likely, output_deltas or 0
+        prompt, completion = call.admitted.prompt.likely, output_tokens or 0
     price = call.admitted.model.price
     cost = price.cost_nusd(prompt, completion) if price else 0
     return Charge(prompt, completion, cost)
@@ -219,7 +223,7 @@ def finish_stream(gw: Gateway, call: Call, reply: Reply) -> Response:
 class _Tally:
     def __init__(self) -> None:
         self.usage: dict | None = None
-        self.deltas = 0  # output deltas relayed
+        self.output = 0  # completion tokens relayed, as estimated from the deltas
         self.done = False
 
 
@@ -236,8 +240,9 @@ def _filter(call: Call, events: list[bytes], tally: _Tally) -> bytes:
                 if not call.client_wants_usage and b'"choices":[]' in event.replace(b" ", b""):
                     continue
         else:
-            # At least a token per delta that carries output: what a hang-up is charged for.
-            tally.deltas += len(OUTPUT_DELTA.findall(event))
+            # What a hang-up is charged for: a token per four bytes of output, at least one a delta
+            # (servers differ in how many tokens a delta carries).
+            tally.output += sum(max(1, (len(text) + 3) // 4) for text in OUTPUT_DELTA.findall(event))
         out.append(event)
         out.append(b"\n\n")
     joined = b"".join(out)
@@ -260,8 +265,12 @@ def _relay(gw: Gateway, call: Call, reply: Reply) -> Iterator[bytes]:
     tally = _Tally()
     pending = b""
     ended = settled = False
+    hold = call.admitted.hold
+    keeper = _HoldKeeper(gw, hold) if hold is not None and hold.expires_at is not None else None
     try:
         for data in reply.chunks():
+            if keeper is not None:
+                keeper.tick()
             if b"\r" in data:
                 data = data.replace(b"\r\n", b"\n")
             pending += data
@@ -284,8 +293,26 @@ def _relay(gw: Gateway, call: Call, reply: Reply) -> Iterator[bytes]:
             _settle_stream(gw, call, tally, disconnected=not ended)
 
 
+class _HoldKeeper:
+    """A stream may outlast its hold's expiry (a long answer read slowly): halfway through the hold's
+    window, push its expiry a whole window on, so the scheduler never frees tokens still in use."""
+
+    def __init__(self, gw: Gateway, hold: Hold) -> None:
+        assert hold.expires_at is not None
+        self.gw, self.hold = gw, hold
+        now = gw.clock()
+        self.window = hold.expires_at - now
+        self.due = now + self.window / 2
+
+    def tick(self) -> None:
+        now = self.gw.clock()
+        if now >= self.due:
+            keep(self.gw.engine, self.hold, now + self.window)
+            self.due = now + self.window / 2
+
+
 def _settle_stream(gw: Gateway, call: Call, tally: _Tally, disconnected: bool) -> None:
-    charge = _charge(call, tally.usage, tally.deltas)
+    charge = _charge(call, tally.usage, tally.output)
     record = call.record(200, disconnected=disconnected)
     try:
         call.settle(gw, charge, record)
