@@ -319,3 +319,34 @@ def test_an_upstream_reply_nested_too_deep_is_served_and_charged_not_a_500(world
     [record] = world.usage_records("deep")  # no usage to read: charged the prompt's estimate
     assert record.prompt_tokens > 0 and record.tokens_charged == record.total_tokens
     assert world.customer("deep").reserved_tokens == 0
+
+
+def test_a_call_whose_customer_was_deleted_mid_call_is_recorded_unbilled(world: World):
+    from app.metering.quota import Hold
+    from app.metering.settlement import Charge, settle
+
+    world.give_customer("gone", 1000)
+    pk = world.customer("gone").id
+    db.session.delete(world.customer("gone"))
+    world.commit()
+    hold = Hold(pk, None, 500, 480, True, 500, (), "middle", None)
+    record = dict(
+        request_id="req_deleted",
+        project_id=world.project.id,
+        endpoint="chat/completions",
+        model_requested="gpt-test",
+        model_served="gpt-test",
+        model_tier="standard",
+        deployment_id=None,
+        region=None,
+        status=200,
+        stream=False,
+        client_disconnected=False,
+        overage=False,
+        restricted_from=None,
+        latency_ms=1,
+        created_at=now_utc(),
+    )
+    assert settle(db.engine, hold, Charge(20, 30, 7), record) is None
+    [kept] = world.usage_records()
+    assert kept.customer_id is None and kept.tokens_charged == 0 and kept.tokens_unbilled == 50
