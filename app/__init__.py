@@ -52,7 +52,7 @@ def _init_extensions(app: Flask) -> None:
 
 
 def _load_admin(identity: str):
-    """The admin a session or remember-me cookie names ("<id>:<session version>"), or None, and so
+    """The admin a session cookie names ("<id>:<session version>"), or None, and so
     the sign-in page, when the identity is malformed or from before a sign-out or password change."""
     from app.models import AdminUser
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SESSION_LIFETIME = timedelta(days=14)
 
 
 class ConfigError(RuntimeError):
@@ -49,10 +50,10 @@ class Settings:
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SAMESITE": "Lax",
             "SESSION_COOKIE_SECURE": self.secure_cookies,
-            "REMEMBER_COOKIE_HTTPONLY": True,
-            "REMEMBER_COOKIE_SAMESITE": "Lax",
-            "REMEMBER_COOKIE_SECURE": self.secure_cookies,
-            "REMEMBER_COOKIE_DURATION": timedelta(days=14),
+            # The session cookie's signature carries its time, and a cookie older than this is
+            # refused by the server whatever the browser kept: "Keep me signed in" is a permanent
+            # session, re-signed on every visit, so it lasts 14 days from the last one.
+            "PERMANENT_SESSION_LIFETIME": SESSION_LIFETIME,
             "TOLLGATE": self,
             **self.extra,
         }

@@ -64,7 +64,7 @@ def set_password(session: Session, user: AdminUser, new: str) -> None:
 
 
 def end_sessions(session: Session, user: AdminUser) -> None:
-    """Retire the admin's login identity: every session and remember-me cookie issued so far stops
+    """Retire the admin's login identity: every session cookie issued so far stops
     working, on every device (SPEC 10). Counted in SQL, so two at once both take effect."""
     user.session_version = AdminUser.session_version + 1
     session.flush()

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
-from flask_login.config import COOKIE_NAME
 
 from app.admins.operations import end_sessions, set_password
 from app.auth import bp
@@ -44,7 +43,10 @@ def sign_in():
                 _throttle().failed(db.session, form.email.data, address)
             form.password.errors.append("That email and password do not match an admin.")
             return render_template("auth/sign_in.html", form=form), 401
-        login_user(user, remember=form.remember.data)
+        login_user(user)
+        # Keep me signed in: a permanent session (SESSION_LIFETIME from the last visit), never
+        # Flask-Login's remember cookie, whose age no server checks.
+        session.permanent = bool(form.remember.data)
         return redirect(_safe_next(request.args.get("next")))
     return render_template("auth/sign_in.html", form=form)
 
@@ -64,7 +66,7 @@ def sign_out():
 @login_required
 def password():
     """Every admin, viewers too, changes their own password (and only theirs). Their other sessions
-    end; this browser stays signed in under the new identity (remembered if it was)."""
+    end; this browser stays signed in under the new identity (kept signed in if it was)."""
     form = PasswordForm()
     if not form.validate_on_submit():
         return render_template("auth/password.html", form=form), 400 if form.is_submitted() else 200
@@ -74,6 +76,6 @@ def password():
     user = db.session.get(AdminUser, current_user.id)
     with session_writes(db.session):
         set_password(db.session, user, form.new.data)
-    login_user(user, remember=current_app.config.get("REMEMBER_COOKIE_NAME", COOKIE_NAME) in request.cookies)
+    login_user(user)  # the session stays permanent if it was
     flash("Your password is changed.", "success")
     return redirect(url_for("root"))

@@ -20,13 +20,13 @@ class AdminUser(UserMixin, Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16), default="owner")
-    # Part of the login identity in every session and remember-me cookie: bumped on sign-out and
+    # Part of the login identity in every session cookie: bumped on sign-out and
     # password change, so every cookie issued before stops working (SPEC 10).
     session_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
 
     def get_id(self) -> str:
-        """The login identity Flask-Login keeps in the session and the remember-me cookie."""
+        """The login identity Flask-Login keeps in the session."""
         return f"{self.id}:{self.session_version}"
 
     def has_identity(self, identity: str) -> bool:

@@ -84,24 +84,43 @@ def test_a_password_set_from_the_cli_ends_every_session(owner, app):
     assert sends_to_sign_in(owner)
 
 
-def test_the_remember_me_cookie_stops_working_after_sign_out(owner, app):
-    remembered = signed_in(app, remember=True)
-    token = remembered.get_cookie("remember_token").value
-    alone = with_cookie(app, "remember_token", token)  # the browser was closed: no session cookie
-    assert alone.get("/dashboard").status_code == 200
+def test_a_kept_session_stops_working_after_sign_out_elsewhere(owner, app):
+    kept = signed_in(app, remember=True)
+    saved = kept.get_cookie("session").value
+    assert with_cookie(app, "session", saved).get("/dashboard").status_code == 200
     assert sign_out(owner).status_code == 302  # signed out on another device
-    assert sends_to_sign_in(with_cookie(app, "remember_token", token))
-    assert sends_to_sign_in(remembered)
+    assert sends_to_sign_in(with_cookie(app, "session", saved))
+    assert sends_to_sign_in(kept)
 
 
-def test_a_remembered_browser_that_changes_the_password_stays_remembered(owner, app):
-    remembered = signed_in(app, remember=True)
-    old = remembered.get_cookie("remember_token").value
-    assert change_password(remembered, "a brand new passphrase").status_code == 302
-    new = remembered.get_cookie("remember_token").value
-    assert new != old
-    assert sends_to_sign_in(with_cookie(app, "remember_token", old))
-    assert with_cookie(app, "remember_token", new).get("/dashboard").status_code == 200
+def test_a_kept_browser_that_changes_the_password_stays_kept(owner, app):
+    kept = signed_in(app, remember=True)
+    old = kept.get_cookie("session").value
+    assert change_password(kept, "a brand new passphrase").status_code == 302
+    assert sends_to_sign_in(with_cookie(app, "session", old))
+    resp = kept.get("/dashboard")
+    assert resp.status_code == 200 and "Expires=" in cookie_headers(resp)["session"]
+
+
+def aged(app, cookie: str, days: float, monkeypatch) -> str:
+    """The same session, signed `days` ago (the signature carries its time)."""
+    import itsdangerous.timed
+
+    serializer = app.session_interface.get_signing_serializer(app)
+    data = serializer.loads(cookie)
+    real = itsdangerous.timed.time.time
+    with monkeypatch.context() as patched:
+        patched.setattr(itsdangerous.timed.time, "time", lambda: real() - days * 86400)
+        return serializer.dumps(data)
+
+
+@pytest.mark.parametrize("remember", [True, False])
+def test_the_server_refuses_a_session_cookie_older_than_14_days(owner, app, monkeypatch, remember):
+    cookie = signed_in(app, remember=remember).get_cookie("session").value
+    assert (
+        with_cookie(app, "session", aged(app, cookie, 13.9, monkeypatch)).get("/dashboard").status_code == 200
+    )
+    assert sends_to_sign_in(with_cookie(app, "session", aged(app, cookie, 14.1, monkeypatch)))
 
 
 @pytest.mark.parametrize("identity", ["1", "abc", "1:x", ":1", "1:1:1", "99999:1", "\uff11:1", ""])
@@ -130,12 +149,12 @@ def sign_in_cookies(app) -> dict[str, str]:
     return cookie_headers(resp)
 
 
-def test_sign_in_cookies_are_http_only_same_site_lax_and_remembered_for_14_days(owner, app):
+def test_sign_in_cookies_are_http_only_same_site_lax_and_kept_for_14_days(owner, app):
     cookies = sign_in_cookies(app)
-    assert set(cookies) == {"session", "remember_token"}
+    assert set(cookies) == {"session"}  # no remember-me cookie: its age would go unchecked
     for header in cookies.values():
         assert "HttpOnly" in header and "SameSite=Lax" in header and "Secure" not in header, header
-    expires = next(part for part in cookies["remember_token"].split("; ") if part.startswith("Expires="))
+    expires = next(part for part in cookies["session"].split("; ") if part.startswith("Expires="))
     lasts = datetime.strptime(expires, "Expires=%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC)
     assert timedelta(days=13, hours=23) < lasts - datetime.now(UTC) <= timedelta(days=14)
 
@@ -161,9 +180,9 @@ def test_the_secure_cookies_setting_is_true_or_false(instance_dir):
     base = {"TOLLGATE_INSTANCE_PATH": str(instance_dir), "TOLLGATE_SECRET_KEY": "s" * 48}
     assert config.load(env=base).flask_config()["SESSION_COOKIE_SECURE"] is False
     on = config.load(env={**base, "TOLLGATE_SECURE_COOKIES": "TRUE"}).flask_config()
-    assert on["SESSION_COOKIE_SECURE"] is True and on["REMEMBER_COOKIE_SECURE"] is True
+    assert on["SESSION_COOKIE_SECURE"] is True
     off = config.load(env={**base, "TOLLGATE_SECURE_COOKIES": "false"}).flask_config()
-    assert off["SESSION_COOKIE_SECURE"] is False and off["REMEMBER_COOKIE_SECURE"] is False
+    assert off["SESSION_COOKIE_SECURE"] is False
     for wrong in ("yes", "1", "on"):
         with pytest.raises(config.ConfigError, match="TOLLGATE_SECURE_COOKIES must be true or false"):
             config.load(env={**base, "TOLLGATE_SECURE_COOKIES": wrong})
