@@ -13,8 +13,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.db import now_utc
-from app.models.admin_user import AdminUser, SignInFailure
+from app.db import now_utc, session_writes
+from app.models.admin_user import AdminUser, SignInAttempt
 
 # Five wrong passwords for one account from one address in 15 minutes, or twenty from one address
 # whatever the accounts, then that address waits. Not per account alone: anyone who knows an
@@ -30,11 +30,14 @@ Keys = list[tuple[RateLimitItem, tuple[str, ...]]]
 
 
 class Throttle:
-    """Failed sign-ins per (email, address) and per address, counted where every worker sees them:
-    in Redis when configured, else in the database (`SignInFailure` rows). Never per process: with
-    several workers each would allow its own five tries.
+    """Sign-in attempts per (email, address) and per address, counted where every worker sees
+    them: in Redis when configured, else in the database (`SignInAttempt` rows). Never per
+    process: with several workers each would allow its own five tries.
 
-    `session` is the database's (unused with Redis); `now` is the database count's clock.
+    An attempt is counted before its password is checked, and counting says whether it may go
+    on: attempts sent in parallel cannot all pass one check made before any was counted. A
+    right password clears its account's count from that address; the address's own count keeps
+    every attempt. `now` is the database count's clock.
     """
 
     def __init__(self, redis_url: str | None, key_prefix: str = "tollgate-signin"):
@@ -42,20 +45,20 @@ class Throttle:
         if redis_url:
             self._windows = MovingWindowRateLimiter(storage_from_string(redis_url, key_prefix=key_prefix))
 
-    def blocked(self, session: Session, email: str, address: str, now: datetime | None = None) -> bool:
+    def attempt(self, session: Session, email: str, address: str, now: datetime | None = None) -> bool:
+        """Count one attempt; False when a window is already full (the attempt is then not counted)."""
         keys = _keys(email, address)
         if self._windows is not None:
-            return any(not self._windows.test(limit, *key) for limit, key in keys)
-        return _blocked_in_database(session, keys, now or now_utc())
+            return all([self._windows.hit(limit, *key) for limit, key in keys])  # every key counted
+        return _attempt_in_database(session, keys, now or now_utc())
 
-    def failed(self, session: Session, email: str, address: str, now: datetime | None = None) -> None:
-        """Count one wrong password. In the database: flushes, the caller commits."""
-        keys = _keys(email, address)
-        if self._windows is None:
-            _record_in_database(session, keys, now or now_utc())
+    def succeeded(self, session: Session, email: str, address: str) -> None:
+        limit, key = _keys(email, address)[0]
+        if self._windows is not None:
+            self._windows.clear(limit, *key)
             return
-        for limit, key in keys:
-            self._windows.hit(limit, *key)
+        with session_writes(session):
+            session.execute(delete(SignInAttempt).where(SignInAttempt.key == _row_key(key)))
 
 
 def _keys(email: str, address: str) -> Keys:
@@ -71,27 +74,33 @@ def _row_key(key: tuple[str, ...]) -> str:
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()
 
 
-def _blocked_in_database(session: Session, keys: Keys, now: datetime) -> bool:
-    for limit, key in keys:
-        since = now - timedelta(seconds=limit.get_expiry())
-        count = (
-            select(func.count())
-            .select_from(SignInFailure)
-            .where(SignInFailure.key == _row_key(key), SignInFailure.at > since)
-        )
-        if (session.scalar(count) or 0) >= limit.amount:
-            return True
-    return False
+def _attempt_in_database(session: Session, keys: Keys, now: datetime) -> bool:
+    """Insert and commit the attempt's rows, then count: the k-th attempt to commit sees at least
+    k rows, so at most `limit` attempts in a window go on, however many race. Rows past every
+    window go as rows are written (an indexed range on `at`)."""
+    with session_writes(session):
+        session.execute(delete(SignInAttempt).where(SignInAttempt.at <= now - KEPT))
+        rows = [SignInAttempt(key=_row_key(key), at=now) for _, key in keys]
+        session.add_all(rows)
+    full = [
+        row
+        for row, (limit, _) in zip(rows, keys, strict=True)
+        if _count(session, row, limit, now) > limit.amount
+    ]
+    if full:  # not counted, as a refused Redis hit is not
+        with session_writes(session):
+            session.execute(delete(SignInAttempt).where(SignInAttempt.id.in_([row.id for row in rows])))
+    return not full
 
 
-def _record_in_database(session: Session, keys: Keys, now: datetime) -> None:
-    """One row per throttle key; the rows every window has passed go (an indexed range on `at`)."""
-    session.execute(
-        delete(SignInFailure).where(SignInFailure.at <= now - KEPT),
-        execution_options={"synchronize_session": False},
+def _count(session: Session, row: SignInAttempt, limit: RateLimitItem, now: datetime) -> int:
+    since = now - timedelta(seconds=limit.get_expiry())
+    count = (
+        select(func.count())
+        .select_from(SignInAttempt)
+        .where(SignInAttempt.key == row.key, SignInAttempt.at > since)
     )
-    session.add_all(SignInFailure(key=_row_key(key), at=now) for _, key in keys)
-    session.flush()
+    return session.scalar(count) or 0
 
 
 def authenticate(session: Session, email: str, password: str) -> AdminUser | None:

@@ -34,15 +34,14 @@ def sign_in():
     form = SignInForm()
     if form.validate_on_submit():
         address = request.remote_addr or "unknown"
-        if _throttle().blocked(db.session, form.email.data, address):
+        if not _throttle().attempt(db.session, form.email.data, address):
             form.password.errors.append("Too many failed attempts. Wait 15 minutes and try again.")
-            return render_template("auth/sign_in.html", form=form), 429
+            return render_template("auth/sign_in.html", form=form), 429, {"Retry-After": "900"}
         user = authenticate(db.session, form.email.data, form.password.data)
         if user is None:
-            with session_writes(db.session):
-                _throttle().failed(db.session, form.email.data, address)
             form.password.errors.append("That email and password do not match an admin.")
             return render_template("auth/sign_in.html", form=form), 401
+        _throttle().succeeded(db.session, form.email.data, address)
         login_user(user)
         # Keep me signed in: a permanent session (SESSION_LIFETIME from the last visit), never
         # Flask-Login's remember cookie, whose age no server checks.

@@ -1,6 +1,6 @@
 """Every aggregate, imported so that Alembic and create_app see the whole metadata."""
 
-from app.models.admin_user import AdminUser, SignInFailure
+from app.models.admin_user import AdminUser, SignInAttempt
 from app.models.api_key import ApiKey
 from app.models.catalog import Deployment, Model, ModelTierDefault
 from app.models.customer import Customer
@@ -28,7 +28,7 @@ __all__ = [
     "PeriodCounter",
     "Project",
     "SchedulerLease",
-    "SignInFailure",
+    "SignInAttempt",
     "UsageRecord",
     "UsageTier",
 ]

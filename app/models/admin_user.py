@@ -35,12 +35,12 @@ class AdminUser(UserMixin, Base):
         return identity == self.get_id()
 
 
-class SignInFailure(Base):
-    """One wrong password, counted per throttle key when no Redis is configured (shared by every
-    worker through the database)."""
+class SignInAttempt(Base):
+    """One sign-in attempt counted against a throttle window, when no Redis is configured (shared
+    by every worker through the database). A successful sign-in removes its account's rows."""
 
-    __tablename__ = "sign_in_failures"
-    __table_args__ = (Index("ix_sign_in_failures_key_at", "key", "at"),)
+    __tablename__ = "sign_in_attempts"
+    __table_args__ = (Index("ix_sign_in_attempts_key_at", "key", "at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(700))
