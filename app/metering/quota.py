@@ -55,7 +55,7 @@ class Ask:
     project_id: int
     external_id: str
     prompt_upper: int
-    completion_requested: int | None  # the client's max_tokens; None = the tier's default reserve
+    completion_requested: int | None  # the largest limit field times n; None = the tier's default reserve
     now: datetime
     expires_at: datetime
     choices: int = 1  # completions asked for (`n`): hard_cap leaves each at least one token
