@@ -209,8 +209,8 @@ def reserve(engine: Engine, ask: Ask, terms_of) -> Hold | None:
     """Hold tokens for one call, atomically. None when the customer does not exist yet;
     PeriodEnded when its period must roll over first (SPEC 3.2 step 6).
 
-    `terms_of(tier_id)` gives the tier's TierTerms from the snapshot; tier versions that have
-    customers are immutable, so the snapshot and the database agree on them.
+    `terms_of(tier_id)` gives the tier's TierTerms as they stand: from the proxy's snapshot for a
+    locked version (it never changes), else read from the database (SPEC 3.5).
     """
     params = _params(ask, prompt=ask.prompt_upper, completion=ask.completion_requested)
     # Each statement below is atomic by itself: the hold is conditional on the room it needs.

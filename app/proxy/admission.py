@@ -103,8 +103,12 @@ def identify(body: dict, headers) -> Who:
 
 def _open_if_missing(engine: Engine, caller: Caller, who: Who, now: datetime) -> None:
     assert who.customer_id is not None
+    defaults = caller.project.defaults
+    tier = caller.tier(defaults.tier_id)  # its period as it stands, even if edited a moment ago
+    if tier is not None:
+        defaults = replace(defaults, tier_rules=tier.rules)
     with write_transaction(engine) as conn:
-        open_account(conn, caller.project.defaults, who.customer_id, who.name, now, source="proxy")
+        open_account(conn, defaults, who.customer_id, who.name, now, source="proxy")
 
 
 def _refuse_unknown_model(engine: Engine, caller: Caller, who: Who, model: str, now: datetime) -> ProxyError:
@@ -145,7 +149,7 @@ def admit(
     hold = _hold(engine, caller, who, model, body, endpoint, prompt, now)
     share, ticket = None, NO_TICKET
     try:
-        tier = caller.project.tiers.get(hold.tier_id) if hold.tier_id is not None else None
+        tier = caller.tier(hold.tier_id)
         ticket = _rate_limits(limiter, caller, who, tier)
         served, share, restricted = _allowance(engine, caller, who, tier, hold, model, prompt, now)
         deployments = _route(served, hold.allowed_regions)
@@ -311,7 +315,7 @@ def _hold(
     try:
         for _ in range(3):
             try:
-                hold = reserve(engine, ask, caller.project.terms_of)
+                hold = reserve(engine, ask, caller.terms_of)
             except PeriodEnded as ended:
                 _roll_over(engine, caller, who, ended.state, now)
                 continue
@@ -325,7 +329,7 @@ def _hold(
 
 def _roll_over(engine: Engine, caller: Caller, who: Who, state, now: datetime) -> None:
     """SPEC 3.2 step 6: the customer's period ended; start the new one (and replenish) first."""
-    tier = caller.project.tiers.get(state.tier_id)
+    tier = caller.tier(state.tier_id)
     if tier is None:
         return
     due = Due(

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy import Engine, select
 
@@ -52,13 +53,15 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class TierInfo:
-    """What the proxy needs of a tier version. Versions with customers never change (SPEC 4)."""
+    """What the proxy needs of a tier version. A locked version (one that has had customers) never
+    changes (SPEC 4), so a locked TierInfo is true for as long as the process lives."""
 
     id: int
     key: str
     version: int
     terms: TierTerms
     rules: TierRules
+    locked: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,9 @@ class ProjectInfo:
     tiers: dict[int, TierInfo]
     tier_defaults: dict[str, str]  # model tier -> model name
 
-    def terms_of(self, tier_id: int | None) -> TierTerms:
-        tier = self.tiers.get(tier_id) if tier_id is not None else None
-        return tier.terms if tier else TierTerms()
+
+class TierSource(Protocol):
+    def fresh_tier(self, tier_id: int) -> TierInfo | None: ...
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,22 @@ class Caller:
     project: ProjectInfo
     scope: str
     key_id: int | None
+    source: TierSource
+
+    def tier(self, tier_id: int | None) -> TierInfo | None:
+        """The tier version a customer is on, as it stands (SPEC 3.5): the snapshot's only when it
+        is locked, so cannot have changed since; else read from the database now. Never "no
+        tier" for a version the snapshot has not seen yet."""
+        if tier_id is None:
+            return None
+        cached = self.project.tiers.get(tier_id)
+        if cached is not None and cached.locked:
+            return cached
+        return self.source.fresh_tier(tier_id)
+
+    def terms_of(self, tier_id: int | None) -> TierTerms:
+        tier = self.tier(tier_id)
+        return tier.terms if tier else TierTerms()
 
 
 @dataclass
@@ -108,7 +127,12 @@ def _deployment(d: Deployment, secret_key: str) -> DeploymentInfo:
 
 def _tier(t: UsageTier) -> TierInfo:
     return TierInfo(
-        t.id, t.key, t.version, TierTerms(t.prepaid, t.hard_cap, t.default_reserve_tokens), rules_of(t)
+        t.id,
+        t.key,
+        t.version,
+        TierTerms(t.prepaid, t.hard_cap, t.default_reserve_tokens),
+        rules_of(t),
+        t.locked,
     )
 
 
@@ -180,6 +204,23 @@ class SnapshotCache:
         self._snap: Snapshot | None = None
         self._checked = float("-inf")
         self._lock = threading.Lock()
+        # Versions read from the database since the snapshot was loaded; immutable once locked.
+        self._locked_tiers: dict[int, TierInfo] = {}
+
+    def fresh_tier(self, tier_id: int) -> TierInfo | None:
+        """A tier version read from the database (the snapshot has not seen it, or saw it while it
+        could still be edited). Locked versions are kept: they never change."""
+        kept = self._locked_tiers.get(tier_id)
+        if kept is not None:
+            return kept
+        from sqlalchemy.orm import Session
+
+        with Session(self.engine) as session:
+            row = session.get(UsageTier, tier_id)
+            tier = _tier(row) if row is not None else None
+        if tier is not None and tier.locked:
+            self._locked_tiers[tier_id] = tier
+        return tier
 
     def current(self) -> Snapshot:
         now = self.clock()
@@ -197,6 +238,9 @@ class SnapshotCache:
             version = stamp.read(conn)
         if self._snap is None or version != self._snap.version:
             self._snap = load_snapshot(self.engine, self.secret_key)
+            # The new snapshot holds every version locked so far. An id may name another version
+            # after a delete (SQLite reuses the highest rowid), and a delete moves the stamp.
+            self._locked_tiers = {}
 
     def invalidate(self) -> None:
         self._checked = float("-inf")
@@ -212,9 +256,9 @@ class SnapshotCache:
                 raise ProxyError(
                     "invalid_api_key", f"Unknown project {project_slug!r} in X-Tollgate-Project."
                 )
-            return Caller(snap.projects[project_id], "admin", None)
+            return Caller(snap.projects[project_id], "admin", None, self)
         found = snap.keys.get(hash_key(raw_key))
         if found is None:
             raise ProxyError("invalid_api_key", "Invalid API key: it is unknown or has been revoked.")
         project_id, scope, key_id = found
-        return Caller(snap.projects[project_id], scope, key_id)
+        return Caller(snap.projects[project_id], scope, key_id, self)
