@@ -124,3 +124,54 @@ def test_a_worker_killed_mid_stream_leaves_a_hold_the_scheduler_releases(
             assert audit.verify(conn) == []
         # The master has started a new worker: the listening socket queues this until it answers.
         assert requests.get(served.url + "/readyz", timeout=30).status_code == 200
+
+
+FRESH_CONFIG = """
+projects:
+  - slug: default
+    name: Fresh rules
+    settings: {new_customer_initial_tokens: 100000}
+    models:
+      - name: gpt-test
+        deployments: [{provider: openai, base_url: "UPSTREAM", model: fake-model}]
+    api_keys:
+      - {name: tests, scope: proxy, key: "KEY"}
+      - {name: ops, scope: admin, key: "tg-admin-key-for-fresh-rules-0123"}
+"""
+
+
+def test_a_change_made_through_one_worker_applies_to_calls_through_the_other(
+    app, instance_dir, tmp_path, upstream
+):
+    env = settings(
+        app, instance_dir, tmp_path, FRESH_CONFIG, upstream, TOLLGATE_REDIS_URL=REDIS, TOLLGATE_WORKERS="2"
+    )
+    suffix = uuid.uuid4().hex[:8]
+    admin = {"Authorization": "Bearer tg-admin-key-for-fresh-rules-0123", "Connection": "close"}
+
+    def call(customer: str) -> tuple[int, str | None]:
+        resp = requests.post(
+            served.url + "/v1/chat/completions",
+            timeout=30,
+            headers={"Authorization": f"Bearer {GUNICORN_KEY}", "Connection": "close"},
+            json={
+                "model": "gpt-test",
+                "user": customer,
+                "max_tokens": 2,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        )
+        return resp.status_code, resp.json().get("error", {}).get("code")
+
+    with gunicorn_serving(env) as served:
+        assert len(served.workers()) == 2
+        with ThreadPoolExecutor(8) as pool:  # both workers hold a snapshot without the new tier
+            assert set(pool.map(call, [f"warm-{suffix}"] * 8)) == {(200, None)}
+        limits = {"limits": {"standard": {"calls": 1, "tokens": None}}, "prepaid": False}
+        made = requests.post(served.url + "/api/tiers", headers=admin, json={"key": f"one{suffix}", **limits})
+        assert made.status_code == 201, made.text
+        customer = {"customer_id": f"fresh-{suffix}", "tier": f"one{suffix}"}
+        assert requests.post(served.url + "/api/customers", headers=admin, json=customer).status_code == 201
+        with ThreadPoolExecutor(10) as pool:
+            results = Counter(pool.map(call, [f"fresh-{suffix}"] * 10))
+        assert results == Counter({(200, None): 1, (429, "usage_limit_reached"): 9})
