@@ -11,7 +11,7 @@ from werkzeug.routing import IntegerConverter
 from app import config, error_pages, formatting
 from app.db import MAX_ROW_ID, row_id
 from app.extensions import csrf, db, login_manager, migrate
-from app.web_session import AdminOnlySessions
+from app.web_session import PROXY_PATHS, AdminOnlySessions
 
 
 def create_app(settings: config.Settings | None = None) -> Flask:
@@ -100,8 +100,21 @@ def _register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(proxy_views.bp)
     csrf.exempt(proxy_views.bp)
+    app.register_blueprint(proxy_views.unprefixed)
+    csrf.exempt(proxy_views.unprefixed)
+    app.before_request(_models_for_keys)
     app.register_blueprint(monitoring.bp)
     api.init(app)
+
+
+def _models_for_keys() -> Response | None:
+    """GET /models is LiteLLM's model list for a caller with a key (SPEC 3), and the admin's models
+    page for a browser, which never sends one."""
+    if request.path != "/models" or request.method != "GET":
+        return None
+    from app.proxy import views as proxy_views
+
+    return proxy_views.models() if proxy_views.presented_key() else None
 
 
 def _refuse_nul() -> Response | tuple[Response | str, int] | None:
@@ -133,7 +146,7 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> tuple[Response | str, int]:
         app.logger.exception("unhandled error on %s", request.path)
-        if request.path.startswith(("/v1/", "/api/")):
+        if request.path.startswith((*PROXY_PATHS, "/api/")):
             err = ProxyError("internal_error", "Internal error; the request was not charged.")
             return err.response(), 500
         if error_pages.for_browser():

@@ -9,7 +9,10 @@ from __future__ import annotations
 from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
-SESSIONLESS = ("/v1/", "/api/", "/healthz", "/readyz", "/metrics")
+# The proxy's endpoints: /v1, and LiteLLM's unprefixed aliases (SPEC 3). GET /models is shared
+# with the admin's models page and told apart by the caller's key (app._models_for_keys).
+PROXY_PATHS = ("/v1/", "/chat/completions", "/embeddings")
+SESSIONLESS = (*PROXY_PATHS, "/api/", "/healthz", "/readyz", "/metrics")
 
 
 class AdminOnlySessions(SecureCookieSessionInterface):

@@ -16,6 +16,7 @@ from app.api.errors import ApiError, from_validation
 from app.errors import DomainError
 from app.extensions import csrf
 from app.proxy.errors import ProxyError
+from app.web_session import PROXY_PATHS
 
 DOMAIN_STATUS = {"invalid_request": 400, "not_found": 404, "conflict": 409, "tier_locked": 409}
 
@@ -38,7 +39,7 @@ class TollgateApi(Api):
 
     def handle_http_exception(self, error: HTTPException):  # type: ignore[override]
         """flask-smorest answers every HTTP error app-wide: keep each surface's own shape."""
-        if request.path.startswith("/v1/"):
+        if request.path.startswith(PROXY_PATHS):
             codes = {
                 401: "invalid_api_key",
                 404: "not_found",

@@ -76,8 +76,10 @@ def _string_id(value: object, field: str) -> str:
 
 
 def identify(body: dict, headers) -> Who:
-    """SPEC 3.1: body `customer`, then Tollgate's and LiteLLM's headers, then body `user`."""
+    """SPEC 3.1: body `customer`, then Tollgate's and LiteLLM's headers, then body `user`, then
+    `metadata.user_id` or `litellm_metadata.user`."""
     given = body.pop("customer", None)
+    litellm_metadata = body.pop("litellm_metadata", None)  # LiteLLM's own field: no upstream knows it
     if given is not None:
         if not isinstance(given, dict) or "customer_id" not in given:
             raise ProxyError(
@@ -98,6 +100,13 @@ def identify(body: dict, headers) -> Who:
     user = body.get("user")
     if user is not None:
         return Who(_string_id(user, "user"), None)
+    # Anthropic's metadata.user_id (which LiteLLM also reads), then LiteLLM's litellm_metadata.user.
+    for holder, name, fields in (
+        ("metadata", "user_id", body.get("metadata")),
+        ("litellm_metadata", "user", litellm_metadata),
+    ):
+        if isinstance(fields, dict) and fields.get(name) is not None:
+            return Who(_string_id(fields[name], f"{holder}.{name}"), None)
     return Who(None, None)
 
 

@@ -17,6 +17,7 @@ from urllib3.exceptions import HTTPError
 from app.db import now_utc
 from app.metering.alerts import Whose, after_settlement
 from app.metering.estimate import COMPLETION_FIELDS
+from app.metering.pricing import usd_str
 from app.metering.quota import Hold, keep
 from app.metering.settlement import Charge, Settled, release, settle
 from app.proxy import telemetry
@@ -74,8 +75,10 @@ class Call:
         if self.admitted.tpm is not None and tokens > 0:
             gw.limiter.record_tokens(self.admitted.rate_key(), self.admitted.tpm, tokens)
 
-    def headers(self, available: int | None) -> dict[str, str]:
+    def headers(self, available: int | None, cost_nusd: int | None = None) -> dict[str, str]:
         h = {"x-request-id": self.request_id, "x-tollgate-model": self.admitted.model.name}
+        if cost_nusd is not None:  # LiteLLM's header; a stream's headers leave before its cost is known
+            h["x-litellm-response-cost"] = usd_str(cost_nusd)
         h.update(self.admitted.ticket.headers())
         if self.admitted.who.customer_id is not None:
             h["x-tollgate-customer"] = header_safe(self.admitted.who.customer_id)
@@ -83,6 +86,8 @@ class Call:
             h["x-tollgate-tokens-remaining"] = str(available)
         if self.served is not None:
             h["x-tollgate-region"] = self.served.region
+            if self.admitted.hold is not None and self.admitted.hold.allowed_regions:
+                h["x-litellm-model-region"] = self.served.region
         if self.admitted.restricted_from is not None:
             h["x-tollgate-restricted"] = f"{self.admitted.restricted_from}->{self.admitted.model.model_tier}"
         if self.admitted.share is not None and self.admitted.share.overage:
@@ -201,7 +206,7 @@ def finish_json(gw: Gateway, call: Call, reply: Reply) -> Response:
         body,
         status=200,
         content_type=reply.content_type,
-        headers=call.headers(settled.available if settled else None),
+        headers=call.headers(settled.available if settled else None, charge.cost_nusd),
     )
 
 

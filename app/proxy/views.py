@@ -26,6 +26,8 @@ from app.proxy.routing import Breakers
 from app.proxy.upstream import Client
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
+# LiteLLM's unprefixed paths: scripts and SDKs configured without /v1 work unchanged (SPEC 3).
+unprefixed = Blueprint("v1_unprefixed", __name__)
 
 
 @dataclass
@@ -94,11 +96,13 @@ def _serve(endpoint: str) -> Response:
 
 
 @bp.post("/chat/completions")
+@unprefixed.post("/chat/completions")
 def chat_completions() -> Response:
     return _serve("chat/completions")
 
 
 @bp.post("/embeddings")
+@unprefixed.post("/embeddings")
 def embeddings() -> Response:
     return _serve("embeddings")
 
