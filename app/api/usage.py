@@ -125,10 +125,11 @@ def neutralise(text: str | None) -> str | None:
 @bp.doc(
     responses={
         "200": {
+            "description": "Usage rows in [from, to), as JSON or (format=csv) as CSV",
             "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/UsageReport"}},
                 "text/csv": {"schema": {"type": "string"}},
-            }
+            },
         }
     }
 )
