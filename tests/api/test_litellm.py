@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import requests
@@ -184,10 +184,16 @@ def test_budget_new_maps_onto_a_tier_and_its_limits_reach_the_proxy(world: World
             "gpt-test": {"max_budget": 1.5, "budget_duration": "1mo", "tpm_limit": None, "rpm_limit": None}
         },
         "budget_duration": "1mo",
-        "budget_reset_at": None,
+        "budget_reset_at": row["budget_reset_at"],
         "usage_tier": {"key": "pro", "version": 1},
     }
     assert row["created_at"].endswith("Z")
+    # A budget with a duration says when it resets: a month after it was made (SPEC 6.1).
+    made, resets = (
+        datetime.fromisoformat(row[k].replace("Z", "+00:00")) for k in ("created_at", "budget_reset_at")
+    )
+    assert (resets.year * 12 + resets.month) - (made.year * 12 + made.month) == 1
+    assert (resets.day, resets.time()) == (made.day, made.time()) or made.day > 28
     [tier] = tiers("pro")
     assert (tier.prepaid, tier.period, tier.anchor) == (False, "1mo", "assignment")
     assert (tier.rpm_limit, tier.tpm_limit, tier.max_parallel_requests) == (2, 10_000, 3)

@@ -12,6 +12,7 @@ from app.api.litellm.mapping import format_duration, format_usd
 from app.api.litellm.schemas import REGIONS
 from app.db import iso, now_utc
 from app.extensions import db
+from app.metering import periods
 from app.metering.pricing import usd_str
 from app.models.customer import Customer
 from app.models.project import Project
@@ -40,10 +41,18 @@ def budget_row(tier: UsageTier) -> dict[str, Any]:
         "rpm_limit": tier.rpm_limit,
         "model_max_budget": model_budgets or None,
         "budget_duration": duration,
-        "budget_reset_at": None,
+        "budget_reset_at": iso(_next_reset(tier)),
         "created_at": iso(tier.created_at),
         "usage_tier": {"key": tier.key, "version": tier.version},
     }
+
+
+def _next_reset(tier: UsageTier) -> datetime | None:
+    """When the budget's current period ends: the calendar boundary, or for an assignment-anchored
+    tier the end of the period that started when the version was made (each customer's own runs
+    from its assignment). None without a period."""
+    end = periods.window(periods.parse(tier.period), tier.anchor, tier.created_at, now_utc())[1]
+    return end
 
 
 def _has_budget(tier: UsageTier) -> bool:
