@@ -119,3 +119,17 @@ def test_block_unblock_and_a_customers_own_budget_apply_to_the_next_calls(world:
     assert burst(world, "watched") == [(200, None)] * 10
     send(world, admin, "POST", "/customer/update", {"user_id": "watched", "max_budget": 0})
     assert burst(world, "watched") == [(429, "budget_exceeded")] * 10
+
+
+def test_a_tpm_budget_made_just_before_stops_the_calls_after_the_first(world: World, admin: str, frozen):
+    """LiteLLM's own end-user tpm test: a `tpm_limit: 2` budget, then calls at once after it."""
+    send(world, admin, "POST", "/budget/new", {"budget_id": "slow", "tpm_limit": 2})
+    send(world, admin, "POST", "/end_user/new", {"user_id": "tpm-user", "budget_id": "slow"})
+    results = [chat(world.url, world.key, "tpm-user") for _ in range(10)]
+    served = [r for r in results if r.status_code == 200]
+    assert len(served) < 5
+    assert all(
+        r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded"
+        for r in results
+        if not r.ok
+    )
