@@ -51,8 +51,7 @@ def _next_reset(tier: UsageTier) -> datetime | None:
     """When the budget's current period ends: the calendar boundary, or for an assignment-anchored
     tier the end of the period that started when the version was made (each customer's own runs
     from its assignment). None without a period."""
-    end = periods.window(periods.parse(tier.period), tier.anchor, tier.created_at, now_utc())[1]
-    return end
+    return periods.window(periods.parse(tier.period), tier.anchor, tier.created_at, now_utc())[1]
 
 
 def _has_budget(tier: UsageTier) -> bool:
