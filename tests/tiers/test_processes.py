@@ -50,6 +50,22 @@ def settings(app, instance_dir: Path, tmp_path: Path, config: str, upstream: Fak
     }
 
 
+def fresh_connection_call(session: requests.Session, url: str, customer: str) -> tuple[int, str | None]:
+    """One call on a connection of its own, so gunicorn may hand it to either worker."""
+    resp = session.post(
+        url + "/v1/chat/completions",
+        timeout=30,
+        headers={"Authorization": f"Bearer {GUNICORN_KEY}", "Connection": "close"},
+        json={
+            "model": "gpt-test",
+            "user": customer,
+            "max_tokens": 2,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+    )
+    return resp.status_code, resp.json().get("error", {}).get("code")
+
+
 def test_rpm_is_shared_by_two_worker_processes_through_redis(app, instance_dir, tmp_path, upstream):
     env = settings(
         app, instance_dir, tmp_path, RPM_CONFIG, upstream, TOLLGATE_REDIS_URL=REDIS, TOLLGATE_WORKERS="2"
@@ -64,18 +80,7 @@ def test_rpm_is_shared_by_two_worker_processes_through_redis(app, instance_dir, 
             barrier.wait()
             out = []
             for _ in range(5):
-                resp = session.post(
-                    served.url + "/v1/chat/completions",
-                    timeout=30,
-                    headers={"Authorization": f"Bearer {GUNICORN_KEY}", "Connection": "close"},
-                    json={
-                        "model": "gpt-test",
-                        "user": customer,
-                        "max_tokens": 2,
-                        "messages": [{"role": "user", "content": "hi"}],
-                    },
-                )
-                out.append((resp.status_code, resp.json().get("error", {}).get("code")))
+                out.append(fresh_connection_call(session, served.url, customer))
             return out
 
         with ThreadPoolExecutor(20) as pool:
@@ -150,18 +155,7 @@ def test_a_change_made_through_one_worker_applies_to_calls_through_the_other(
     admin = {"Authorization": "Bearer tg-admin-key-for-fresh-rules-0123", "Connection": "close"}
 
     def call(customer: str) -> tuple[int, str | None]:
-        resp = requests.post(
-            served.url + "/v1/chat/completions",
-            timeout=30,
-            headers={"Authorization": f"Bearer {GUNICORN_KEY}", "Connection": "close"},
-            json={
-                "model": "gpt-test",
-                "user": customer,
-                "max_tokens": 2,
-                "messages": [{"role": "user", "content": "hi"}],
-            },
-        )
-        return resp.status_code, resp.json().get("error", {}).get("code")
+        return fresh_connection_call(requests.Session(), served.url, customer)
 
     with gunicorn_serving(env) as served:
         assert len(served.workers()) == 2
