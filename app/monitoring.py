@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
-
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,6 +30,9 @@ def readyz() -> tuple[Response, int]:
     return jsonify(status="ok"), 200
 
 
+ALL_PROJECTS = -1
+
+
 def _metrics_reader() -> int | None:
     """Who may read: ALL_PROJECTS for loopback and the master key, a project's id for its admin
     keys, None for anyone else. A request relayed by a proxy (X-Forwarded-For) is not loopback."""
@@ -41,16 +42,13 @@ def _metrics_reader() -> int | None:
     if not key:
         return None
     cache = gateway().cache
-    if cache.master_key and hmac.compare_digest(key.encode(), cache.master_key.encode()):
+    if cache.is_master(key):
         return ALL_PROJECTS
     try:
         caller = cache.authenticate(key, None)
     except ProxyError:
         return None
     return caller.project.id if caller.scope == "admin" else None
-
-
-ALL_PROJECTS = -1
 
 
 @bp.get("/metrics")

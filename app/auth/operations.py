@@ -16,12 +16,12 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app.db import now_utc, session_writes
 from app.models.admin_user import AdminUser, SignInAttempt
 
-# Five wrong passwords for one account from one address in 15 minutes, or twenty from one address
-# whatever the accounts, then that address waits. Not per account alone: anyone who knows an
-# admin's email could then lock the admin out from anywhere.
+# Five attempts at one account from one address in 15 minutes without the right password, or twenty
+# attempts from one address whatever the accounts, then that address waits. Not per account alone:
+# anyone who knows an admin's email could then lock the admin out from anywhere.
 PER_ACCOUNT_AND_ADDRESS = RateLimitItemPerMinute(5, 15)
 PER_ADDRESS = RateLimitItemPerMinute(20, 15)
-# Failure rows older than every window count for nothing: they are deleted as failures are written.
+# Attempt rows older than every window count for nothing: they are deleted as attempts are written.
 KEPT = timedelta(seconds=max(PER_ACCOUNT_AND_ADDRESS.get_expiry(), PER_ADDRESS.get_expiry()))
 # Compared against when the email is unknown, so a wrong email costs as much time as a wrong password.
 _DECOY = generate_password_hash("decoy password for unknown accounts")

@@ -1,4 +1,4 @@
-"""People who sign in to the web admin, and the failed sign-ins that throttle guessing."""
+"""People who sign in to the web admin, and the sign-in attempts that throttle guessing."""
 
 from __future__ import annotations
 
@@ -43,5 +43,5 @@ class SignInAttempt(Base):
     __table_args__ = (Index("ix_sign_in_attempts_key_at", "key", "at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(700))
+    key: Mapped[str] = mapped_column(String(64))  # a SHA-256 hex digest of the throttle key
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc, index=True)

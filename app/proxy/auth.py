@@ -245,12 +245,16 @@ class SnapshotCache:
     def invalidate(self) -> None:
         self._checked = float("-inf")
 
+    def is_master(self, raw_key: str) -> bool:
+        master = self.master_key
+        return master is not None and hmac.compare_digest(raw_key.encode(), master.encode())
+
     def authenticate(self, raw_key: str | None, project_slug: str | None) -> Caller:
         """Key -> caller; the master key acts as admin on the project named by the header."""
         if not raw_key:
             raise ProxyError("invalid_api_key", "Missing API key. Send 'Authorization: Bearer <key>'.")
         snap = self.current()
-        if self.master_key and hmac.compare_digest(raw_key.encode(), self.master_key.encode()):
+        if self.is_master(raw_key):
             project_id = snap.by_slug.get(project_slug or "default")
             if project_id is None:
                 raise ProxyError(
