@@ -196,6 +196,39 @@ def update_customer(
     return customer
 
 
+KEEP = object()  # set_own_budget: leave the duration as it is
+
+
+def set_own_budget(
+    session: Session, customer: Customer, max_budget_nusd: int | None, duration: object, now: datetime
+) -> None:
+    """The customer's own $ budget, on top of its tier's (SPEC 4). Its period runs from when it was
+    set: a new budget, or a new duration, starts a fresh window; a new amount alone keeps the
+    window and what it has spent. None removes the budget (and its duration)."""
+    if max_budget_nusd is None:
+        customer.max_budget_nusd = customer.budget_duration = customer.budget_set_at = None
+        session.flush()
+        return
+    if max_budget_nusd < 0:
+        raise Invalid("max_budget must not be negative", "max_budget")
+    if duration is KEEP:
+        duration = customer.budget_duration
+    if duration is not None:
+        try:
+            duration = str(periods.parse(str(duration)))
+        except ValueError as exc:
+            raise Invalid(f"budget_duration: {exc}", "budget_duration") from exc
+        duration = None if duration == periods.NONE else duration
+    if (
+        customer.max_budget_nusd is None
+        or duration != customer.budget_duration
+        or customer.budget_set_at is None
+    ):
+        customer.budget_set_at = now
+    customer.max_budget_nusd, customer.budget_duration = max_budget_nusd, duration
+    session.flush()
+
+
 def delete_customer(session: Session, customer: Customer) -> None:
     """Remove the customer with its ledger, counters and usage records (the database cascades)."""
     session.delete(customer)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import Connection, Engine, Table, and_, case, select, update
+from sqlalchemy import Connection, Engine, Table, and_, case, or_, select, update
 
 from app.db import insert_ignoring_conflict, iso, write_transaction
 from app.events import recorder
@@ -82,6 +82,7 @@ class Scope:
     tokens: int | None = None
     nusd: int | None = None
     soft_nusd: int | None = None
+    start: datetime | None = None  # its own period's start (a customer's own budget); else the tier's
 
     @property
     def refusal(self) -> str:
@@ -95,12 +96,16 @@ CUSTOMER = "customer"
 
 
 def scopes(
-    rules: TierRules, model_tier: str, model: str, own_budget_nusd: int | None = None
+    rules: TierRules,
+    model_tier: str,
+    model: str,
+    own_budget_nusd: int | None = None,
+    own_start: datetime | None = None,
 ) -> tuple[Scope, ...]:
     """What a call to `model` (of `model_tier`) counts against under these rules.
 
     `own_budget_nusd` is a customer's own $ budget (LiteLLM's customer max_budget): it applies on
-    top of the tier's, over the same period, and never changes the shared tier.
+    top of the tier's, over its own period (starting at `own_start`), and never changes the tier.
     """
     found = []
     limit = rules.limits.get(model_tier)
@@ -111,16 +116,20 @@ def scopes(
     if model in rules.model_budgets_nusd:
         found.append(Scope(f"model:{model}", nusd=rules.model_budgets_nusd[model]))
     if own_budget_nusd is not None:
-        found.append(Scope(CUSTOMER, nusd=own_budget_nusd))
+        found.append(Scope(CUSTOMER, nusd=own_budget_nusd, start=own_start))
     return tuple(found)
+
+
+def own_budget_start(duration: str | None, set_at: datetime, now: datetime) -> datetime:
+    """The start of a customer's own budget period: its windows of `duration` run from when it was
+    set; without a duration it never resets (SPEC 4)."""
+    return periods.window(periods.parse(duration or periods.NONE), periods.ASSIGNMENT, set_at, now)[0]
 
 
 def spent(engine: Engine, share: Share, scope: Scope) -> int:
     """What the period has spent in a scope (for the refusal message)."""
     with engine.connect() as conn:
-        value = conn.execute(
-            select(counters.c.spend_nusd).where(*_key(share), counters.c.scope == scope.name)
-        ).scalar()
+        value = conn.execute(select(counters.c.spend_nusd).where(*_key(share, scope))).scalar()
     return int(value or 0)
 
 
@@ -145,10 +154,16 @@ class Share:
     overage: bool
 
 
-def _key(share_or_args) -> list:
+def _start(share: Share, scope: Scope) -> datetime:
+    return scope.start or share.period_start
+
+
+def _key(share: Share, scope: Scope) -> list:
+    """The one counter row of this scope in its current period."""
     return [
-        counters.c.customer_id == share_or_args.customer_pk,
-        counters.c.period_start == share_or_args.period_start,
+        counters.c.customer_id == share.customer_pk,
+        counters.c.period_start == _start(share, scope),
+        counters.c.scope == scope.name,
     ]
 
 
@@ -173,7 +188,7 @@ def take(engine: Engine, want: Share, enforce: bool) -> Share:
             checks = _room(scope, want.tokens, want.nusd) if enforce else []
             stmt = (
                 update(counters)
-                .where(*_key(want), counters.c.scope == scope.name, *checks)
+                .where(*_key(want, scope), *checks)
                 .values(
                     reserved_calls=counters.c.reserved_calls + 1,
                     reserved_tokens=counters.c.reserved_tokens + want.tokens,
@@ -206,9 +221,12 @@ def take_what_remains(
         raise full
     completion = want.tokens - prompt
     with engine.connect() as conn:
-        rows = {r.scope: r for r in conn.execute(select(counters).where(*_key(want)))}
+        rows = {
+            scope.name: conn.execute(select(counters).where(*_key(want, scope))).first()
+            for scope in want.scopes
+        }
     for scope in want.scopes:
-        row = rows.get(scope.name)
+        row = rows[scope.name]
         used_tokens = (row.tokens + row.reserved_tokens) if row else 0
         used_nusd = (row.spend_nusd + row.reserved_nusd) if row else 0
         if scope.tokens is not None:
@@ -234,9 +252,7 @@ def _affordable(budget_left: int, most: int, cost_of: Callable[[int], int]) -> i
 def _standing_calls(engine: Engine, want: Share, scope: Scope) -> int:
     with engine.connect() as conn:
         row = conn.execute(
-            select(counters.c.calls + counters.c.reserved_calls).where(
-                *_key(want), counters.c.scope == scope.name
-            )
+            select(counters.c.calls + counters.c.reserved_calls).where(*_key(want, scope))
         ).first()
     return row[0] if row else 0
 
@@ -246,7 +262,7 @@ def _open(conn: Connection, want: Share, scope: Scope) -> None:
     values = dict(
         customer_id=want.customer_pk,
         tier_id=want.tier_id,
-        period_start=want.period_start,
+        period_start=_start(want, scope),
         scope=scope.name,
         calls=0,
         tokens=0,
@@ -290,7 +306,7 @@ def use(conn: Connection, share: Share, tokens: int, nusd: int) -> list[Standing
     for scope in share.scopes:
         row = conn.execute(
             update(counters)
-            .where(*_key(share), counters.c.scope == scope.name)
+            .where(*_key(share, scope))
             .values(
                 calls=counters.c.calls + 1,
                 tokens=counters.c.tokens + tokens,
@@ -310,10 +326,8 @@ def use(conn: Connection, share: Share, tokens: int, nusd: int) -> list[Standing
 
 def give_back(conn: Connection, share: Share) -> None:
     """Return an unused share (the call failed before anything was served)."""
-    names = [s.name for s in share.scopes]
-    conn.execute(
-        update(counters).where(and_(*_key(share), counters.c.scope.in_(names))).values(**_unreserve(share))
-    )
+    rows = or_(*(and_(*_key(share, scope)) for scope in share.scopes))
+    conn.execute(update(counters).where(rows).values(**_unreserve(share)))
 
 
 def _crossed(before: int, after: int, threshold: int | None) -> bool:
@@ -370,8 +384,8 @@ def note(
         data={
             "customer_id": share.external_id,
             "scope": scope.name,
-            "period_start": iso(share.period_start),
+            "period_start": iso(_start(share, scope)),
             **data,
         },
-        dedupe_key=f"{name}:{share.customer_pk}:{iso(share.period_start)}:{scope.name}",
+        dedupe_key=f"{name}:{share.customer_pk}:{iso(_start(share, scope))}:{scope.name}",
     )

@@ -75,6 +75,8 @@ class Hold:
     shedding_tier: str
     period_start: datetime | None
     max_budget_nusd: int | None = None  # the customer's own budget, on top of its tier's
+    budget_duration: str | None = None  # the own budget's period, from budget_set_at
+    budget_set_at: datetime | None = None
     choices: int = 1  # completions asked for: a shrunk completion leaves each at least one token
     expires_at: datetime | None = None  # when the scheduler may release it, unless it is kept
 
@@ -143,6 +145,8 @@ def _hold(amount, condition):
             customers.c.shedding_tier,
             customers.c.period_start,
             customers.c.max_budget_nusd,
+            customers.c.budget_duration,
+            customers.c.budget_set_at,
         )
     )
 
@@ -200,6 +204,8 @@ def _hold_from_row(row, ask: Ask, terms: TierTerms, tokens: int | None = None) -
         shedding_tier=row.shedding_tier,
         period_start=row.period_start,
         max_budget_nusd=row.max_budget_nusd,
+        budget_duration=row.budget_duration,
+        budget_set_at=row.budget_set_at,
         choices=ask.choices,
         expires_at=ask.expires_at,
     )

@@ -35,7 +35,11 @@ class Customer(Base):
     spend_nusd: Mapped[int] = mapped_column(BigInteger, default=0)  # lifetime
     # Lifetime Σ usage_records.tokens_unbilled: tokens served that the balance could not pay for.
     tokens_unbilled: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    max_budget_nusd: Mapped[int | None] = mapped_column(BigInteger)  # customer-level, on top of the tier
+    # The customer's own budget (LiteLLM's customer max_budget), on top of the tier's. Its period
+    # (`budget_duration`, a SPEC 4 fixed period; none = never resets) runs from `budget_set_at`.
+    max_budget_nusd: Mapped[int | None] = mapped_column(BigInteger)
+    budget_duration: Mapped[str | None] = mapped_column(String(16))
+    budget_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     low_balance_notified: Mapped[bool] = mapped_column(Boolean, default=False)
     metadata_: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
     stripe_customer_id: Mapped[str | None] = mapped_column(String(64), index=True)

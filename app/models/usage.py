@@ -15,12 +15,14 @@ class UsageRecord(Base):
     __table_args__ = (
         Index("ix_usage_records_customer_id_id", "customer_id", "id"),
         Index("ix_usage_records_project_created", "project_id", "created_at"),
+        Index("ix_usage_records_api_key_id", "api_key_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     request_id: Mapped[str] = mapped_column(String(64), unique=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     endpoint: Mapped[str] = mapped_column(String(32))
     model_requested: Mapped[str] = mapped_column(String(200))
     model_served: Mapped[str] = mapped_column(String(200))

@@ -15,7 +15,17 @@ from sqlalchemy import Engine, select
 from app.db import write_transaction
 from app.metering import estimate
 from app.metering.accounts import open_account
-from app.metering.allowance import LimitReached, Scope, Share, note, scopes, spent, take, take_what_remains
+from app.metering.allowance import (
+    LimitReached,
+    Scope,
+    Share,
+    note,
+    own_budget_start,
+    scopes,
+    spent,
+    take,
+    take_what_remains,
+)
 from app.metering.pricing import usd_str
 from app.metering.quota import Ask, Hold, PeriodEnded, QuotaRefused, customers, reserve
 from app.metering.rollover import Due, roll_over
@@ -217,7 +227,7 @@ def _allowance(
     if tier is None or hold.period_start is None:
         return model, None, None
     rules = tier.rules
-    want = _share(caller, who, tier, hold, model, prompt)
+    want = _share(caller, who, tier, hold, model, prompt, now)
     if not want.scopes:
         return model, None, None
     try:
@@ -229,7 +239,7 @@ def _allowance(
     if rules.on_limit == "restrict":
         target = caller.project.models.get(caller.project.tier_defaults.get(rules.restrict_to or "", ""))
         if target is not None and target.name != model.name:
-            instead = _share(caller, who, tier, hold, target, prompt)
+            instead = _share(caller, who, tier, hold, target, prompt, now)
             try:
                 taken = _take(engine, tier, instead, prompt, target, hold.choices) if instead.scopes else None
             except LimitReached as again:
@@ -262,17 +272,26 @@ def _take(
 
 
 def _share(
-    caller: Caller, who: Who, tier: TierInfo, hold: Hold, model: ModelInfo, prompt: estimate.PromptEstimate
+    caller: Caller,
+    who: Who,
+    tier: TierInfo,
+    hold: Hold,
+    model: ModelInfo,
+    prompt: estimate.PromptEstimate,
+    now: datetime,
 ) -> Share:
     cost = model.price.cost_nusd(prompt.upper, hold.tokens - prompt.upper) if model.price else 0
     assert who.customer_id is not None and hold.period_start is not None
+    own_start = None
+    if hold.max_budget_nusd is not None:
+        own_start = own_budget_start(hold.budget_duration, hold.budget_set_at or hold.period_start, now)
     return Share(
         customer_pk=hold.customer_pk,
         external_id=who.customer_id,
         project_id=caller.project.id,
         tier_id=tier.id,
         period_start=hold.period_start,
-        scopes=scopes(tier.rules, model.model_tier, model.name, hold.max_budget_nusd),
+        scopes=scopes(tier.rules, model.model_tier, model.name, hold.max_budget_nusd, own_start),
         tokens=hold.tokens,
         nusd=cost,
         overage=False,

@@ -106,8 +106,10 @@ def test_customer_new_with_max_budget_and_with_budget_id(world: World, admin: st
         "token_balance": 100_000,
         "usage_tier": {"key": "default", "version": 1},
         "max_budget_usd": "2.500000000",
+        "budget_set_at": own["budget_set_at"],
     }
     c1 = world.customer("c1")
+    assert own["budget_set_at"] == c1.budget_set_at.isoformat().replace("+00:00", "Z")
     assert c1.max_budget_nusd == 2_500_000_000 and c1.allowed_regions == ["eu"]
     assert c1.metadata_ == {"default_model": "gpt-test"}
     # The customer's budget lives on the customer: no shared tier was touched.

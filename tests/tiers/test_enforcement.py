@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import openai
 import pytest
@@ -13,7 +14,8 @@ from sqlalchemy import select
 
 from app.catalog.operations import set_tier_default
 from app.customers.operations import migrate_customers
-from app.db import now_utc
+from app.db import iso, now_utc
+from app.keys.operations import create_key
 from app.extensions import db
 from app.models import Event, PeriodCounter
 from app.tiers.operations import clone_tier, edit_tier
@@ -292,6 +294,63 @@ def test_a_customers_own_budget_applies_on_top_of_its_tier(shop: World):
     )
     shop.give_customer("uncapped", 1_000_000)
     assert call(shop, "uncapped").status_code == 200  # the tier itself has no budget
+
+
+def test_a_customers_own_budget_runs_on_its_own_period_from_when_it_was_set(shop: World):
+    """LiteLLM's customer max_budget + budget_duration (SPEC 4): a window of its own, from when it
+    was set, whatever the tier's period; the tier's period and counters are not touched."""
+    _, admin = create_key(db.session, shop.project, "ops", "admin")
+    customer_on(shop, "daily", {"key": "monthlyplan", "period": "month"})
+    tier_start = shop.customer("daily").period_start
+    update = {"user_id": "daily", "max_budget": 0.08, "budget_duration": "1d"}
+    row = litellm(shop, admin, "/customer/update", update)
+    set_at = shop.customer("daily").budget_set_at
+    assert set_at is not None and row["budget_set_at"] == iso(set_at)
+    table = row["litellm_budget_table"]
+    assert (table["max_budget"], table["budget_duration"]) == (0.08, "1d")
+    assert table["budget_reset_at"] == iso(set_at + timedelta(days=1))
+
+    assert [call(shop, "daily").status_code for _ in range(4)] == [200, 200, 200, 429]
+    info = requests.get(
+        shop.url + "/customer/info?end_user_id=daily",
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=30,
+    ).json()
+    window = counter(shop.customer("daily").id, "customer")
+    assert window.period_start == set_at and info["spend"] == float(window.spend_nusd) / 1e9 > 0
+
+    # A new amount keeps the window (and what it spent); a new duration starts a fresh one.
+    litellm(shop, admin, "/customer/update", {"user_id": "daily", "max_budget": 0.02})
+    assert shop.customer("daily").budget_set_at == set_at
+    assert call(shop, "daily").status_code == 429
+    litellm(shop, admin, "/customer/update", {"user_id": "daily", "max_budget": 0.08})
+
+    # A day later the own window has rolled over: calls are served again, on the same tier period.
+    customer = shop.customer("daily")
+    customer.budget_set_at = set_at - timedelta(days=1, seconds=5)
+    shop.commit()
+    assert call(shop, "daily").status_code == 200
+    assert shop.customer("daily").period_start == tier_start
+    assert litellm(shop, admin, "/customer/info?end_user_id=daily", method="GET")["spend"] < info["spend"]
+
+    litellm(shop, admin, "/customer/update", {"user_id": "daily", "budget_duration": "30d"})
+    assert shop.customer("daily").budget_set_at > set_at
+
+    refused = requests.post(
+        shop.url + "/customer/new",
+        json={"user_id": "nobudget", "budget_duration": "7d"},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=30,
+    )
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "budget_duration"
+
+
+def litellm(world: World, admin: str, path: str, body: dict | None = None, method: str = "POST") -> dict:
+    resp = requests.request(
+        method, world.url + path, json=body, headers={"Authorization": f"Bearer {admin}"}, timeout=30
+    )
+    assert resp.status_code == 200, resp.text
+    return resp.json()
 
 
 def test_migrating_within_a_tier_keeps_the_cycle_and_its_use(shop: World):

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from app.api.idempotency import idempotent
 from app.api.litellm import SOURCE, LiteLLMError, bp
-from app.api.litellm.mapping import find_budget, format_duration, parse_duration, parse_usd
+from app.api.litellm.mapping import find_budget, parse_duration, parse_usd
 from app.api.litellm.schemas import (
     LiteLLMBlocked,
     LiteLLMCustomer,
@@ -64,12 +64,11 @@ def _check_either_or(args: dict) -> None:
         raise LiteLLMError(400, "Set either 'max_budget' or 'budget_id', not both.", "max_budget")
 
 
-def _check_customer_budget_fields(args: dict, period: str) -> None:
-    """Customer bodies may carry LiteLLM budget fields; only max_budget belongs to a customer.
-
-    The rest would need a budget of the customer's own: refused (never silently ignored), except a
-    budget_duration that is the period the customer's budget already runs on.
-    """
+def _check_customer_budget_fields(args: dict, period: str, has_own_budget: bool) -> None:
+    """Customer bodies may carry LiteLLM budget fields; max_budget and budget_duration make the
+    customer's own budget (SPEC 4). The rest would need a budget of the customer's own: refused
+    (never silently ignored). A budget_duration with no own budget to apply to is refused too,
+    unless it is the period the customer's tier already runs on."""
     parse_usd("max_budget", args.get("max_budget"))
     for name in BUDGET_ONLY:
         if args.get(name) is not None:
@@ -80,11 +79,14 @@ def _check_customer_budget_fields(args: dict, period: str) -> None:
                 name,
             )
     duration = args.get("budget_duration")
-    if duration is not None and parse_duration(duration) != period:
+    if duration is None:
+        return
+    own = parse_duration(duration)
+    if args.get("max_budget") is None and not has_own_budget and own != period:
         raise LiteLLMError(
             400,
-            f"budget_duration: this customer's budget runs on {format_duration(period) or 'no period'}; to "
-            "give customers another budget_duration create a budget with /budget/new and pass its budget_id",
+            "budget_duration: it sets the period of the customer's own max_budget; pass max_budget with "
+            "it, or create a budget with /budget/new and pass its budget_id",
             "budget_duration",
         )
 
@@ -132,7 +134,7 @@ def new_customer(args):
     project: Project = g.project
     _check_either_or(args)
     tier = _tier_for(project, args.get("budget_id"), None)
-    _check_customer_budget_fields(args, tier.period if tier is not None else periods.NONE)
+    _check_customer_budget_fields(args, tier.period if tier is not None else periods.NONE, False)
     _check_default_model(project, args.get("default_model"))
     user_id = args["user_id"]
     duplicate = LiteLLMError(
@@ -156,8 +158,13 @@ def new_customer(args):
         except Conflict as exc:  # created concurrently
             raise duplicate from exc
         if args.get("max_budget") is not None:
-            customer.max_budget_nusd = parse_usd("max_budget", args["max_budget"])
-            db.session.flush()
+            ops.set_own_budget(
+                db.session,
+                customer,
+                parse_usd("max_budget", args["max_budget"]),
+                args.get("budget_duration"),
+                now_utc(),
+            )
         body = customer_shape(project, customer)
     return body
 
@@ -183,7 +190,8 @@ def update_customer(args):
     _check_either_or(args)
     customer = _find_customer(project, args["user_id"])
     tier = _tier_for(project, args.get("budget_id"), customer)
-    _check_customer_budget_fields(args, tier.period if tier is not None else periods.NONE)
+    period = tier.period if tier is not None else periods.NONE
+    _check_customer_budget_fields(args, period, customer.max_budget_nusd is not None)
     _check_default_model(project, args.get("default_model"))
     with session_writes(db.session):
         customer = _find_customer(project, args["user_id"])
@@ -193,12 +201,24 @@ def update_customer(args):
             assert tier is not None
             if current is None or current.key != tier.key:
                 changes["tier"] = {"key": tier.key, "version": tier.version}
-            customer.max_budget_nusd = None
-        if args.get("max_budget") is not None:
-            customer.max_budget_nusd = parse_usd("max_budget", args["max_budget"])
+            ops.set_own_budget(db.session, customer, None, None, now_utc())
+        _update_own_budget(customer, args)
         ops.update_customer(db.session, customer, changes, SOURCE, now_utc())
         body = customer_shape(project, customer)
     return body
+
+
+def _update_own_budget(customer: Customer, args: dict) -> None:
+    """max_budget sets the own budget (its duration kept unless given); a budget_duration alone
+    changes the period of an own budget the customer has."""
+    duration = args.get("budget_duration", ops.KEEP)
+    duration = ops.KEEP if duration is None else duration
+    if args.get("max_budget") is not None:
+        ops.set_own_budget(
+            db.session, customer, parse_usd("max_budget", args["max_budget"]), duration, now_utc()
+        )
+    elif duration is not ops.KEEP and customer.max_budget_nusd is not None:
+        ops.set_own_budget(db.session, customer, customer.max_budget_nusd, duration, now_utc())
 
 
 @_customer_route("/delete", methods=["POST"])

@@ -116,6 +116,9 @@ class LiteLLMCustomer(Schema):
     token_balance = fields.Integer(required=True)
     usage_tier = fields.Nested(LiteLLMTierRef, allow_none=True)
     max_budget_usd = fields.String(allow_none=True, metadata={"description": "the customer's own budget"})
+    budget_set_at = fields.String(
+        allow_none=True, metadata={"description": "when the own budget's period started running"}
+    )
 
 
 class LiteLLMBlocked(Schema):

@@ -13,11 +13,12 @@ from app.api.litellm.schemas import REGIONS
 from app.db import iso, now_utc
 from app.extensions import db
 from app.metering import periods
+from app.metering.allowance import CUSTOMER, own_budget_start
 from app.metering.pricing import usd_str
 from app.models.customer import Customer
 from app.models.project import Project
 from app.models.tier import UsageTier
-from app.models.usage import UsageRecord
+from app.models.usage import PeriodCounter, UsageRecord
 
 
 def budget_row(tier: UsageTier) -> dict[str, Any]:
@@ -88,16 +89,63 @@ def _period_spends(project: Project, customers: list[Customer], now: datetime) -
     return {pk: int(total) for pk, total in db.session.execute(stmt) if pk is not None}
 
 
+def _own_windows(customers: list[Customer], now: datetime) -> dict[int, tuple[datetime, datetime | None]]:
+    """The current window of each customer's own budget (SPEC 4: from when it was set)."""
+    out = {}
+    for c in customers:
+        if c.max_budget_nusd is not None:
+            set_at = c.budget_set_at or c.period_start or c.created_at
+            start = own_budget_start(c.budget_duration, set_at, now)
+            end = None
+            if c.budget_duration is not None:
+                end = periods.window(periods.parse(c.budget_duration), periods.ASSIGNMENT, set_at, now)[1]
+            out[c.id] = (start, end)
+    return out
+
+
+def _own_spends(windows: dict[int, tuple[datetime, datetime | None]]) -> dict[int, int]:
+    """nano-USD each own budget has counted in its current window."""
+    out: dict[int, int] = {}
+    ids = list(windows)
+    for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):  # bound the IN list
+        rows = db.session.execute(
+            select(PeriodCounter.customer_id, PeriodCounter.period_start, PeriodCounter.spend_nusd).where(
+                PeriodCounter.scope == CUSTOMER, PeriodCounter.customer_id.in_(chunk)
+            )
+        )
+        out.update((pk, int(spend)) for pk, start, spend in rows if windows[pk][0] == start)
+    return out
+
+
+def _empty_table(customer: Customer) -> dict[str, Any]:
+    return {
+        "budget_id": None,
+        "soft_budget": None,
+        "max_budget": None,
+        "max_parallel_requests": None,
+        "tpm_limit": None,
+        "rpm_limit": None,
+        "model_max_budget": None,
+        "budget_duration": None,
+        "budget_reset_at": None,
+        "created_at": iso(customer.created_at),
+        "usage_tier": None,
+    }
+
+
 def customer_shapes(project: Project, customers: list[Customer]) -> list[dict[str, Any]]:
     """Customers in LiteLLM's end-user shape, then Tollgate's own fields."""
     tiers = {t.id: t for t in db.session.scalars(select(UsageTier).where(UsageTier.project_id == project.id))}
     default = tiers.get(project.default_tier_id) if project.default_tier_id is not None else None
     now = now_utc()
     spends = _period_spends(project, customers, now)
+    windows = _own_windows(customers, now)
+    own_spends = _own_spends({pk: w for pk, w in windows.items() if w[1] is not None})
     out = []
     for customer in customers:
         tier = tiers.get(customer.tier_id) if customer.tier_id is not None else None
-        # With a period, the current period's spend (0 once it ended, until it rolls over); else lifetime.
+        # With a period, the current period's spend (0 once it ended, until it rolls over); else
+        # lifetime. An own budget with a duration shows what its window has spent.
         spend = customer.spend_nusd if customer.period_end is None else spends.get(customer.id, 0)
         budget_id = tier.key if tier is not None and (default is None or tier.key != default.key) else None
         table = None
@@ -105,25 +153,13 @@ def customer_shapes(project: Project, customers: list[Customer]) -> list[dict[st
             table = budget_row(tier)
             table["budget_id"] = budget_id
             table["budget_reset_at"] = iso(customer.period_end)
-            if customer.max_budget_nusd is not None:  # the customer's own budget applies on top
-                own = customer.max_budget_nusd
-                table["max_budget"] = format_usd(
-                    own if tier.max_budget_nusd is None else min(own, tier.max_budget_nusd)
-                )
-        elif customer.max_budget_nusd is not None:
-            table = {
-                "budget_id": None,
-                "soft_budget": None,
-                "max_budget": format_usd(customer.max_budget_nusd),
-                "max_parallel_requests": None,
-                "tpm_limit": None,
-                "rpm_limit": None,
-                "model_max_budget": None,
-                "budget_duration": format_duration(tier.period) if tier is not None else None,
-                "budget_reset_at": iso(customer.period_end),
-                "created_at": iso(customer.created_at),
-                "usage_tier": None,
-            }
+        if customer.id in windows:  # the customer's own budget, on its own period
+            table = table or _empty_table(customer)
+            table["max_budget"] = format_usd(customer.max_budget_nusd)
+            table["budget_duration"] = customer.budget_duration
+            table["budget_reset_at"] = iso(windows[customer.id][1])
+            if customer.budget_duration is not None:
+                spend = own_spends.get(customer.id, 0)
         regions = list(customer.allowed_regions or [])
         out.append(
             {
@@ -141,6 +177,9 @@ def customer_shapes(project: Project, customers: list[Customer]) -> list[dict[st
                 "max_budget_usd": None
                 if customer.max_budget_nusd is None
                 else usd_str(customer.max_budget_nusd),
+                "budget_set_at": iso(customer.budget_set_at)
+                if customer.max_budget_nusd is not None
+                else None,
             }
         )
     return out
