@@ -232,13 +232,13 @@ def take_what_remains(
         if scope.tokens is not None:
             completion = min(completion, scope.tokens - used_tokens - prompt)
         if scope.nusd is not None:
-            completion = min(completion, _affordable(scope.nusd - used_nusd, completion, cost_of))
+            completion = min(completion, affordable(scope.nusd - used_nusd, completion, cost_of))
     if completion < choices:
         raise full
     return take(engine, replace(want, tokens=prompt + completion, nusd=cost_of(completion)), enforce=True)
 
 
-def _affordable(budget_left: int, most: int, cost_of: Callable[[int], int]) -> int:
+def affordable(budget_left: int, most: int, cost_of: Callable[[int], int]) -> int:
     """The largest completion (at most `most`) whose cost with the prompt fits the budget left."""
     low, high = 0, most
     if cost_of(0) > budget_left:

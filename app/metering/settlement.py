@@ -24,7 +24,8 @@ from sqlalchemy import (
 )
 
 from app.db import statements, write_transaction
-from app.metering import allowance
+from app.metering import allowance, key_budget
+from app.metering.key_budget import KeyHold
 from app.metering.quota import Hold, customers, usage_records
 
 
@@ -52,17 +53,23 @@ class Settled:
 
 
 def settle(
-    engine: Engine, hold: Hold | None, charge: Charge, record: dict, share: allowance.Share | None = None
+    engine: Engine,
+    hold: Hold | None,
+    charge: Charge,
+    record: dict,
+    share: allowance.Share | None = None,
+    key_hold: KeyHold | None = None,
 ) -> Settled | None:
     """Release the hold (and the period share), debit the usage and write the usage record, atomically.
 
     The upstream's usage is debited in full, except that a prepaid hard-capped balance never goes
     below what the customer's other calls in flight hold: what the balance cannot pay is recorded
     as `tokens_unbilled` (SPEC 5.2). Returns the customer as it stands afterwards (None for
-    project-level calls).
+    project-level calls). A key's budget hold (`key_hold`) becomes its spend in the same transaction.
     """
     params = dict(
-        record,
+        {"api_key_id": None},  # a record made outside the proxy (tests, tools) may have no key
+        **record,
         pk=hold.customer_pk if hold is not None else None,
         held=hold.tokens if hold is not None else 0,
         capped=hold is not None and hold.capped,
@@ -74,7 +81,7 @@ def settle(
         total_tokens=charge.total_tokens,
         cost_nusd=charge.cost_nusd,
     )
-    if share is None and engine.dialect.name == "postgresql":
+    if share is None and key_hold is None and engine.dialect.name == "postgresql":
         with statements(engine) as conn:
             row = conn.execute(SETTLE_AND_RECORD, _one_statement(params)).first()
             if row is not None:  # else the transaction path below settles
@@ -88,6 +95,8 @@ def settle(
             allowance.announce(conn, share, standings, record["created_at"])
         elif share is not None:
             allowance.give_back(conn, share)
+        if key_hold is not None:
+            key_budget.settle(conn, key_hold, charge.cost_nusd)
         return available
 
 
@@ -168,6 +177,7 @@ INSERT_USAGE = usage_records.insert()
 USAGE_FIELDS = (
     "request_id",
     "project_id",
+    "api_key_id",
     "endpoint",
     "model_requested",
     "model_served",
@@ -223,12 +233,20 @@ def _settle_and_record():
 SETTLE_AND_RECORD = _settle_and_record()
 
 
-def release(engine: Engine, hold: Hold, share: allowance.Share | None = None) -> None:
-    """Give a hold (and its period share) back untouched: nothing was served."""
-    with statements(engine) if share is None else write_transaction(engine) as conn:
-        conn.execute(RELEASE, {"pk": hold.customer_pk, "held": hold.tokens})
+def release(
+    engine: Engine,
+    hold: Hold | None,
+    share: allowance.Share | None = None,
+    key_hold: KeyHold | None = None,
+) -> None:
+    """Give a hold (and its period share, and its key's budget hold) back untouched: nothing was served."""
+    with statements(engine) if share is None and key_hold is None else write_transaction(engine) as conn:
+        if hold is not None:
+            conn.execute(RELEASE, {"pk": hold.customer_pk, "held": hold.tokens})
         if share is not None:
             allowance.give_back(conn, share)
+        if key_hold is not None:
+            key_budget.settle(conn, key_hold, 0)
 
 
 def release_expired(engine: Engine, now: datetime) -> int:
@@ -251,4 +269,5 @@ def release_expired(engine: Engine, now: datetime) -> int:
             .where(customers.c.id.in_(stale))
             .values(reserved_tokens=0, reserved_nusd=0, reservation_expires_at=None)
         )
-    return freed.rowcount
+        keys = key_budget.release_expired(conn, now)
+    return freed.rowcount + keys

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, select
 
 from app.db import write_transaction
-from app.metering import estimate
+from app.metering import estimate, key_budget
 from app.metering.accounts import open_account
 from app.metering.allowance import (
     LimitReached,
@@ -26,6 +26,7 @@ from app.metering.allowance import (
     take,
     take_what_remains,
 )
+from app.metering.key_budget import KeyHold
 from app.metering.pricing import usd_str
 from app.metering.quota import Ask, Hold, PeriodEnded, QuotaRefused, customers, reserve
 from app.metering.rollover import Due, roll_over
@@ -59,6 +60,8 @@ class Admitted:
     restricted_from: str | None = None  # the model tier a restriction moved the call away from
     ticket: Ticket = field(default_factory=Ticket)
     tpm: int | None = None  # the tier's tokens-per-minute limit, counted after settlement
+    key_hold: KeyHold | None = None  # what the call holds of its key's $ budget
+    key_ticket: Ticket = field(default_factory=Ticket)  # the key's own rate limits
 
     def rate_key(self) -> str:
         return rate_key(self.caller, self.who)
@@ -70,6 +73,8 @@ class Admitted:
             caps.append(self.hold.completion_cap)
         if self.share is not None and self.share.tokens < (self.hold.tokens if self.hold else 0):
             caps.append(self.share.tokens - self.prompt.upper)  # a shrunk share (take_what_remains)
+        if self.key_hold is not None and self.key_hold.completion_cap is not None:
+            caps.append(self.key_hold.completion_cap)  # the last call its key's budget pays for
         return min(caps) if caps else None
 
 
@@ -162,24 +167,124 @@ def admit(
     model = caller.project.models.get(body["model"])
     if model is None:
         raise _refuse_unknown_model(engine, caller, who, body["model"], now)
+    if not caller.may_use(model.name):
+        raise ProxyError(
+            "model_not_allowed", f"This key may not use the model '{model.name}'.", param="model"
+        )
     prompt = estimate.chat_prompt(body) if endpoint == "chat/completions" else estimate.embedding_input(body)
     if who.customer_id is None:  # project-level usage: metered, never stopped by a balance
-        return Admitted(caller, who, model, None, _route(model, ()), prompt, model.name)
+        return _admit_project_level(engine, limiter, caller, who, model, body, endpoint, prompt, now)
     hold = _hold(engine, caller, who, model, body, endpoint, prompt, now)
-    share, ticket = None, NO_TICKET
+    share, ticket, key_ticket, key_hold = None, NO_TICKET, NO_TICKET, None
     try:
         tier = caller.tier(hold.tier_id)
         ticket = _rate_limits(limiter, caller, who, tier)
+        key_ticket = _key_rate_limits(limiter, caller)
         served, share, restricted = _allowance(engine, caller, who, tier, hold, model, prompt, now)
+        if caller.key is not None and caller.key.budget:
+            completion = (share.tokens if share is not None else hold.tokens) - prompt.upper
+            hard_cap = tier.terms.hard_cap if tier is not None else True
+            key_hold = _key_budget(engine, caller, served, prompt, completion, hard_cap, hold.choices, now)
         deployments = _route(served, hold.allowed_regions)
     except ProxyError:
         ticket.release()
-        release(engine, hold, share)
+        key_ticket.release()
+        release(engine, hold, share, key_hold)
         raise
     tpm = tier.rules.tpm if tier is not None else None
     return Admitted(
-        caller, who, served, hold, deployments, prompt, model.name, share, restricted, ticket, tpm
+        caller,
+        who,
+        served,
+        hold,
+        deployments,
+        prompt,
+        model.name,
+        share,
+        restricted,
+        ticket,
+        tpm,
+        key_hold,
+        key_ticket,
     )
+
+
+def _admit_project_level(
+    engine: Engine,
+    limiter: Limiter,
+    caller: Caller,
+    who: Who,
+    model: ModelInfo,
+    body: dict,
+    endpoint: str,
+    prompt: estimate.PromptEstimate,
+    now: datetime,
+) -> Admitted:
+    """No customer: only the key's own limits and budget apply."""
+    key_ticket, key_hold = _key_rate_limits(limiter, caller), None
+    try:
+        if caller.key is not None and caller.key.budget:
+            chat = endpoint == "chat/completions"
+            completion = estimate.completion_request(body) if chat else 0
+            if completion is None:
+                completion = caller.terms_of(caller.project.defaults.tier_id).default_reserve_tokens
+            choices = estimate.choices(body) if chat else 1
+            key_hold = _key_budget(engine, caller, model, prompt, completion, True, choices, now)
+        deployments = _route(model, ())
+    except ProxyError:
+        key_ticket.release()
+        if key_hold is not None:
+            release(engine, None, None, key_hold)
+        raise
+    return Admitted(
+        caller, who, model, None, deployments, prompt, model.name, key_hold=key_hold, key_ticket=key_ticket
+    )
+
+
+def _key_rate_limits(limiter: Limiter, caller: Caller) -> Ticket:
+    """The key's own rpm, tpm and parallel calls (LiteLLM's virtual-key limits), on top of the tier's."""
+    key = caller.key
+    if key is None or not key.limited():
+        return NO_TICKET
+    try:
+        return limiter.admit(key_rate_key(key.id), key.rpm, key.tpm, key.parallel)
+    except RateLimited as limited:
+        raise ProxyError(
+            "rate_limit_exceeded", f"Key: {limited}", headers={"Retry-After": str(limited.retry_after)}
+        ) from limited
+
+
+def _key_budget(
+    engine: Engine,
+    caller: Caller,
+    model: ModelInfo,
+    prompt: estimate.PromptEstimate,
+    completion: int,
+    hard_cap: bool,
+    choices: int,
+    now: datetime,
+) -> KeyHold | None:
+    """The key's own $ budget, reserved like a tier's (SPEC 6.1, 5.1)."""
+    assert caller.key is not None
+    price = model.price
+
+    def cost_of(tokens: int) -> int:
+        return price.cost_nusd(prompt.upper, tokens) if price else 0
+
+    timeout = max((d.timeout_s for d in model.deployments), default=600)
+    try:
+        return key_budget.reserve(
+            engine,
+            caller.key.id,
+            completion,
+            cost_of,
+            hard_cap,
+            choices,
+            now,
+            now + timedelta(seconds=timeout) + HOLD_GRACE,
+        )
+    except key_budget.KeyBudgetExceeded as exceeded:
+        raise ProxyError("budget_exceeded", str(exceeded)) from exceeded
 
 
 def _rate_limits(limiter: Limiter, caller: Caller, who: Who, tier: TierInfo | None) -> Ticket:
@@ -193,6 +298,10 @@ def _rate_limits(limiter: Limiter, caller: Caller, who: Who, tier: TierInfo | No
         raise ProxyError(
             "rate_limit_exceeded", str(limited), headers={"Retry-After": str(limited.retry_after)}
         ) from limited
+
+
+def key_rate_key(key_id: int) -> str:
+    return f"key:{key_id}"
 
 
 def rate_key(caller: Caller, who: Who) -> str:
@@ -238,7 +347,7 @@ def _allowance(
         return model, take(engine, replace(want, overage=True), enforce=False), None
     if rules.on_limit == "restrict":
         target = caller.project.models.get(caller.project.tier_defaults.get(rules.restrict_to or "", ""))
-        if target is not None and target.name != model.name:
+        if target is not None and target.name != model.name and caller.may_use(target.name):
             instead = _share(caller, who, tier, hold, target, prompt, now)
             try:
                 taken = _take(engine, tier, instead, prompt, target, hold.choices) if instead.scopes else None

@@ -12,12 +12,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy import Engine, select
 
 from app import stamp
 from app.crypto import unseal
+from app.db import now_utc
 from app.metering.accounts import Defaults
 from app.metering.allowance import TierRules, rules_of
 from app.metering.pricing import Price, resolve_price
@@ -81,11 +83,33 @@ class TierSource(Protocol):
 
 
 @dataclass(frozen=True)
+class KeyInfo:
+    """A key's own settings (LiteLLM's virtual keys, SPEC 6.1); None = no limit."""
+
+    id: int
+    project_id: int
+    scope: str
+    expires_at: datetime | None = None
+    models: frozenset[str] | None = None  # the allow-list; None = every model of the project
+    rpm: int | None = None
+    tpm: int | None = None
+    parallel: int | None = None
+    budget: bool = False  # it has a $ budget: its calls hold part of it (the amount is read fresh)
+
+    def limited(self) -> bool:
+        return self.rpm is not None or self.tpm is not None or self.parallel is not None
+
+
+@dataclass(frozen=True)
 class Caller:
     project: ProjectInfo
     scope: str
     key_id: int | None
     source: TierSource
+    key: KeyInfo | None = None
+
+    def may_use(self, model: str) -> bool:
+        return self.key is None or self.key.models is None or model in self.key.models
 
     def tier(self, tier_id: int | None) -> TierInfo | None:
         """The tier version a customer is on, as it stands (SPEC 3.5): the snapshot's only when it
@@ -106,7 +130,7 @@ class Caller:
 @dataclass
 class Snapshot:
     version: int
-    keys: dict[str, tuple[int, str, int]] = field(default_factory=dict)  # hash -> (project, scope, key id)
+    keys: dict[str, KeyInfo] = field(default_factory=dict)  # by hash
     projects: dict[int, ProjectInfo] = field(default_factory=dict)
     by_slug: dict[str, int] = field(default_factory=dict)
 
@@ -180,9 +204,25 @@ def load_snapshot(engine: Engine, secret_key: str) -> Snapshot:
                 tier_defaults=defaults_by_project.get(p.id, {}),
             )
             snap.by_slug[p.slug] = p.id
-        for k in session.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None))):
-            snap.keys[k.key_hash] = (k.project_id, k.scope, k.id)
+        for k in session.scalars(
+            select(ApiKey).where(ApiKey.revoked_at.is_(None), ApiKey.blocked.is_(False))
+        ):
+            snap.keys[k.key_hash] = key_info(k)
     return snap
+
+
+def key_info(k: ApiKey) -> KeyInfo:
+    return KeyInfo(
+        k.id,
+        k.project_id,
+        k.scope,
+        k.expires_at,
+        frozenset(k.models) if k.models else None,
+        k.rpm_limit,
+        k.tpm_limit,
+        k.max_parallel_requests,
+        k.max_budget_nusd is not None,
+    )
 
 
 class SnapshotCache:
@@ -261,8 +301,25 @@ class SnapshotCache:
                     "invalid_api_key", f"Unknown project {project_slug!r} in X-Tollgate-Project."
                 )
             return Caller(snap.projects[project_id], "admin", None, self)
-        found = snap.keys.get(hash_key(raw_key))
-        if found is None:
-            raise ProxyError("invalid_api_key", "Invalid API key: it is unknown or has been revoked.")
-        project_id, scope, key_id = found
-        return Caller(snap.projects[project_id], scope, key_id, self)
+        digest = hash_key(raw_key)
+        found = snap.keys.get(digest) or self._new_key(digest)
+        if found is None or found.project_id not in snap.projects:
+            raise ProxyError(
+                "invalid_api_key", "Invalid API key: it is unknown, blocked or has been revoked."
+            )
+        if found.expires_at is not None and found.expires_at <= now_utc():
+            raise ProxyError("invalid_api_key", "Invalid API key: it has expired.")
+        return Caller(snap.projects[found.project_id], found.scope, found.id, self, found)
+
+    def _new_key(self, digest: str) -> KeyInfo | None:
+        """A key the snapshot does not hold: made since it loaded (LiteLLM's scripts call with a key
+        right after /key/generate), else unknown. One indexed read; a miss is a 401 anyway."""
+        from sqlalchemy.orm import Session
+
+        with Session(self.engine) as session:
+            row = session.scalar(
+                select(ApiKey).where(
+                    ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None), ApiKey.blocked.is_(False)
+                )
+            )
+            return key_info(row) if row is not None else None

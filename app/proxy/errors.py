@@ -13,6 +13,7 @@ TYPES = {
     "invalid_api_key": (401, "authentication_error"),
     "customer_blocked": (403, "permission_error"),
     "region_not_allowed": (403, "permission_error"),
+    "model_not_allowed": (403, "permission_error"),
     "model_not_found": (404, "invalid_request_error"),
     "insufficient_tokens": (429, "insufficient_quota"),
     "usage_limit_reached": (429, "insufficient_quota"),
@@ -35,6 +36,7 @@ FINAL = frozenset(
         "budget_exceeded",
         "customer_blocked",
         "region_not_allowed",
+        "model_not_allowed",
         "customer_required",
     }
 )

@@ -15,13 +15,15 @@ from flask import Response
 from urllib3.exceptions import HTTPError
 
 from app.db import now_utc
+from app.metering import key_budget
 from app.metering.alerts import Whose, after_settlement
 from app.metering.estimate import COMPLETION_FIELDS
+from app.metering.key_budget import KeyHold
 from app.metering.pricing import usd_str
 from app.metering.quota import Hold, keep
 from app.metering.settlement import Charge, Settled, release, settle
 from app.proxy import telemetry
-from app.proxy.admission import Admitted
+from app.proxy.admission import Admitted, key_rate_key
 from app.proxy.auth import DeploymentInfo
 from app.proxy.errors import ProxyError
 from app.proxy.routing import order
@@ -61,7 +63,8 @@ class Call:
 
     def settle(self, gw: Gateway, charge: Charge, record: dict) -> Settled | None:
         """Settle this call, then raise the balance events it caused."""
-        settled = settle(gw.engine, self.admitted.hold, charge, record, self.admitted.share)
+        admitted = self.admitted
+        settled = settle(gw.engine, admitted.hold, charge, record, admitted.share, admitted.key_hold)
         hold = self.admitted.hold
         if settled is not None and hold is not None and self.admitted.who.customer_id is not None:
             project = self.admitted.caller.project
@@ -72,14 +75,19 @@ class Call:
     def ended(self, gw: Gateway, tokens: int) -> None:
         """The call is over: free its parallel slot and count its tokens in the tpm window."""
         self.admitted.ticket.release()
+        self.admitted.key_ticket.release()
         if self.admitted.tpm is not None and tokens > 0:
             gw.limiter.record_tokens(self.admitted.rate_key(), self.admitted.tpm, tokens)
+        key = self.admitted.caller.key
+        if key is not None and key.tpm is not None and tokens > 0:
+            gw.limiter.record_tokens(key_rate_key(key.id), key.tpm, tokens)
 
     def headers(self, available: int | None, cost_nusd: int | None = None) -> dict[str, str]:
         h = {"x-request-id": self.request_id, "x-tollgate-model": self.admitted.model.name}
         if cost_nusd is not None:  # LiteLLM's header; a stream's headers leave before its cost is known
             h["x-litellm-response-cost"] = usd_str(cost_nusd)
-        h.update(self.admitted.ticket.headers())
+        h.update(self.admitted.key_ticket.headers())
+        h.update(self.admitted.ticket.headers())  # the customer's limits, when both have them
         if self.admitted.who.customer_id is not None:
             h["x-tollgate-customer"] = header_safe(self.admitted.who.customer_id)
         if available is not None:
@@ -99,6 +107,7 @@ class Call:
         return dict(
             request_id=self.request_id,
             project_id=self.admitted.caller.project.id,
+            api_key_id=self.admitted.caller.key_id,
             endpoint=self.endpoint,
             model_requested=self.admitted.requested,
             model_served=model.name,
@@ -163,12 +172,12 @@ def forward(gw: Gateway, call: Call, body: dict) -> Reply:
 
 def _give_back(gw: Gateway, call: Call, status: int) -> None:
     """Nothing was served: release the hold; a call that reached an upstream still gets its record."""
-    hold = call.admitted.hold
+    admitted = call.admitted
     try:
         if call.reached:
             call.settle(gw, Charge(0, 0, 0), call.record(status))
-        elif hold is not None:
-            release(gw.engine, hold, call.admitted.share)
+        elif admitted.hold is not None or admitted.key_hold is not None:
+            release(gw.engine, admitted.hold, admitted.share, admitted.key_hold)
     finally:
         call.ended(gw, 0)
 
@@ -270,8 +279,10 @@ def _relay(gw: Gateway, call: Call, reply: Reply) -> Iterator[bytes]:
     tally = _Tally()
     pending = b""
     ended = settled = False
-    hold = call.admitted.hold
-    keeper = _HoldKeeper(gw, hold) if hold is not None and hold.expires_at is not None else None
+    admitted = call.admitted
+    keeper = None
+    if admitted.hold is not None or admitted.key_hold is not None:
+        keeper = _HoldKeeper(gw, admitted.hold, admitted.key_hold)
     try:
         for data in reply.chunks():
             if keeper is not None:
@@ -302,17 +313,22 @@ class _HoldKeeper:
     """A stream may outlast its hold's expiry (a long answer read slowly): halfway through the hold's
     window, push its expiry a whole window on, so the scheduler never frees tokens still in use."""
 
-    def __init__(self, gw: Gateway, hold: Hold) -> None:
-        assert hold.expires_at is not None
-        self.gw, self.hold = gw, hold
+    def __init__(self, gw: Gateway, hold: Hold | None, key_hold: KeyHold | None) -> None:
+        self.gw, self.hold, self.key_hold = gw, hold, key_hold
+        expires_at = hold.expires_at if hold is not None else None
+        expires_at = expires_at or (key_hold.expires_at if key_hold is not None else None)
+        assert expires_at is not None
         now = gw.clock()
-        self.window = hold.expires_at - now
+        self.window = expires_at - now
         self.due = now + self.window / 2
 
     def tick(self) -> None:
         now = self.gw.clock()
         if now >= self.due:
-            keep(self.gw.engine, self.hold, now + self.window)
+            if self.hold is not None:
+                keep(self.gw.engine, self.hold, now + self.window)
+            if self.key_hold is not None:
+                key_budget.keep(self.gw.engine, self.key_hold, now + self.window)
             self.due = now + self.window / 2
 
 

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from app.catalog.operations import set_tier_default
 from app.customers.operations import migrate_customers
 from app.db import iso, now_utc
-from app.keys.operations import create_key
 from app.extensions import db
+from app.keys.operations import create_key
 from app.models import Event, PeriodCounter
 from app.tiers.operations import clone_tier, edit_tier
 from tests.factories import World, assign
