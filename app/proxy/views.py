@@ -116,6 +116,6 @@ def models() -> Response:
     data = [
         {"id": m.name, "object": "model", "created": 0, "owned_by": "tollgate"}
         for m in sorted(caller.project.models.values(), key=lambda m: m.name)
-        if m.deployments
+        if m.deployments and caller.may_use(m.name)
     ]
     return Response(json.dumps({"object": "list", "data": data}), mimetype="application/json")

@@ -4,7 +4,9 @@ Same paths, bodies and response fields as LiteLLM's proxy, mapped onto Tollgate:
 - a LiteLLM *budget* is a usage tier: `budget_id` is the tier key, the budget row shows the key's
   latest version; budgets made here are not prepaid (`prepaid: false`);
 - a LiteLLM *customer* (end user) is a Tollgate customer: `user_id` is its customer_id. A
-  customer-level `max_budget` is stored on the customer (`max_budget_nusd`), never on a tier.
+  customer-level `max_budget` is stored on the customer (`max_budget_nusd`), never on a tier, and
+  runs on its own `budget_duration` from when it was set;
+- a LiteLLM *virtual key* is a Tollgate proxy key with its own limits, allow-list and $ budget.
 
 Unlike LiteLLM: `blocked: false` and `max_budget: 0` are honoured, unblock really unblocks, and
 `/budget/update` of a tier customers have used clones it and migrates its customers to the new
@@ -14,8 +16,8 @@ Errors answer the LiteLLM way: `{"error": {"message", "type", "param", "code": "
 Every write accepts an `Idempotency-Key` header, as the rest of the management API (SPEC 6).
 
 This module holds the blueprint and its errors; `schemas` the request and response bodies,
-`mapping` LiteLLM's budget fields as tier fields, `shapes` the response bodies, `customers` and
-`budgets` the routes.
+`mapping` LiteLLM's budget fields as tier fields, `shapes` the response bodies, `customers`,
+`budgets` and `keys` the routes.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from app.api.auth import require_admin
 from app.api.errors import ApiError
 from app.errors import DomainError, NotFound
 
-bp = Blueprint("litellm", __name__, description="LiteLLM-compatible customer and budget API")
+bp = Blueprint("litellm", __name__, description="LiteLLM-compatible customer, budget and key API")
 bp.before_request(require_admin)
 
 SOURCE = "api"
@@ -96,7 +98,7 @@ def _domain_error(err: DomainError) -> Response:
 
 # Paths of this blueprint: an HTTP error raised before a view is chosen (405, say) reaches the app's
 # handler, not the blueprint's; the app's handler can answer these paths with `http_error`.
-PATH_PREFIXES = ("/customer/", "/end_user/", "/budget/")
+PATH_PREFIXES = ("/customer/", "/end_user/", "/budget/", "/key/")
 
 
 @bp.errorhandler(HTTPException)
@@ -143,3 +145,6 @@ from app.api.litellm import customers  # noqa: E402, F401
 
 # isort: split
 from app.api.litellm import budgets  # noqa: E402, F401
+
+# isort: split
+from app.api.litellm import keys  # noqa: E402, F401

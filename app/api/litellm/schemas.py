@@ -132,3 +132,104 @@ class LiteLLMUnblocked(Schema):
 class LiteLLMDeleted(Schema):
     deleted_customers = fields.Integer(required=True)
     message = fields.String(required=True)
+
+
+class LiteLLMKeyFields(LiteLLMBody):
+    """The GenerateKeyRequest / UpdateKeyRequest fields Tollgate maps; the rest (`aliases`,
+    `team_id`, `config`, `permissions`, `tags`, …) are accepted and ignored."""
+
+    key_alias = fields.String(allow_none=True, validate=validate.Length(min=1, max=200))
+    duration = fields.String(allow_none=True)
+    models = fields.List(fields.String(validate=validate.Length(min=1, max=200)), allow_none=True)
+    metadata = fields.Dict(allow_none=True)
+    user_id = fields.String(allow_none=True, validate=validate.Length(max=256))
+    rpm_limit = _count_field()
+    tpm_limit = _count_field()
+    max_parallel_requests = _count_field()
+    max_budget = _usd_field()
+    budget_duration = fields.String(allow_none=True)
+    blocked = fields.Boolean(allow_none=True)
+
+
+class LiteLLMGenerateKeyIn(LiteLLMKeyFields):
+    """GenerateKeyRequest; `key` asks for that exact secret (16+ characters)."""
+
+    key = fields.String(allow_none=True, validate=validate.Length(min=16, max=200))
+
+
+class LiteLLMUpdateKeyIn(LiteLLMKeyFields):
+    """UpdateKeyRequest: `key` is the secret or its hash (`token`)."""
+
+    key = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class LiteLLMKeyIn(LiteLLMBody):
+    """/key/block and /key/unblock."""
+
+    key = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class LiteLLMKeyInfoArgs(Schema):
+    key = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class LiteLLMKeyDeleteIn(LiteLLMBody):
+    keys = fields.List(fields.String(validate=validate.Length(min=1, max=200)), allow_none=True)
+    key_aliases = fields.List(fields.String(validate=validate.Length(min=1, max=200)), allow_none=True)
+
+
+class LiteLLMKeyListArgs(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    size = fields.Integer(load_default=10, validate=validate.Range(min=1, max=100))
+    user_id = fields.String()
+    key_alias = fields.String()
+    return_full_object = fields.Boolean(load_default=False)
+
+
+class LiteLLMKey(Schema):
+    """A key as LiteLLM shows it (LiteLLM_VerificationToken), then Tollgate's own fields."""
+
+    token = fields.String(required=True, metadata={"description": "the key's SHA-256 hash"})
+    key_name = fields.String(required=True, metadata={"description": "the key, abbreviated"})
+    key_alias = fields.String(allow_none=True)
+    spend = fields.Float(required=True, metadata={"description": "USD: the budget window's, else lifetime"})
+    max_budget = fields.Float(allow_none=True)
+    budget_duration = fields.String(allow_none=True)
+    budget_reset_at = fields.String(allow_none=True)
+    expires = fields.String(allow_none=True)
+    models = fields.List(fields.String(), required=True)
+    metadata = fields.Dict(required=True)
+    user_id = fields.String(allow_none=True)
+    team_id = fields.String(allow_none=True)
+    tpm_limit = fields.Integer(allow_none=True)
+    rpm_limit = fields.Integer(allow_none=True)
+    max_parallel_requests = fields.Integer(allow_none=True)
+    blocked = fields.Boolean(required=True)
+    created_at = fields.String(required=True)
+    last_used_at = fields.String(allow_none=True)
+    spend_usd = fields.String(required=True, metadata={"description": "the same spend, exact"})
+    lifetime_spend_usd = fields.String(required=True)
+    reserved_usd = fields.String(required=True, metadata={"description": "held by calls in flight"})
+
+
+class LiteLLMGeneratedKey(LiteLLMKey):
+    key = fields.String(required=True, metadata={"description": "the secret, shown this once"})
+
+
+class LiteLLMKeyInfo(Schema):
+    key = fields.String(required=True)
+    info = fields.Nested(LiteLLMKey, required=True)
+
+
+class LiteLLMKeysDeleted(Schema):
+    deleted_keys = fields.List(fields.String(), required=True)
+
+
+class LiteLLMKeyList(Schema):
+    keys = fields.List(fields.Raw(), required=True, metadata={"description": "tokens, or keys"})
+    total_count = fields.Integer(required=True)
+    current_page = fields.Integer(required=True)
+    total_pages = fields.Integer(required=True)

@@ -1,0 +1,231 @@
+"""LiteLLM's virtual keys as Tollgate proxy keys (SPEC 6.1; issue 10, acceptance 4)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.keys.operations import create_key
+from app.metering import estimate
+from app.models.api_key import ApiKey
+from app.models.usage import UsageRecord
+from tests.factories import World
+
+PRICEY = {"input_per_mtok": "1000", "output_per_mtok": "1000"}  # $0.001 a token
+
+
+@pytest.fixture
+def admin(world: World) -> str:
+    world.add_model(
+        "gpt-pricey",
+        [{"provider": "openai", "base_url": world.upstream.base_url, "model": "big"}],
+        price=PRICEY,
+    )
+    _, key = create_key(db.session, world.project, "ops", "admin")
+    world.commit()
+    return key
+
+
+def send(world: World, admin: str, method: str, path: str, body: dict | None = None, status: int = 200):
+    resp = requests.request(
+        method, world.url + path, json=body, headers={"Authorization": f"Bearer {admin}"}, timeout=30
+    )
+    assert resp.status_code == status, resp.text
+    return resp.json()
+
+
+def call(
+    world: World, key: str, model: str = "gpt-test", user: str | None = None, **extra
+) -> requests.Response:
+    body = {
+        "model": model,
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "hello there"}],
+        **extra,
+    }
+    if user is not None:
+        body["user"] = user
+    return requests.post(
+        world.url + "/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+
+
+def held_nusd(completion: int) -> int:
+    """What a call of `call()` to gpt-pricey holds: its prompt estimate and `completion` tokens."""
+    body = {"model": "gpt-pricey", "max_tokens": 5, "messages": [{"role": "user", "content": "hello there"}]}
+    return (estimate.chat_prompt(body).upper + completion) * 1_000_000
+
+
+def test_generate_answers_the_secret_once_and_the_key_works_at_once(world: World, admin: str):
+    made = send(
+        world,
+        admin,
+        "POST",
+        "/key/generate",
+        {
+            "key_alias": "batch-jobs",
+            "models": [],
+            "metadata": {"team": "core"},
+            "user_id": "u-7",
+            "aliases": {"mistral-7b": "gpt-3.5-turbo"},  # LiteLLM fields Tollgate has no use for
+            "team_id": "t-1",
+            "duration": None,
+        },
+    )
+    secret = made["key"]
+    assert secret.startswith("tg-") and made["key_alias"] == "batch-jobs" and made["models"] == []
+    assert (made["metadata"], made["user_id"], made["expires"], made["blocked"]) == (
+        {"team": "core"},
+        "u-7",
+        None,
+        False,
+    )
+    stored = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == made["token"]))
+    assert stored is not None and stored.scope == "proxy" and secret not in str(stored.__dict__)
+    # No wait for the proxy's snapshot: LiteLLM's scripts call with a key as soon as it is made.
+    assert call(world, secret).status_code == 200
+    info = send(world, admin, "GET", f"/key/info?key={secret}")
+    assert info["key"] == secret and "key" not in info["info"] and info["info"]["token"] == made["token"]
+    assert send(world, admin, "GET", f"/key/info?key={made['token']}")["info"]["key_alias"] == "batch-jobs"
+    listed = send(world, admin, "GET", "/key/list?user_id=u-7")
+    assert listed == {"keys": [made["token"]], "total_count": 1, "current_page": 1, "total_pages": 1}
+    full = send(world, admin, "GET", "/key/list?key_alias=batch-jobs&return_full_object=true")
+    assert [k["token"] for k in full["keys"]] == [made["token"]]
+
+    updated = send(
+        world, admin, "POST", "/key/update", {"key": secret, "rpm_limit": 2, "key_alias": "renamed"}
+    )
+    assert (updated["rpm_limit"], updated["key_alias"]) == (2, "renamed")
+    deleted = send(world, admin, "POST", "/key/delete", {"keys": [secret]})
+    assert deleted == {"deleted_keys": [secret]}
+    assert send(world, admin, "GET", f"/key/info?key={secret}", status=404)["error"]["code"] == "404"
+    refused = call(world, secret)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+    missing = send(world, admin, "POST", "/key/delete", {"keys": ["tg-no-such-key-0000000"]}, status=404)
+    assert missing["error"]["param"] == "keys"
+
+
+def test_a_models_allow_list_refuses_other_models_with_403(world: World, admin: str):
+    secret = send(world, admin, "POST", "/key/generate", {"models": ["gpt-test", "gpt-4"]})["key"]
+    assert call(world, secret).status_code == 200
+    refused = call(world, secret, "gpt-pricey", user="someone")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "model_not_allowed"
+    assert refused.json()["error"]["type"] == "permission_error"
+    models = requests.get(world.url + "/models", headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+    assert [m["id"] for m in models.json()["data"]] == ["gpt-test"]
+    everything = send(world, admin, "POST", "/key/update", {"key": secret, "models": []})
+    assert everything["models"] == [] and call(world, secret, "gpt-pricey").status_code == 200
+
+
+def test_a_keys_own_rate_limit_refuses_with_429(world: World, admin: str):
+    secret = send(world, admin, "POST", "/key/generate", {"rpm_limit": 2})["key"]
+    statuses = [call(world, secret, user=f"r{i}").status_code for i in range(3)]
+    assert statuses == [200, 200, 429]
+    refused = call(world, secret)
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded" and refused.headers["Retry-After"]
+
+
+def test_an_expired_key_is_refused_within_a_second(world: World, admin: str):
+    made = send(world, admin, "POST", "/key/generate", {"duration": "2s"})
+    expires = datetime.fromisoformat(made["expires"].replace("Z", "+00:00"))
+    served, refused_at = 0, None
+    deadline = expires.timestamp() + 1.5
+    while time.time() < deadline:  # calls back to back, no sleep: the first refusal after expiry
+        resp = call(world, made["key"])
+        if resp.status_code == 401:
+            refused_at = time.time()
+            assert resp.json()["error"]["message"] == "Invalid API key: it has expired."
+            break
+        assert resp.status_code == 200 and time.time() < expires.timestamp() + 1
+        served += 1
+    assert served >= 1 and refused_at is not None
+    assert expires.timestamp() <= refused_at < expires.timestamp() + 1
+
+
+def test_a_blocked_key_is_refused_until_unblocked(world: World, admin: str):
+    made = send(world, admin, "POST", "/key/generate", {})
+    assert call(world, made["key"]).status_code == 200
+    assert send(world, admin, "POST", "/key/block", {"key": made["token"]})["blocked"] is True
+    cache = world.app.extensions["tollgate.gateway"].cache
+    cache.invalidate()  # the snapshot's next check (within a second on its own)
+    assert call(world, made["key"]).status_code == 401
+    assert send(world, admin, "POST", "/key/unblock", {"key": made["key"]})["blocked"] is False
+    cache.invalidate()
+    assert call(world, made["key"]).status_code == 200
+
+
+def test_a_keys_budget_is_never_exceeded_by_concurrent_calls(world: World, admin: str):
+    """Acceptance 4: a budget worth about 4 calls, 20 threads x 2 calls, customers and none."""
+    budget = Decimal(held_nusd(5) * 4) / 10**9  # four calls' holds: the estimate errs high
+    made = send(
+        world, admin, "POST", "/key/generate", {"max_budget": float(budget), "budget_duration": "30d"}
+    )
+    assert made["max_budget"] == float(budget) and made["budget_reset_at"] is not None
+    results: list[requests.Response] = []
+    start = threading.Barrier(20)
+
+    def worker(i: int) -> None:
+        start.wait()
+        for _ in range(2):
+            results.append(call(world, made["key"], "gpt-pricey", user=f"buyer{i}" if i % 2 else None))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    served = [r for r in results if r.status_code == 200]
+    refused = [r for r in results if r.status_code != 200]
+    spent = sum((Decimal(r.headers["x-litellm-response-cost"]) for r in served), Decimal(0))
+    assert len(served) >= 4 and spent <= budget
+    assert Counter((r.status_code, r.json()["error"]["code"]) for r in refused) == {
+        (429, "budget_exceeded"): len(refused)
+    }
+    assert refused[0].json()["error"]["message"].startswith("Budget has been exceeded! Current cost: ")
+    info = send(world, admin, "GET", f"/key/info?key={made['key']}")["info"]
+    assert Decimal(info["spend_usd"]) == spent and info["reserved_usd"] == "0.000000000"
+    key_id = db.session.scalar(select(ApiKey.id).where(ApiKey.key_hash == made["token"]))
+    recorded = db.session.scalar(
+        select(func.sum(UsageRecord.cost_nusd)).where(UsageRecord.api_key_id == key_id)
+    )
+    assert Decimal(recorded) / 10**9 == spent
+
+    # A higher budget applies to the very next call, and the spend so far still counts.
+    send(world, admin, "POST", "/key/update", {"key": made["key"], "max_budget": float(budget * 2)})
+    assert call(world, made["key"], "gpt-pricey").status_code == 200
+
+
+def test_the_customer_calls_of_a_budgeted_key_are_shortened_to_what_it_still_pays(world: World, admin: str):
+    """hard_cap: the last call that fits is served with a smaller completion, never past the budget."""
+    budget = Decimal(held_nusd(10)) / 10**9  # the prompt and 10 completion tokens
+    made = send(world, admin, "POST", "/key/generate", {"max_budget": float(budget)})
+    served = call(world, made["key"], "gpt-pricey", user="cap", max_tokens=100)
+    assert served.status_code == 200
+    assert Decimal(served.headers["x-litellm-response-cost"]) <= budget
+    assert served.json()["usage"]["completion_tokens"] == 10
+    assert call(world, made["key"], "gpt-pricey", user="cap").status_code == 429
+
+
+def test_bad_key_bodies_get_litellm_errors(world: World, admin: str):
+    for body, param in (
+        ({"rpm_limit": -1}, "rpm_limit"),
+        ({"max_budget": -2}, "max_budget"),
+        ({"duration": "soon"}, "duration"),
+        ({"budget_duration": "30x", "max_budget": 1}, "budget_duration"),
+        ({"models": "gpt-test"}, "models"),
+        ({"key": "short"}, "key"),
+    ):
+        refused = send(
+            world, admin, "POST", "/key/generate", body, status=422 if param in ("key", "models") else 400
+        )
+        assert refused["error"]["param"] == param, (body, refused)
+    assert db.session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.scope == "proxy")) == 1
