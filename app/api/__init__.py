@@ -83,9 +83,9 @@ def init(app: Flask) -> None:
         OPENAPI_JSON_PATH="openapi.json",
     )
     api.init_app(app)
-    from app.api import customer_activity, customers, events, litellm, me, settings, tiers, usage
+    from app.api import customer_activity, customers, events, keys, litellm, me, settings, tiers, usage
 
-    blueprints = (customers, customer_activity, me, tiers, settings, events, usage, litellm)
+    blueprints = (customers, customer_activity, me, tiers, settings, events, usage, keys, litellm)
     for blueprint in (module.bp for module in blueprints):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)  # keys authenticate every call; no cookies, so no CSRF

@@ -9,10 +9,10 @@ from sqlalchemy import select
 from app import resubmission
 from app.auth import owner_required
 from app.customers.listing import current_project
-from app.db import session_writes
+from app.db import now_utc, session_writes
 from app.extensions import db
 from app.keys.forms import KeyForm
-from app.keys.operations import create_key, revoke_key
+from app.keys.operations import create_key, revoke_key, spends
 from app.models.api_key import ApiKey
 
 bp = Blueprint("keys", __name__, url_prefix="/keys")
@@ -31,7 +31,12 @@ def _page(form: KeyForm, secret: str | None = None, status: int = 200):
         .where(ApiKey.project_id == project.id)
         .order_by(ApiKey.revoked_at.is_not(None), ApiKey.id.desc())
     ).all()
-    return render_template("keys/index.html", project=project, keys=keys, form=form, secret=secret), status
+    # A key with a budget shows its window's spend (what the budget counts), else its lifetime spend.
+    spent = spends(db.session, keys, now_utc())
+    page = render_template(
+        "keys/index.html", project=project, keys=keys, spends=spent, form=form, secret=secret
+    )
+    return page, status
 
 
 @bp.route("")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import requests
 
 from app.extensions import db
+from app.keys.operations import create_key
 from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, csrf, form_post, sign_in
 from tests.factories import World, chat
 
@@ -242,3 +244,39 @@ def test_reloading_the_key_created_page_makes_no_second_key(owner, world: World)
     names = db.session.scalars(db.select(ApiKey.name).where(ApiKey.project_id == world.project.id)).all()
     assert names.count("backend") == 1
     assert form_post(owner, "/keys", {"name": "backend", "scope": "proxy"}, "/keys").status_code == 201
+
+
+def test_a_keys_limits_and_spend_show_in_the_admin_and_the_api(owner, world: World):
+    """Issue 10: a LiteLLM key's own limits, allow-list, budget and spend, where an operator looks."""
+    _, admin = create_key(db.session, world.project, "ops", "admin")
+    world.commit()
+    made = requests.post(
+        world.url + "/key/generate",
+        json={
+            "key_alias": "nightly",
+            "models": ["gpt-test"],
+            "rpm_limit": 30,
+            "max_budget": 5,
+            "budget_duration": "30d",
+        },
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=30,
+    ).json()
+    served = chat(world.url, made["key"], "acme")
+    cost = served.headers["x-litellm-response-cost"]
+    page = owner.get("/keys").data.decode()
+    line = page[page.index("<td>nightly</td>") : page.index("</tr>", page.index("<td>nightly</td>"))]
+    assert "models: gpt-test · 30 rpm · $5.00 budget per 30d" in line
+    assert f'data-nusd="{int(Decimal(cost) * 10**9)}"' in line and "of $5.00" in line
+    listed = requests.get(
+        world.url + "/api/keys", headers={"Authorization": f"Bearer {admin}"}, timeout=30
+    ).json()
+    mine = next(k for k in listed["data"] if k["token"] == made["token"])
+    assert (mine["rpm_limit"], mine["models"], mine["max_budget_usd"]) == (30, ["gpt-test"], "5.000000000")
+    assert (
+        mine["spend_usd"] == mine["lifetime_spend_usd"] == f"{Decimal(cost):.9f}" and mine["budget_reset_at"]
+    )
+    one = requests.get(
+        f"{world.url}/api/keys/{mine['id']}", headers={"Authorization": f"Bearer {admin}"}, timeout=30
+    )
+    assert one.json() == mine and "key" not in mine

@@ -16,6 +16,7 @@ from flask import g
 from sqlalchemy import func, or_, select
 
 from app.api.idempotency import idempotent
+from app.api.keys import budget_reset_at
 from app.api.litellm import LiteLLMError, bp
 from app.api.litellm.mapping import format_usd, parse_usd
 from app.api.litellm.schemas import (
@@ -34,7 +35,6 @@ from app.api.litellm.schemas import (
 from app.db import iso, now_utc, session_writes
 from app.extensions import db
 from app.keys import operations as ops
-from app.metering import periods
 from app.metering.pricing import usd_str
 from app.models.api_key import ApiKey, hash_key
 from app.models.project import Project
@@ -49,10 +49,6 @@ def key_shapes(keys: list[ApiKey], now: datetime) -> list[dict[str, Any]]:
 
 
 def _shape(key: ApiKey, spend: int, lifetime: int, now: datetime) -> dict[str, Any]:
-    reset_at = None
-    if key.max_budget_nusd is not None and key.budget_duration is not None:
-        set_at = key.budget_set_at or key.created_at
-        reset_at = periods.window(periods.parse(key.budget_duration), periods.ASSIGNMENT, set_at, now)[1]
     return {
         "token": key.key_hash,
         "key_name": f"{key.prefix}…",
@@ -60,7 +56,7 @@ def _shape(key: ApiKey, spend: int, lifetime: int, now: datetime) -> dict[str, A
         "spend": format_usd(spend),
         "max_budget": format_usd(key.max_budget_nusd),
         "budget_duration": key.budget_duration,
-        "budget_reset_at": iso(reset_at),
+        "budget_reset_at": iso(budget_reset_at(key, now)),
         "expires": iso(key.expires_at),
         "models": list(key.models or []),
         "metadata": dict(key.metadata_ or {}),
