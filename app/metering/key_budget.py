@@ -57,7 +57,10 @@ def reserve(
     None when the key has no budget (any longer). KeyBudgetExceeded when not even the smallest call
     fits (one completion token per choice, with hard_cap; the whole call without)."""
     with write_transaction(engine) as conn:
-        row = conn.execute(select(keys).where(keys.c.id == key_id).with_for_update()).first()
+        # Lock the row first, with a write: a row lock on PostgreSQL, and on SQLite the database's
+        # write lock before the read, so two processes cannot both read and then both write.
+        conn.execute(update(keys).where(keys.c.id == key_id).values(reserved_nusd=keys.c.reserved_nusd))
+        row = conn.execute(select(keys).where(keys.c.id == key_id)).first()
         if row is None or row.max_budget_nusd is None:
             return None
         start, spent = window_spend(row, now)

@@ -123,7 +123,6 @@ def tpm_limited_calls(world: World, api_key: str | None) -> None:
             passed += 1
         except openai.RateLimitError as refused:
             refusals.append(refused)
-    print("PASSED", passed, [(r.status_code, r.code, r.message) for r in refusals][:1])
     assert passed < 5, f"{passed} of 10 calls passed a tpm_limit of 2"
     assert all(r.status_code == 429 and r.code == "rate_limit_exceeded" for r in refusals), [
         (r.status_code, r.code) for r in refusals

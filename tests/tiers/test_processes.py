@@ -1,5 +1,6 @@
-"""Across processes: rpm shared through Redis by two gunicorn workers (acceptance 5), and a worker
-killed mid-stream whose hold the scheduler releases after its expiry (acceptance 7)."""
+"""Across processes: rpm shared through Redis by two gunicorn workers (acceptance 5), a worker
+killed mid-stream whose hold the scheduler releases after its expiry (acceptance 7), and
+changes made through one worker that the other applies to the next call (issue 10)."""
 
 from __future__ import annotations
 
@@ -138,34 +139,71 @@ projects:
     settings: {new_customer_initial_tokens: 100000}
     models:
       - name: gpt-test
+        price: {input_per_mtok: "1", output_per_mtok: "1"}
         deployments: [{provider: openai, base_url: "UPSTREAM", model: fake-model}]
     api_keys:
       - {name: tests, scope: proxy, key: "KEY"}
       - {name: ops, scope: admin, key: "tg-admin-key-for-fresh-rules-0123"}
 """
+ONE_CALL = {"limits": {"standard": {"calls": 1, "tokens": None}}, "prepaid": False}
 
 
 def test_a_change_made_through_one_worker_applies_to_calls_through_the_other(
     app, instance_dir, tmp_path, upstream
 ):
+    """Acceptance 1 across processes: each change of the in-process freshness tests, made through
+    one connection (either worker), and the 10 calls right after it on connections of their own."""
     env = settings(
         app, instance_dir, tmp_path, FRESH_CONFIG, upstream, TOLLGATE_REDIS_URL=REDIS, TOLLGATE_WORKERS="2"
     )
-    suffix = uuid.uuid4().hex[:8]
+    s = uuid.uuid4().hex[:8]
     admin = {"Authorization": "Bearer tg-admin-key-for-fresh-rules-0123", "Connection": "close"}
 
     def call(customer: str) -> tuple[int, str | None]:
         return fresh_connection_call(requests.Session(), served.url, customer)
 
+    def change(method: str, path: str, body: dict | None = None) -> dict:
+        resp = requests.request(method, served.url + path, headers=admin, json=body, timeout=30)
+        assert resp.status_code in (200, 201), resp.text
+        return resp.json()
+
+    def burst(customer: str) -> Counter:
+        with ThreadPoolExecutor(10) as pool:
+            return Counter(pool.map(call, [customer] * 10))
+
+    def in_turn(customer: str) -> Counter:  # tpm and rpm count settled calls: one after another
+        return Counter(call(customer) for _ in range(10))
+
     with gunicorn_serving(env) as served:
         assert len(served.workers()) == 2
-        with ThreadPoolExecutor(8) as pool:  # both workers hold a snapshot without the new tier
-            assert set(pool.map(call, [f"warm-{suffix}"] * 8)) == {(200, None)}
-        limits = {"limits": {"standard": {"calls": 1, "tokens": None}}, "prepaid": False}
-        made = requests.post(served.url + "/api/tiers", headers=admin, json={"key": f"one{suffix}", **limits})
-        assert made.status_code == 201, made.text
-        customer = {"customer_id": f"fresh-{suffix}", "tier": f"one{suffix}"}
-        assert requests.post(served.url + "/api/customers", headers=admin, json=customer).status_code == 201
-        with ThreadPoolExecutor(10) as pool:
-            results = Counter(pool.map(call, [f"fresh-{suffix}"] * 10))
-        assert results == Counter({(200, None): 1, (429, "usage_limit_reached"): 9})
+        with ThreadPoolExecutor(8) as pool:  # both workers hold a snapshot without the new tiers
+            assert set(pool.map(call, [f"warm-{s}"] * 8)) == {(200, None)}
+
+        change("POST", "/api/tiers", {"key": f"one{s}", **ONE_CALL})
+        change("POST", "/api/customers", {"customer_id": f"fresh-{s}", "tier": f"one{s}"})
+        assert burst(f"fresh-{s}") == Counter({(200, None): 1, (429, "usage_limit_reached"): 9})
+
+        change("POST", "/budget/new", {"budget_id": f"tpm{s}", "tpm_limit": 2})
+        change("POST", "/customer/new", {"user_id": f"tpm-{s}", "budget_id": f"tpm{s}"})
+        assert in_turn(f"tpm-{s}") == Counter({(200, None): 1, (429, "rate_limit_exceeded"): 9})
+
+        change("POST", "/api/tiers", {"key": f"cl{s}", "prepaid": False})
+        change("POST", "/api/customers", {"customer_id": f"moved-{s}", "tier": f"cl{s}"})
+        change("POST", f"/api/tiers/cl{s}/versions/1/clone")
+        change("PATCH", f"/api/tiers/cl{s}/versions/2", ONE_CALL)
+        change("POST", f"/api/tiers/cl{s}/migrate", {"from_version": 1, "to_version": 2})
+        assert burst(f"moved-{s}") == Counter({(200, None): 1, (429, "usage_limit_reached"): 9})
+
+        change("POST", "/budget/new", {"budget_id": f"up{s}"})
+        change("POST", "/customer/new", {"user_id": f"up-{s}", "budget_id": f"up{s}"})
+        assert call(f"up-{s}") == (200, None)  # the version is locked now: the update clones it
+        change("POST", "/budget/update", {"budget_id": f"up{s}", "rpm_limit": 1})
+        assert in_turn(f"up-{s}") == Counter({(200, None): 1, (429, "rate_limit_exceeded"): 9})
+
+        change("PATCH", f"/api/customers/warm-{s}", {"blocked": True})
+        assert burst(f"warm-{s}") == Counter({(403, "customer_blocked"): 10})
+        change("POST", "/customer/unblock", {"user_ids": [f"warm-{s}"]})
+        assert burst(f"warm-{s}") == Counter({(200, None): 10})
+
+        change("POST", "/customer/update", {"user_id": f"warm-{s}", "max_budget": 0, "budget_duration": "1d"})
+        assert burst(f"warm-{s}") == Counter({(429, "budget_exceeded"): 10})
