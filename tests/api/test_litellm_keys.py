@@ -5,18 +5,21 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
 import requests
 from sqlalchemy import func, select
 
+from app.db import now_utc
 from app.extensions import db
 from app.keys.operations import create_key
-from app.metering import estimate
+from app.metering import estimate, key_budget
+from app.metering.settlement import release_expired
 from app.models.api_key import ApiKey
 from app.models.usage import UsageRecord
+from app.projects.operations import create_project
 from tests.factories import World
 
 PRICEY = {"input_per_mtok": "1000", "output_per_mtok": "1000"}  # $0.001 a token
@@ -229,3 +232,72 @@ def test_bad_key_bodies_get_litellm_errors(world: World, admin: str):
         )
         assert refused["error"]["param"] == param, (body, refused)
     assert db.session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.scope == "proxy")) == 1
+
+
+def test_another_projects_admin_key_finds_none_of_these_keys(world: World, admin: str):
+    made = send(world, admin, "POST", "/key/generate", {"key_alias": "private"})
+    other = create_project(db.session, "other", "Other")
+    _, theirs = create_key(db.session, other, "ops", "admin")
+    world.commit()
+    for method, path, body in (
+        ("GET", f"/key/info?key={made['key']}", None),
+        ("POST", "/key/update", {"key": made["token"], "rpm_limit": 1}),
+        ("POST", "/key/block", {"key": made["key"]}),
+        ("POST", "/key/delete", {"keys": [made["key"]]}),
+        ("POST", "/key/delete", {"key_aliases": ["private"]}),
+    ):
+        assert send(world, theirs, method, path, body, status=404)["error"]["code"] == "404"
+    assert send(world, theirs, "GET", "/key/list")["total_count"] == 0
+    key_id = db.session.scalar(select(ApiKey.id).where(ApiKey.key_hash == made["token"]))
+    assert send(world, theirs, "GET", f"/api/keys/{key_id}", status=404)["error"]["code"] == "not_found"
+    assert [k["name"] for k in send(world, theirs, "GET", "/api/keys")["data"]] == ["ops"]
+    mine = send(world, admin, "GET", f"/api/keys/{key_id}")
+    assert (mine["name"], mine["rpm_limit"], mine["blocked"], mine["revoked_at"]) == (
+        "private",
+        None,
+        False,
+        None,
+    )
+    assert call(world, made["key"]).status_code == 200
+
+
+def test_the_scheduler_frees_a_dead_calls_hold_on_its_key(world: World, admin: str):
+    """A key's budget hold carries the call's expiry: if its process dies, the scheduler frees it."""
+    made = send(world, admin, "POST", "/key/generate", {"max_budget": 1})
+    key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == made["token"]))
+    now = now_utc()
+    hold = key_budget.reserve(
+        db.engine, key.id, 10, lambda c: 1000 * (20 + c), True, 1, now, now + timedelta(minutes=5)
+    )
+    assert hold is not None and hold.nusd == 30_000
+    assert release_expired(db.engine, now + timedelta(minutes=4)) == 0
+    db.session.expire_all()
+    assert db.session.get(ApiKey, key.id).reserved_nusd == 30_000
+    assert release_expired(db.engine, now + timedelta(minutes=6)) == 1
+    db.session.expire_all()
+    assert db.session.get(ApiKey, key.id).reserved_nusd == 0
+    assert db.session.get(ApiKey, key.id).budget_spend_nusd == 0
+
+
+def test_a_streamed_call_with_a_budgeted_key_is_counted_exactly(world: World, admin: str):
+    made = send(world, admin, "POST", "/key/generate", {"max_budget": 1, "budget_duration": "1d"})
+    with requests.post(
+        world.url + "/v1/chat/completions",
+        json={
+            "model": "gpt-pricey",
+            "stream": True,
+            "max_tokens": 7,
+            "user": "streamer",
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        headers={"Authorization": f"Bearer {made['key']}"},
+        stream=True,
+        timeout=30,
+    ) as resp:
+        assert resp.status_code == 200 and b"[DONE]" in b"".join(resp.iter_content(None))
+    records = world.usage_records("streamer")
+    assert len(records) == 1 and records[0].cost_nusd > 0
+    info = send(world, admin, "GET", f"/key/info?key={made['token']}")["info"]
+    assert (
+        Decimal(info["spend_usd"]) * 10**9 == records[0].cost_nusd and info["reserved_usd"] == "0.000000000"
+    )
