@@ -113,6 +113,11 @@ def _set_budget(
     """A budget's window runs from when it was set (or its duration changed); a new amount alone
     keeps the window and its spend. What the key spent before does not go away: a budget set on a
     key that has been used starts from the key's spend so far."""
+    if budget is None and duration is not None and key.max_budget_nusd is None:
+        raise Invalid(
+            "budget_duration is the period of the key's max_budget: pass max_budget with it",
+            "budget_duration",
+        )
     if budget is None:
         key.max_budget_nusd = key.budget_duration = key.budget_set_at = key.budget_start = None
         key.budget_spend_nusd = 0

@@ -38,7 +38,7 @@ class KeyHold:
     key_id: int
     nusd: int
     window_start: datetime
-    completion_cap: int | None  # set when hard_cap shortened the completion to fit
+    completion_cap: int | None  # with hard_cap: the completion the hold pays for
     expires_at: datetime
 
 
@@ -65,12 +65,11 @@ def reserve(
             return None
         start, spent = window_spend(row, now)
         room = row.max_budget_nusd - spent - row.reserved_nusd
-        cap = None
         if cost_of(completion) > room:
             fits = affordable(room, completion, cost_of) if hard_cap else 0
             if fits < choices:
                 raise KeyBudgetExceeded(spent, row.max_budget_nusd)
-            completion = cap = fits
+            completion = fits
         held = cost_of(completion)
         conn.execute(
             update(keys)
@@ -82,7 +81,8 @@ def reserve(
                 reservation_expires_at=_later(expires_at),
             )
         )
-    return KeyHold(key_id, held, start, cap, expires_at)
+    # hard_cap: the upstream may not write more than the hold pays for, shortened or not.
+    return KeyHold(key_id, held, start, completion if hard_cap else None, expires_at)
 
 
 def window_spend(key, now: datetime) -> tuple[datetime, int]:

@@ -218,6 +218,23 @@ def test_the_customer_calls_of_a_budgeted_key_are_shortened_to_what_it_still_pay
     assert call(world, made["key"], "gpt-pricey", user="cap").status_code == 429
 
 
+def test_a_budgeted_keys_calls_never_ask_for_more_than_their_hold_pays_for(world: World, admin: str):
+    """hard_cap: a call with no completion limit is held at the tier's default reserve, and the
+    upstream is asked for no more, so no answer can spend past the key's budget."""
+    made = send(world, admin, "POST", "/key/generate", {"max_budget": 100})
+    body = {"model": "gpt-pricey", "messages": [{"role": "user", "content": "hello there"}]}
+    for user in (None, "reserved"):
+        sent = dict(body, user=user) if user else body
+        resp = requests.post(
+            world.url + "/chat/completions",
+            json=sent,
+            headers={"Authorization": f"Bearer {made['key']}"},
+            timeout=30,
+        )
+        assert resp.status_code == 200, resp.text
+        assert world.upstream.requests[-1]["json"]["max_tokens"] == 1024  # the default tier's reserve
+
+
 def test_bad_key_bodies_get_litellm_errors(world: World, admin: str):
     for body, param in (
         ({"rpm_limit": -1}, "rpm_limit"),
@@ -225,6 +242,7 @@ def test_bad_key_bodies_get_litellm_errors(world: World, admin: str):
         ({"duration": "soon"}, "duration"),
         ({"budget_duration": "30x", "max_budget": 1}, "budget_duration"),
         ({"models": "gpt-test"}, "models"),
+        ({"budget_duration": "30d"}, "budget_duration"),  # a period of no budget
         ({"key": "short"}, "key"),
     ):
         refused = send(
