@@ -62,6 +62,7 @@ class Admitted:
     tpm: int | None = None  # the tier's tokens-per-minute limit, counted after settlement
     key_hold: KeyHold | None = None  # what the call holds of its key's $ budget
     key_ticket: Ticket = field(default_factory=Ticket)  # the key's own rate limits
+    share_capped: bool = False  # hard_cap holds the upstream to the period share's completion
 
     def rate_key(self) -> str:
         return rate_key(self.caller, self.who)
@@ -71,8 +72,11 @@ class Admitted:
         caps = []
         if self.hold is not None and self.hold.completion_cap is not None:
             caps.append(self.hold.completion_cap)
-        if self.share is not None and self.share.tokens < (self.hold.tokens if self.hold else 0):
-            caps.append(self.share.tokens - self.prompt.upper)  # a shrunk share (take_what_remains)
+        shrunk = self.share is not None and self.share.tokens < (self.hold.tokens if self.hold else 0)
+        if self.share is not None and (self.share_capped or shrunk):
+            # What the share holds: shrunk by take_what_remains, or the full share of a postpaid
+            # hard-capped tier, whose limits and $ budget hold no more than that.
+            caps.append(self.share.tokens - self.prompt.upper)
         if self.key_hold is not None and self.key_hold.completion_cap is not None:
             caps.append(self.key_hold.completion_cap)  # the last call its key's budget pays for
         return min(caps) if caps else None
@@ -192,6 +196,7 @@ def admit(
         release(engine, hold, share, key_hold)
         raise
     tpm = tier.rules.tpm if tier is not None else None
+    share_capped = share is not None and not share.overage and tier is not None and tier.terms.hard_cap
     return Admitted(
         caller,
         who,
@@ -206,6 +211,7 @@ def admit(
         tpm,
         key_hold,
         key_ticket,
+        share_capped,
     )
 
 

@@ -364,3 +364,44 @@ def test_migrating_within_a_tier_keeps_the_cycle_and_its_use(shop: World):
     shop.commit()
     assert shop.customer("cyc").period_start == before
     assert [call(shop, "cyc").status_code for _ in range(2)] == [200, 429]  # one call left of two
+
+
+def test_a_postpaid_hard_capped_tier_asks_the_upstream_for_no_more_than_its_share(shop: World):
+    """Limits and budgets without a prepaid balance: hard_cap still caps the completion at what the
+    period share holds, so an answer never spends past the tier's token limit or $ budget."""
+    customer_on(
+        shop,
+        "postpaid",
+        {
+            "key": "post",
+            "prepaid": False,
+            "default_reserve_tokens": 300,
+            "limits": {"premium": {"calls": None, "tokens": 5000}},
+        },
+    )
+    body = {"model": "gpt-premium", "user": "postpaid", "messages": MESSAGES}
+    resp = requests.post(
+        shop.url + "/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {shop.key}"},
+        timeout=30,
+    )
+    assert resp.status_code == 200
+    assert shop.upstream.requests[-1]["json"]["max_tokens"] == 300
+    customer_on(
+        shop,
+        "soft",
+        {
+            "key": "soft",
+            "prepaid": False,
+            "hard_cap": False,
+            "limits": {"premium": {"calls": None, "tokens": 5000}},
+        },
+    )
+    resp = requests.post(
+        shop.url + "/v1/chat/completions",
+        json=dict(body, user="soft"),
+        headers={"Authorization": f"Bearer {shop.key}"},
+        timeout=30,
+    )
+    assert resp.status_code == 200 and "max_tokens" not in shop.upstream.requests[-1]["json"]
