@@ -27,6 +27,9 @@ bp = Blueprint("api_keys", __name__, url_prefix="/api/keys", description="API ke
 bp.before_request(require_admin)
 
 
+MAX_ID = 2**31 - 1
+
+
 class KeyOut(Schema):
     id = fields.Integer(required=True)
     name = fields.String(required=True)
@@ -120,7 +123,7 @@ def list_keys(args):
 @bp.route("/<int:key_id>", methods=["GET"])
 @bp.response(200, KeyOut)
 def get_key(key_id: int):
-    key = db.session.get(ApiKey, key_id)
+    key = db.session.get(ApiKey, key_id) if key_id <= MAX_ID else None  # no id past PostgreSQL's integer
     if key is None or key.project_id != g.project.id:
         raise ApiError(404, f"No key {key_id} in this project.")
     return shapes([key], now_utc())[0]

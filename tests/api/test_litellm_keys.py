@@ -319,3 +319,9 @@ def test_a_streamed_call_with_a_budgeted_key_is_counted_exactly(world: World, ad
     assert (
         Decimal(info["spend_usd"]) * 10**9 == records[0].cost_nusd and info["reserved_usd"] == "0.000000000"
     )
+
+
+def test_a_key_id_past_any_stored_one_is_a_404(world: World, admin: str):
+    """Found by schemathesis on PostgreSQL: an id past its integer range was a 500."""
+    for key_id in (2**31, 3345208691903, 0):
+        assert send(world, admin, "GET", f"/api/keys/{key_id}", status=404)["error"]["code"] == "not_found"
