@@ -18,7 +18,7 @@ from app.api.errors import ApiError
 from app.api.pagination import PageArgs, after, page
 from app.db import iso, now_utc
 from app.extensions import db
-from app.keys.operations import lifetime_spends, spends
+from app.keys.operations import spends
 from app.metering import periods
 from app.metering.pricing import usd_str
 from app.models.api_key import ApiKey
@@ -64,9 +64,8 @@ class KeyList(Schema):
 
 
 def shapes(keys: list[ApiKey], now: datetime) -> list[dict]:
-    current = spends(db.session, keys, now)
-    lifetime = lifetime_spends(db.session, [k.id for k in keys])
-    return [_shape(k, current[k.id], lifetime.get(k.id, 0), now) for k in keys]
+    figures = spends(db.session, keys, now)
+    return [_shape(k, *figures[k.id], now) for k in keys]
 
 
 def budget_reset_at(key: ApiKey, now: datetime) -> datetime | None:

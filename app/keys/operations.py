@@ -170,11 +170,15 @@ def lifetime_spends(session: Session, key_ids: Sequence[int]) -> dict[int, int]:
     return out
 
 
-def spends(session: Session, keys: Sequence[ApiKey], now: datetime) -> dict[int, int]:
-    """What each key has spent as LiteLLM shows it: its budget window's spend when it has a budget
-    (exact: the counter its calls reserve against), else its lifetime spend."""
-    lifetime = lifetime_spends(session, [k.id for k in keys if k.max_budget_nusd is None])
+def spends(session: Session, keys: Sequence[ApiKey], now: datetime) -> dict[int, tuple[int, int]]:
+    """(spend, lifetime spend) of each key in nano-USD. Spend is as LiteLLM shows it: the budget
+    window's when the key has a budget (exact: the counter its calls reserve against), else the
+    key's lifetime spend, from its usage records."""
+    lifetime = lifetime_spends(session, [k.id for k in keys])
     return {
-        k.id: window_spend(k, now)[1] if k.max_budget_nusd is not None else lifetime.get(k.id, 0)
+        k.id: (
+            window_spend(k, now)[1] if k.max_budget_nusd is not None else lifetime.get(k.id, 0),
+            lifetime.get(k.id, 0),
+        )
         for k in keys
     }

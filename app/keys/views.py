@@ -32,7 +32,7 @@ def _page(form: KeyForm, secret: str | None = None, status: int = 200):
         .order_by(ApiKey.revoked_at.is_not(None), ApiKey.id.desc())
     ).all()
     # A key with a budget shows its window's spend (what the budget counts), else its lifetime spend.
-    spent = spends(db.session, keys, now_utc())
+    spent = {key_id: spend for key_id, (spend, _) in spends(db.session, keys, now_utc()).items()}
     page = render_template(
         "keys/index.html", project=project, keys=keys, spends=spent, form=form, secret=secret
     )

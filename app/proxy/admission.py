@@ -277,17 +277,9 @@ def _key_budget(
     def cost_of(tokens: int) -> int:
         return price.cost_nusd(prompt.upper, tokens) if price else 0
 
-    timeout = max((d.timeout_s for d in model.deployments), default=600)
     try:
         return key_budget.reserve(
-            engine,
-            caller.key.id,
-            completion,
-            cost_of,
-            hard_cap,
-            choices,
-            now,
-            now + timedelta(seconds=timeout) + HOLD_GRACE,
+            engine, caller.key.id, completion, cost_of, hard_cap, choices, now, _hold_expiry(model, now)
         )
     except key_budget.KeyBudgetExceeded as exceeded:
         raise ProxyError("budget_exceeded", str(exceeded)) from exceeded
@@ -445,14 +437,13 @@ def _hold(
 ) -> Hold:
     assert who.customer_id is not None
     chat = endpoint == "chat/completions"
-    timeout = max((d.timeout_s for d in model.deployments), default=600)
     ask = Ask(
         caller.project.id,
         who.customer_id,
         prompt.upper,
         estimate.completion_request(body) if chat else 0,
         now,
-        now + timedelta(seconds=timeout) + HOLD_GRACE,
+        _hold_expiry(model, now),
         estimate.choices(body) if chat else 1,
     )
     try:
@@ -468,6 +459,13 @@ def _hold(
     except QuotaRefused as refused:
         raise ProxyError(refused.code, refused.message) from refused
     raise ProxyError("invalid_request", f"Customer {who.customer_id} could not be created.")
+
+
+def _hold_expiry(model: ModelInfo, now: datetime) -> datetime:
+    """When the scheduler may free a call's holds: past the longest timeout of the model's
+    deployments, plus a grace (SPEC 5.1), unless a stream keeps them."""
+    timeout = max((d.timeout_s for d in model.deployments), default=600)
+    return now + timedelta(seconds=timeout) + HOLD_GRACE
 
 
 def _roll_over(engine: Engine, caller: Caller, who: Who, state, now: datetime) -> None:

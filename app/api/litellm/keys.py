@@ -9,6 +9,7 @@ proxy keys are LiteLLM keys: the management API's admin keys are not listed or c
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -43,9 +44,8 @@ NEVER = "-1"  # LiteLLM's duration for "does not expire"
 
 
 def key_shapes(keys: list[ApiKey], now: datetime) -> list[dict[str, Any]]:
-    spends = ops.spends(db.session, keys, now)
-    lifetime = ops.lifetime_spends(db.session, [k.id for k in keys])
-    return [_shape(k, spends[k.id], lifetime.get(k.id, 0), now) for k in keys]
+    figures = ops.spends(db.session, keys, now)
+    return [_shape(k, *figures[k.id], now) for k in keys]
 
 
 def _shape(key: ApiKey, spend: int, lifetime: int, now: datetime) -> dict[str, Any]:
@@ -138,11 +138,7 @@ def key_info(args):
 def update_key(args):
     now = now_utc()
     changes = _changes(args, now)
-    with session_writes(db.session):
-        key = _find(g.project, args["key"])
-        ops.configure_key(db.session, key, changes, now)
-        body = key_shapes([key], now)[0]
-    return body
+    return _change(args["key"], lambda key: ops.configure_key(db.session, key, changes, now))
 
 
 @bp.route("/key/delete", methods=["POST"])
@@ -168,12 +164,12 @@ def delete_keys(args):
     return {"deleted_keys": [*named, *aliases]}
 
 
-def _block(args, blocked: bool) -> dict[str, Any]:
-    now = now_utc()
+def _change(named: str, change: Callable[[ApiKey], object]) -> dict[str, Any]:
+    """Change one key of this project in one transaction; answers it as it stands afterwards."""
     with session_writes(db.session):
-        key = _find(g.project, args["key"])
-        ops.set_blocked(db.session, key, blocked)
-        body = key_shapes([key], now)[0]
+        key = _find(g.project, named)
+        change(key)
+        body = key_shapes([key], now_utc())[0]
     return body
 
 
@@ -183,7 +179,7 @@ def _block(args, blocked: bool) -> dict[str, Any]:
 @bp.response(200, LiteLLMKey)
 def block_key(args):
     """Every worker refuses the key within a second (401), until it is unblocked."""
-    return _block(args, True)
+    return _change(args["key"], lambda key: ops.set_blocked(db.session, key, True))
 
 
 @bp.route("/key/unblock", methods=["POST"])
@@ -191,7 +187,7 @@ def block_key(args):
 @bp.arguments(LiteLLMKeyIn)
 @bp.response(200, LiteLLMKey)
 def unblock_key(args):
-    return _block(args, False)
+    return _change(args["key"], lambda key: ops.set_blocked(db.session, key, False))
 
 
 def _live_keys(project: Project):
