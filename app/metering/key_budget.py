@@ -25,10 +25,14 @@ keys = cast(Table, ApiKey.__table__)
 
 
 class KeyBudgetExceeded(Exception):
-    def __init__(self, spent_nusd: int, budget_nusd: int):
-        # LiteLLM's wording, so clients migrating from it recognise the refusal.
-        spent, budget = usd_str(spent_nusd), usd_str(budget_nusd)
-        super().__init__(f"Budget has been exceeded! Current cost: {spent}, Max budget: {budget}")
+    def __init__(self, spent_nusd: int, budget_nusd: int, held_nusd: int):
+        # LiteLLM's wording first, so clients migrating from it recognise the refusal; then why a
+        # spend below the budget can refuse: the call is held at its estimated cost before it runs.
+        spent, budget, held = usd_str(spent_nusd), usd_str(budget_nusd), usd_str(held_nusd)
+        super().__init__(
+            f"Budget has been exceeded! Current cost: {spent}, Max budget: {budget}. "
+            f"Calls in flight hold {held}; what is left does not cover this call's estimated cost."
+        )
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ def reserve(
         if cost_of(completion) > room:
             fits = affordable(room, completion, cost_of) if hard_cap else 0
             if fits < choices:
-                raise KeyBudgetExceeded(spent, row.max_budget_nusd)
+                raise KeyBudgetExceeded(spent, row.max_budget_nusd, row.reserved_nusd)
             completion = fits
         held = cost_of(completion)
         conn.execute(

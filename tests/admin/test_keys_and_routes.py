@@ -185,7 +185,7 @@ def test_last_used_is_written_at_most_once_a_minute_per_key(owner, world: World,
 
         def row():
             page = owner.get("/keys").data.decode()
-            return re.search(r'<tr id="key-\d+">\s*<td>tests</td>.*?</tr>', page, re.S).group(0)
+            return re.search(r'<tr id="key-\d+">\s*<th scope="row">tests</th>.*?</tr>', page, re.S).group(0)
 
         assert "never" in row()
         assert chat(world.url, world.key, "acme").status_code == 200
@@ -265,9 +265,10 @@ def test_a_keys_limits_and_spend_show_in_the_admin_and_the_api(owner, world: Wor
     served = chat(world.url, made["key"], "acme")
     cost = served.headers["x-litellm-response-cost"]
     page = owner.get("/keys").data.decode()
-    line = page[page.index("<td>nightly</td>") : page.index("</tr>", page.index("<td>nightly</td>"))]
+    at = page.index('<th scope="row">nightly</th>')
+    line = page[at : page.index("</tr>", at)]
     assert "models: gpt-test · 30 rpm · $5.00 budget per 30d" in line
-    assert f'data-nusd="{int(Decimal(cost) * 10**9)}"' in line and "of $5.00" in line
+    assert f'data-nusd="{int(Decimal(cost) * 10**9)}"' in line and "of $5.00 (0%)" in line
     listed = requests.get(
         world.url + "/api/keys", headers={"Authorization": f"Bearer {admin}"}, timeout=30
     ).json()

@@ -193,7 +193,10 @@ def test_a_keys_budget_is_never_exceeded_by_concurrent_calls(world: World, admin
     assert Counter((r.status_code, r.json()["error"]["code"]) for r in refused) == {
         (429, "budget_exceeded"): len(refused)
     }
-    assert refused[0].json()["error"]["message"].startswith("Budget has been exceeded! Current cost: ")
+    message = refused[0].json()["error"]["message"]
+    assert (
+        message.startswith("Budget has been exceeded! Current cost: ") and "Calls in flight hold" in message
+    )
     info = send(world, admin, "GET", f"/key/info?key={made['key']}")["info"]
     assert Decimal(info["spend_usd"]) == spent and info["reserved_usd"] == "0.000000000"
     key_id = db.session.scalar(select(ApiKey.id).where(ApiKey.key_hash == made["token"]))

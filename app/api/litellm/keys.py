@@ -106,6 +106,21 @@ def _changes(args: dict, now: datetime) -> dict[str, Any]:
     return changes
 
 
+def _check_alias(project: Project, changes: dict[str, Any], key_id: int | None = None) -> None:
+    """A key_alias names one live key of the project (as LiteLLM requires): /key/delete and
+    /key/list find keys by it."""
+    alias = changes.get("name")
+    if alias is None:
+        return
+    taken = db.session.scalar(
+        _live_keys(project).where(ApiKey.name == alias, ApiKey.id != (key_id or 0)).limit(1)
+    )
+    if taken is not None:
+        raise LiteLLMError(
+            400, f"Key with alias {alias!r} already exists. Pass a new key_alias.", "key_alias"
+        )
+
+
 @bp.route("/key/generate", methods=["POST"])
 @bp.arguments(LiteLLMGenerateKeyIn)
 @bp.response(200, LiteLLMGeneratedKey)
@@ -116,6 +131,7 @@ def generate_key(args):
     now = now_utc()
     changes = _changes(args, now)
     with session_writes(db.session):
+        _check_alias(project, changes)
         key, secret = ops.create_key(db.session, project, "LiteLLM key", "proxy", args.get("key"))
         changes.setdefault("name", f"{key.prefix}…")
         ops.configure_key(db.session, key, changes, now)
@@ -138,7 +154,12 @@ def key_info(args):
 def update_key(args):
     now = now_utc()
     changes = _changes(args, now)
-    return _change(args["key"], lambda key: ops.configure_key(db.session, key, changes, now))
+
+    def configure(key: ApiKey) -> None:
+        _check_alias(g.project, changes, key.id)
+        ops.configure_key(db.session, key, changes, now)
+
+    return _change(args["key"], configure)
 
 
 @bp.route("/key/delete", methods=["POST"])
