@@ -11,7 +11,7 @@ class KeyForm(FlaskForm):
     scope = SelectField(
         "Scope",
         choices=[
-            SelectChoice("proxy", "proxy: calls the proxy only (/v1 and LiteLLM's unprefixed paths)"),
+            SelectChoice("proxy", "proxy: model calls only"),
             SelectChoice("admin", "admin: also the management API"),
         ],
     )
