@@ -224,12 +224,18 @@ def scheduler() -> None:
 @scheduler.command("run")
 @click.option("--once", is_flag=True, help="Run one tick and exit (cron-style).")
 def scheduler_run(once: bool) -> None:
-    """Run the scheduler in this process; only the holder of the leader lease runs jobs."""
+    """Run the scheduler in this process; only the holder of the leader lease runs jobs. Webhook
+    deliveries are sent from here too."""
+    from app.events.delivery import Dispatcher, delivery_timeout
     from app.scheduler import Scheduler
 
-    runner = Scheduler(db.engine)
+    dispatcher = Dispatcher(db.engine, current_app.config["SECRET_KEY"])
+    runner = Scheduler(db.engine, dispatcher=dispatcher)
     if once:
         click.echo(", ".join(runner.tick()) or "not the leader: nothing run")
+        sent = dispatcher.tick()
+        dispatcher.idle(delivery_timeout())  # cron-style: this run's deliveries are attempted before exit
+        click.echo(f"{sent} webhook deliveries attempted")
         return
     click.echo(f"scheduler {runner.holder} running")
     runner.serve()

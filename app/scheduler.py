@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.db import now_utc, write_transaction
+from app.events.delivery import Dispatcher, forget_old
 from app.metering.allowance import rules_of
 from app.metering.rollover import roll_over_due
 from app.metering.settlement import release_expired
@@ -49,6 +51,7 @@ class Job:
 JOBS = (
     Job("period-rollover", timedelta(minutes=1), _roll_over),
     Job("expired-holds", timedelta(minutes=1), release_expired),
+    Job("delivery-retention", timedelta(hours=1), forget_old),
 )
 
 leases = SchedulerLease.__table__
@@ -88,11 +91,20 @@ def take_lease(engine: Engine, holder: str, now: datetime) -> bool:
 class Scheduler:
     """Runs each job when it is due, while holding the lease."""
 
-    def __init__(self, engine: Engine, holder: str | None = None, clock: Callable[[], datetime] = now_utc):
+    def __init__(
+        self,
+        engine: Engine,
+        holder: str | None = None,
+        clock: Callable[[], datetime] = now_utc,
+        dispatcher: Dispatcher | None = None,
+    ):
         self.engine = engine
         self.holder = holder or holder_name()
         self.clock = clock
         self.last_run: dict[str, datetime] = {}
+        # Webhook deliveries go out from this process too, every second, leader or not: senders
+        # claim rows, so any number of them can run side by side (app.events.delivery).
+        self.dispatcher = dispatcher
 
     def tick(self) -> list[str]:
         """One round: the names of the jobs this process ran (none unless it leads)."""
@@ -118,6 +130,9 @@ class Scheduler:
         # `make run` stops the scheduler with SIGTERM: unwind so the lease is handed back.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
+        stop = threading.Event()
+        if self.dispatcher is not None:
+            threading.Thread(target=self.dispatcher.serve, args=(stop,), name="webhooks", daemon=True).start()
         runner = BlockingScheduler(timezone="UTC")
         runner.add_job(
             self.tick, "interval", seconds=TICK_S, max_instances=1, coalesce=True, next_run_time=now_utc()
@@ -125,4 +140,5 @@ class Scheduler:
         try:
             runner.start()
         finally:
+            stop.set()
             give_up_lease(self.engine, self.holder)

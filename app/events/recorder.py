@@ -1,4 +1,7 @@
-"""Recording events inside the caller's transaction (delivery happens later, from the outbox)."""
+"""Recording events inside the caller's transaction, with their deliveries (the outbox, SPEC 7.2):
+each active subscription of the event's type gets a pending delivery in the same transaction, so an
+event recorded while a subscription is active reaches it even if every process dies right after.
+The sender (`app.events.delivery`) sends them later, outside any request."""
 
 from __future__ import annotations
 
@@ -6,12 +9,28 @@ import secrets
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, bindparam, literal, select
 
-from app.db import insert_ignoring_conflict
-from app.models.event import EVENT_TYPES, Event
+from app.db import UTCDateTime, insert_ignoring_conflict
+from app.models.event import EVENT_TYPES, Delivery, Event, Hook, HookEventType
 
 events = cast(Table, Event.__table__)
+hooks = cast(Table, Hook.__table__)
+hook_types = cast(Table, HookEventType.__table__)
+deliveries = cast(Table, Delivery.__table__)
+
+# One statement per event, whatever the number of subscriptions (none: an indexed empty read).
+_at = bindparam("at", type_=UTCDateTime())
+ENQUEUE = deliveries.insert().from_select(
+    ["hook_id", "event_id", "status", "attempts", "next_attempt_at", "created_at"],
+    select(hook_types.c.hook_id, bindparam("event_id"), literal("pending"), literal(0), _at, _at)
+    .join(hooks, hooks.c.id == hook_types.c.hook_id)
+    .where(
+        hook_types.c.event_type == bindparam("type"),
+        hooks.c.project_id == bindparam("project_id"),
+        hooks.c.active.is_(True),
+    ),
+)
 
 
 def new_event_id() -> str:
@@ -43,6 +62,10 @@ def record(
         created_at=now,
     )
     if dedupe_key is None:
-        conn.execute(events.insert().values(**values))
-        return True
-    return insert_ignoring_conflict(conn, events, values, ["project_id", "dedupe_key"]) is not None
+        event_id = conn.execute(events.insert().values(**values).returning(events.c.id)).scalar()
+    else:
+        event_id = insert_ignoring_conflict(conn, events, values, ["project_id", "dedupe_key"])
+    if event_id is None:
+        return False
+    conn.execute(ENQUEUE, {"event_id": event_id, "type": type, "project_id": project_id, "at": now})
+    return True

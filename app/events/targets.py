@@ -38,6 +38,18 @@ def check(url: str) -> None:
             raise TargetRefused(f"must not be a link-local address{spelled}")
 
 
+def checked_addresses(host: str) -> list[Address]:
+    """Where a delivery may connect for `host`: its addresses, none link-local (checked again at
+    connection time, since a name may resolve elsewhere than when it was subscribed)."""
+    found = _addresses(host)
+    if not found:
+        raise TargetRefused(f"{host!r} does not resolve")
+    for address in found:
+        if _link_local(address):
+            raise TargetRefused(f"must not be a link-local address ({host} is {address})")
+    return found
+
+
 def _addresses(host: str) -> list[Address]:
     """The addresses `host` spells or resolves to (numeric spellings such as `2852039166` too)."""
     try:

@@ -4,7 +4,7 @@ from app.models.admin_user import AdminUser, SignInAttempt
 from app.models.api_key import ApiKey
 from app.models.catalog import Deployment, Model, ModelTierDefault
 from app.models.customer import Customer
-from app.models.event import Delivery, Event, Hook, InboundWebhook
+from app.models.event import Delivery, DeliveryAttempt, Event, Hook, HookEventType, InboundWebhook
 from app.models.idempotency import IdempotencyRecord, SchedulerLease
 from app.models.ledger import LedgerEntry
 from app.models.project import ConfigStamp, Project
@@ -17,9 +17,11 @@ __all__ = [
     "ConfigStamp",
     "Customer",
     "Delivery",
+    "DeliveryAttempt",
     "Deployment",
     "Event",
     "Hook",
+    "HookEventType",
     "IdempotencyRecord",
     "InboundWebhook",
     "LedgerEntry",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, now_utc
 
@@ -55,31 +55,70 @@ class Hook(Base):
     public_id: Mapped[str] = mapped_column(String(40), unique=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
     target_url: Mapped[str] = mapped_column(Text)
-    event_types: Mapped[list] = mapped_column(JSON, default=list)
     secret: Mapped[str] = mapped_column(Text)  # encrypted
+    # False once its target answered 410 (SPEC 7.2): kept, with its deliveries, for the record.
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    event_types: Mapped[list[HookEventType]] = relationship(
+        cascade="all, delete-orphan", order_by="HookEventType.event_type", lazy="selectin"
+    )
+
+    @property
+    def types(self) -> list[str]:
+        return [t.event_type for t in self.event_types]
+
+
+class HookEventType(Base):
+    """One event type a hook subscribes to: recording an event finds its hooks by this index."""
+
+    __tablename__ = "hook_event_types"
+    __table_args__ = (Index("ix_hook_event_types_type", "event_type", "hook_id"),)
+
+    hook_id: Mapped[int] = mapped_column(ForeignKey("hooks.id", ondelete="CASCADE"), primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 class Delivery(Base):
-    """The outbox: one row per (hook, event), sent and retried outside any request."""
+    """The outbox: one row per (hook, event), written with the event and sent outside any request.
+
+    A sender claims a due row (`claimed_until`) before it sends, so any number of senders never
+    send one delivery twice at once; a sender that dies leaves a claim that runs out.
+    """
 
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("hook_id", "event_id"),
         Index("ix_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_hook_id", "hook_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     hook_id: Mapped[int] = mapped_column(ForeignKey("hooks.id", ondelete="CASCADE"))
     event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # delivered, failed, cancelled
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(300))  # host:pid of the sender
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_status: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DeliveryAttempt(Base):
+    """One try at a delivery: when, what the target answered (or why it could not), how long."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (Index("ix_delivery_attempts_delivery", "delivery_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class InboundWebhook(Base):
