@@ -22,7 +22,7 @@ from app.extensions import db
 from app.keys.operations import create_key
 from app.models.event import Delivery, DeliveryAttempt, Hook
 from tests.events.receiver import Receiver, serve
-from tests.factories import World
+from tests.factories import World, chat
 
 
 class Clock:
@@ -203,3 +203,30 @@ def test_events_of_other_projects_and_types_make_no_deliveries(world, admin, rec
     new_customer(world, admin, "nobody-listens")
     assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
     assert world.count(Hook) == 1
+
+
+def test_first_calls_are_as_fast_with_a_hanging_target_subscribed(world, admin, receiver, sender):
+    """Deliveries never ride on a call: 50 first calls (each makes a customer, so an event and a
+    delivery) answer as fast with a hanging subscriber as with none (a generous bound: the
+    machine is shared)."""
+
+    def fifty_first_calls(prefix: str) -> float:
+        started = time.monotonic()
+        for i in range(50):
+            assert chat(world.url, world.key, f"{prefix}-{i}").status_code == 200
+        return time.monotonic() - started
+
+    without = fifty_first_calls("plain")
+    receiver.hang.add("/stuck")
+    subscribe(world, admin, receiver.url + "/stuck")
+    stop = threading.Event()
+    running = threading.Thread(target=sender.serve, args=(stop,), daemon=True)
+    running.start()
+    try:
+        with_hanging = fifty_first_calls("watched")
+        assert receiver.wait_for("/stuck", 2, 10)  # the target was being tried meanwhile
+    finally:
+        receiver.release.set()
+        stop.set()
+        running.join(15)
+    assert with_hanging < without * 2 + 1, (with_hanging, without)
