@@ -94,6 +94,11 @@ class CustomerCreate(CustomerFields):
 
 
 class SearchArgs(PageArgs):
+    awaiting_approval = fields.Boolean(
+        truthy={"true"},
+        falsy={"false"},
+        metadata={"description": "true: customers never credited past a 0 initial grant, oldest first"},
+    )
     customer_id = fields.String(validate=ID)
     email = fields.String(validate=validate.Length(min=1, max=320))
     tier = fields.String(validate=validate.Length(min=1, max=64))
@@ -169,6 +174,9 @@ def list_customers(args):
             UsageTier.project_id == g.project.id, UsageTier.key == args["tier"]
         )
         stmt = stmt.where(Customer.tier_id.in_(keyed))
+    if "awaiting_approval" in args:
+        waiting = ops.awaiting_approval()
+        stmt = stmt.where(waiting if args["awaiting_approval"] else ~waiting)
     rows = list(db.session.scalars(stmt.order_by(Customer.id).limit(args["limit"] + 1)))
     rows, cursor = page(rows, args["limit"])
     tiers = {
@@ -229,6 +237,28 @@ def change_tokens(change, customer_id):
             reason=change["reason"],
             now=now_utc(),
             idempotency_key=request.headers.get("Idempotency-Key"),
+        )
+    return {**entry.__dict__, "created_at": iso(entry.created_at)}
+
+
+class ApproveIn(Schema):
+    tokens = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_TOKENS),
+        metadata={"description": "tokens to credit; absent: the project's approval_tokens"},
+    )
+
+
+@bp.route("/<customer_id>/approve", methods=["POST"])
+@idempotent
+@bp.arguments(ApproveIn(), required=False)
+@bp.response(200, LedgerEntryOut)
+def approve_customer(approval, customer_id):
+    """Credit a customer awaiting approval (an `adjustment`, reason "approved"); 409 if it is not."""
+    with session_writes(db.session):
+        customer = ops.find_customer(db.session, g.project, customer_id)
+        entry = ops.approve(
+            db.session, g.project, customer, (approval or {}).get("tokens"), source(), now_utc()
         )
     return {**entry.__dict__, "created_at": iso(entry.created_at)}
 

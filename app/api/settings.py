@@ -33,6 +33,12 @@ class SettingsIn(Schema):
     shedding_level = fields.String(validate=validate.OneOf(SHEDDING_LEVELS))
     capacity = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=10**7))
     auto_shedding = StrictBoolean()
+    approval_tokens = fields.Integer(
+        strict=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=10**15),
+        metadata={"description": "what Approve credits when no amount is given; null: an amount is required"},
+    )
 
 
 class SettingsOut(SettingsIn):
@@ -52,6 +58,7 @@ def shape() -> dict:
         "shedding_level": p.shedding_level,
         "capacity": p.capacity,
         "auto_shedding": p.auto_shedding,
+        "approval_tokens": p.approval_tokens,
     }
 
 

@@ -13,7 +13,9 @@ from app.events import recorder
 from app.metering import periods
 from app.metering.accounts import Defaults, open_account
 from app.metering.allowance import rules_of
+from app.metering.credits import Entry, add_or_set
 from app.models.customer import Customer
+from app.models.ledger import LedgerEntry
 from app.models.project import Project
 from app.models.tier import UsageTier
 from app.tiers.operations import find_version, latest_version
@@ -171,15 +173,18 @@ def update_customer(
     if unknown:
         raise Invalid(f"unknown fields: {', '.join(sorted(unknown))}", sorted(unknown)[0])
     was_blocked = customer.blocked
+    changed = []
     for name in EDITABLE:
-        if name in changes:
-            setattr(customer, "metadata_" if name == "metadata" else name, changes[name])
+        attribute = "metadata_" if name == "metadata" else name
+        if name in changes and getattr(customer, attribute) != changes[name]:
+            setattr(customer, attribute, changes[name])
+            changed.append(name)
     if "tier" in changes:
         tier = resolve_tier(session, _project_of(session, customer), changes["tier"])
-        if tier is not None:
-            assign_tier(session, customer, tier, source, now)
+        if tier is not None and assign_tier(session, customer, tier, source, now):
+            changed.append("tier")
     session.flush()
-    if quiet:
+    if quiet or not changed:  # customer.updated lists only what changed (SPEC 7.1); nothing: no event
         return customer
     kind = "customer.updated"
     if customer.blocked != was_blocked:
@@ -191,9 +196,46 @@ def update_customer(
         now=now,
         customer_pk=customer.id,
         customer_external_id=customer.external_id,
-        data={"customer_id": customer.external_id, "changed": sorted(changes), "source": source},
+        data={"customer_id": customer.external_id, "changed": sorted(changed), "source": source},
     )
     return customer
+
+
+def awaiting_approval():
+    """Customers that have never had a token credited past a 0 initial grant (SPEC 6): the
+    llmasaservice "no access until approved" queue. Derived from the ledger, never stored."""
+    credited = select(LedgerEntry.id).where(LedgerEntry.customer_id == Customer.id, LedgerEntry.amount > 0)
+    return ~credited.exists()
+
+
+def approve(
+    session: Session, project: Project, customer: Customer, tokens: int | None, source: str, now: datetime
+) -> Entry:
+    """Credit an awaiting customer (`adjustment`, reason "approved"), event `customer.approved`."""
+    tokens = tokens if tokens is not None else project.approval_tokens
+    if tokens is None:
+        raise Invalid("tokens: give an amount (the project has no approval_tokens setting)", "tokens")
+    if tokens < 1:
+        raise Invalid("tokens must be at least 1", "tokens")
+    # The row lock makes check and credit one step: two approvals at once credit once.
+    session.execute(select(Customer.id).where(Customer.id == customer.id).with_for_update())
+    waiting = session.scalar(select(Customer.id).where(Customer.id == customer.id, awaiting_approval()))
+    if waiting is None:
+        raise Conflict(f"customer {customer.external_id!r} is not awaiting approval", "customer_id")
+    entry = add_or_set(
+        session.connection(), customer.id, "add", tokens, source=source, reason="approved", now=now
+    )
+    recorder.record(
+        session.connection(),
+        project_id=project.id,
+        type="customer.approved",
+        now=now,
+        customer_pk=customer.id,
+        customer_external_id=customer.external_id,
+        data={"customer_id": customer.external_id, "tokens": tokens, "token_balance": entry.balance_after},
+    )
+    session.expire(customer)
+    return entry
 
 
 KEEP = object()  # set_own_budget: leave the duration as it is

@@ -94,4 +94,14 @@ def open_account(
             "token_balance": defaults.initial_tokens,
         },
     )
+    if defaults.initial_tokens == 0:  # no access until tokens are added: the approval queue (SPEC 6)
+        recorder.record(
+            conn,
+            project_id=defaults.project_id,
+            type="customer.awaiting_approval",
+            now=now,
+            customer_pk=pk,
+            customer_external_id=external_id,
+            data={"customer_id": external_id, "name": name or external_id},
+        )
     return pk

@@ -15,6 +15,8 @@ EVENT_TYPES = (
     "customer.blocked",
     "customer.unblocked",
     "customer.tier_changed",
+    "customer.awaiting_approval",
+    "customer.approved",
     "tokens.credited",
     "tokens.low",
     "tokens.exhausted",

@@ -34,6 +34,8 @@ class Project(Base):
     capacity: Mapped[int | None] = mapped_column(Integer)
     auto_shedding: Mapped[bool] = mapped_column(Boolean, default=False)
     litellm_webhook_url: Mapped[str | None] = mapped_column(Text)
+    # What Approve credits when no amount is given (SPEC 6); None: an amount is required.
+    approval_tokens: Mapped[int | None] = mapped_column(BigInteger)
     stripe_webhook_secret: Mapped[str | None] = mapped_column(Text)  # encrypted
     stripe_api_key: Mapped[str | None] = mapped_column(Text)  # encrypted
     stripe_prices: Mapped[dict] = mapped_column(JSON, default=dict)

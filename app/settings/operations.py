@@ -24,6 +24,15 @@ def _tokens(value: object, name: str) -> int:
     return value
 
 
+def _approval(value: object) -> int:
+    tokens = _tokens(value, "approval_tokens")
+    if tokens == 0:
+        raise Invalid(
+            "approval_tokens must be at least 1 (null: Approve asks for an amount)", "approval_tokens"
+        )
+    return tokens
+
+
 def _regions(value: object) -> list[str]:
     if value is None:
         return []
@@ -53,6 +62,7 @@ def apply_settings(session: Session, project: Project, changes: dict[str, Any]) 
         "capacity": lambda v: setattr(project, "capacity", None if v is None else _capacity(v)),
         "default_tier": lambda v: setattr(project, "default_tier_id", _tier_id(session, project, v)),
         "litellm_webhook_url": lambda v: setattr(project, "litellm_webhook_url", v or None),
+        "approval_tokens": lambda v: setattr(project, "approval_tokens", None if v is None else _approval(v)),
     }
     for name, value in changes.items():
         if name not in handlers:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
 from app.db import now_utc
-from app.events.delivery import DELAYS_S, Dispatcher, Outcome, next_wait_s
+from app.events.delivery import DELAYS_S, Dispatcher, Outcome, forget_old, next_wait_s
 from app.extensions import db
 from app.keys.operations import create_key
 from app.models.event import Delivery, DeliveryAttempt, Hook
@@ -230,3 +230,16 @@ def test_first_calls_are_as_fast_with_a_hanging_target_subscribed(world, admin, 
         stop.set()
         running.join(15)
     assert with_hanging < without * 2 + 1, (with_hanging, without)
+
+
+def test_ended_deliveries_are_kept_thirty_days(world, admin, receiver, sender, clock):
+    hook = subscribe(world, admin, receiver.url + "/kept")
+    new_customer(world, admin, "old")
+    sender.tick()
+    receiver.wait_for("/kept", 1, 10)
+    assert sender.idle(10)
+    new_customer(world, admin, "waiting")  # pending: never dropped, however old
+    assert forget_old(db.engine, now_utc() + timedelta(days=29)) == 0
+    assert forget_old(db.engine, now_utc() + timedelta(days=31)) == 1
+    assert [d["status"] for d in deliveries(hook, world, admin)] == ["pending"]
+    assert world.count(DeliveryAttempt) == 0  # the attempts went with their delivery

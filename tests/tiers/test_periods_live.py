@@ -79,6 +79,7 @@ def test_scheduler_and_twenty_requests_race_across_a_month_boundary(world: World
     assert Scheduler(db.engine, holder="tests", clock=lambda: AFTER).tick() == [
         "period-rollover",
         "expired-holds",
+        "delivery-retention",
     ]
     assert len(replenishments(world, "m1")) == 1
 
