@@ -169,7 +169,9 @@ def _init_gateway(app: Flask, settings: config.Settings) -> None:
         _refuse_blocking_psycopg()
     app.extensions["tollgate.gateway"] = Gateway(
         engine=engine,
-        cache=SnapshotCache(engine, settings.secret_key, settings.master_key),
+        cache=SnapshotCache(
+            engine, settings.secret_key, settings.master_key, webhook_url=settings.webhook_url
+        ),
         client=Client(),
         breakers=Breakers(),
         limiter=Limiter(settings.redis_url),

@@ -229,7 +229,7 @@ def scheduler_run(once: bool) -> None:
     from app.events.delivery import Dispatcher, delivery_timeout
     from app.scheduler import Scheduler
 
-    dispatcher = Dispatcher(db.engine, current_app.config["SECRET_KEY"])
+    dispatcher = Dispatcher(db.engine, current_app.config["SECRET_KEY"], webhook_url=_settings().webhook_url)
     runner = Scheduler(db.engine, dispatcher=dispatcher)
     if once:
         click.echo(", ".join(runner.tick()) or "not the leader: nothing run")

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.db import now_utc, write_transaction
-from app.events.delivery import Dispatcher, forget_old
+from app.events.delivery import LEASE, Dispatcher, forget_old
 from app.metering.allowance import rules_of
 from app.metering.rollover import roll_over_due
 from app.metering.settlement import release_expired
@@ -30,7 +30,6 @@ from app.models.idempotency import SchedulerLease
 from app.models.tier import UsageTier
 
 log = logging.getLogger(__name__)
-LEASE = "scheduler"
 LEASE_TTL = timedelta(seconds=30)
 TICK_S = 10
 

@@ -38,8 +38,9 @@ from urllib3.exceptions import HTTPError
 
 from app.crypto import unseal
 from app.db import iso, now_utc, write_transaction
-from app.events import targets
+from app.events import litellm_webhook, targets
 from app.models.event import Delivery, DeliveryAttempt, Event, Hook
+from app.models.idempotency import SchedulerLease
 from app.models.project import Project
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ attempts = cast(Table, DeliveryAttempt.__table__)
 events = cast(Table, Event.__table__)
 hooks = cast(Table, Hook.__table__)
 projects = cast(Table, Project.__table__)
+leases = cast(Table, SchedulerLease.__table__)
+LEASE = "scheduler"  # app.scheduler's lease
 
 TIMEOUT_S = 10
 CLAIM = timedelta(seconds=30)  # outlives one attempt (10 s) by far
@@ -192,7 +195,7 @@ def send(out: Outgoing, secret_key: str, now: datetime) -> Outcome:
         "webhook-signature": Webhook(secret).sign(out.event_id, now, out.body),
     }
     try:
-        resp = _post(out.target_url, out.body, headers)
+        resp = post(out.target_url, out.body, headers)
     except targets.TargetRefused as exc:
         return outcome(None, f"target refused: {exc}")
     except (HTTPError, OSError) as exc:
@@ -202,13 +205,13 @@ def send(out: Outgoing, secret_key: str, now: datetime) -> Outcome:
 
 
 @dataclass(frozen=True)
-class _Answer:
+class Answer:
     status: int
     text: str
     headers: dict[str, str]
 
 
-def _post(url: str, body: str, headers: dict[str, str]) -> _Answer:
+def post(url: str, body: str, headers: dict[str, str]) -> Answer:
     """POST to the address the target's host resolves to, checked (never link-local) right here,
     so a name that moved since it was subscribed cannot reach the metadata service. Redirects are
     answers (3xx: not delivered), never followed."""
@@ -240,7 +243,7 @@ def _post(url: str, body: str, headers: dict[str, str]) -> _Answer:
             preload_content=False,
         )
         text = resp.read(2048, decode_content=False).decode("utf-8", "replace")
-        return _Answer(resp.status, text, {k.lower(): v for k, v in resp.headers.items()})
+        return Answer(resp.status, text, {k.lower(): v for k, v in resp.headers.items()})
     finally:
         pool.close()
 
@@ -305,6 +308,19 @@ def finish(
     return str(values.get("status", "pending"))
 
 
+def leads(engine: Engine, holder: str, now: datetime) -> bool:
+    """Whether `holder` holds the scheduler's lease (app.scheduler) right now."""
+    with engine.connect() as conn:
+        return (
+            conn.execute(
+                select(leases.c.name).where(
+                    leases.c.name == LEASE, leases.c.holder == holder, leases.c.expires_at > now
+                )
+            ).first()
+            is not None
+        )
+
+
 def free_dead_claims(engine: Engine, host: str, alive: Callable[[int], bool]) -> int:
     """Free the claims of this host's senders that are gone (a crash, a SIGKILL): their
     deliveries go out now rather than when the claims run out."""
@@ -356,8 +372,12 @@ class Dispatcher:
         holder: str | None = None,
         clock: Callable[[], datetime] = now_utc,
         workers: int = WORKERS,
+        webhook_url: str | None = None,
     ) -> None:
         self.engine, self.secret_key, self.clock, self.workers = engine, secret_key, clock, workers
+        self.webhook_url = webhook_url  # LiteLLM's WEBHOOK_URL (app.events.litellm_webhook)
+        self.feeds: dict[int, litellm_webhook.Feed] = {}
+        self.feeding: set[int] = set()
         self.holder = holder or holder_name()
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="webhooks")
         self.in_flight: Counter[int] = Counter()
@@ -381,7 +401,36 @@ class Dispatcher:
             self.pool.submit(self._deliver, out)
             started += 1
         unclaim(self.engine, self.holder, extra)
+        return started + self._feed_litellm()
+
+    def _feed_litellm(self) -> int:
+        """LiteLLM's webhook, fed by the scheduler's leader only: its rows carry no claims, and one
+        feeder keeps each project's POSTs in order."""
+        now = self.clock()
+        if not leads(self.engine, self.holder, now):
+            return 0
+        owed_to = litellm_webhook.targets(self.engine, self.webhook_url)
+        litellm_webhook.drop_unowed(self.engine, set(owed_to))
+        started = 0
+        for project_id, url in owed_to.items():
+            state = self.feeds.setdefault(project_id, litellm_webhook.Feed())
+            with self.lock:
+                if project_id in self.feeding or (state.retry_at is not None and state.retry_at > now):
+                    continue
+                self.feeding.add(project_id)
+            self.pool.submit(self._feed, project_id, url, state)
+            started += 1
         return started
+
+    def _feed(self, project_id: int, url: str, state: litellm_webhook.Feed) -> None:
+        try:
+            litellm_webhook.feed(self.engine, project_id, url, state, self.clock, post)
+        except Exception:  # the next round tries again
+            log.exception("LiteLLM webhook of project %s could not be fed", project_id)
+        finally:
+            with self.lock:
+                self.feeding.discard(project_id)
+                self.lock.notify_all()
 
     def _deliver(self, out: Outgoing) -> None:
         try:
@@ -397,7 +446,7 @@ class Dispatcher:
     def idle(self, timeout: float) -> bool:
         """Wait until no delivery of this sender is in flight; False if some still are at `timeout`."""
         with self.lock:
-            return self.lock.wait_for(lambda: sum(self.in_flight.values()) == 0, timeout)
+            return self.lock.wait_for(lambda: sum(self.in_flight.values()) == 0 and not self.feeding, timeout)
 
     def serve(self, stop: threading.Event) -> None:
         """Send until `stop` is set; a failing round is logged and the next one tried."""

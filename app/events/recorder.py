@@ -15,6 +15,7 @@ from app.db import UTCDateTime, insert_ignoring_conflict
 from app.models.event import EVENT_TYPES, Delivery, Event, Hook, HookEventType
 
 events = cast(Table, Event.__table__)
+LITELLM_EVENTS = ("budget.exceeded", "budget.threshold_crossed")
 hooks = cast(Table, Hook.__table__)
 hook_types = cast(Table, HookEventType.__table__)
 deliveries = cast(Table, Delivery.__table__)
@@ -60,6 +61,8 @@ def record(
         customer_external_id=customer_external_id,
         dedupe_key=dedupe_key,
         created_at=now,
+        # Sent to LiteLLM's webhook when the project has one; the sender drops it otherwise.
+        litellm_pending=type in LITELLM_EVENTS,
     )
     if dedupe_key is None:
         event_id = conn.execute(events.insert().values(**values).returning(events.c.id)).scalar()

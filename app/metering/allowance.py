@@ -348,9 +348,15 @@ def crossings(share: Share, standing: Standing) -> list[tuple[str, str, dict[str
     if scope.nusd is not None:
         for percent in (85, 95):
             if _crossed(spent_before, standing.spend_nusd, scope.nusd * percent // 100):
-                out.append(("budget.threshold_crossed", f"budget{percent}", {"percent": percent}))
+                out.append(
+                    (
+                        "budget.threshold_crossed",
+                        f"budget{percent}",
+                        {"percent": percent, "max_budget_usd": usd_str(scope.nusd)},
+                    )
+                )
         if _crossed(spent_before, standing.spend_nusd, scope.nusd):
-            out.append(("budget.exceeded", "exceeded", {}))
+            out.append(("budget.exceeded", "exceeded", {"max_budget_usd": usd_str(scope.nusd)}))
     if _crossed(spent_before, standing.spend_nusd, scope.soft_nusd):
         out.append(("budget.threshold_crossed", "soft", {"soft_budget_usd": usd_str(scope.soft_nusd or 0)}))
     return out

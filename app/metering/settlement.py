@@ -68,7 +68,7 @@ def settle(
     project-level calls). A key's budget hold (`key_hold`) becomes its spend in the same transaction.
     """
     params = dict(
-        {"api_key_id": None},  # a record made outside the proxy (tests, tools) may have no key
+        {"api_key_id": None, "litellm_pending": False},  # records made outside the proxy (tests, tools)
         **record,
         pk=hold.customer_pk if hold is not None else None,
         held=hold.tokens if hold is not None else 0,
@@ -190,6 +190,7 @@ USAGE_FIELDS = (
     "overage",
     "restricted_from",
     "latency_ms",
+    "litellm_pending",
     "created_at",
     "prompt_tokens",
     "completion_tokens",

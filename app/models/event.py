@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, now_utc
@@ -35,6 +35,13 @@ class Event(Base):
         Index("ix_events_project_type_id", "project_id", "type", "id"),
         # Events that may happen once per period or crossing carry a dedupe key.
         UniqueConstraint("project_id", "dedupe_key"),
+        Index(
+            "ix_events_litellm_pending",
+            "project_id",
+            "id",
+            sqlite_where=text("litellm_pending"),
+            postgresql_where=text("litellm_pending"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -46,6 +53,8 @@ class Event(Base):
     data: Mapped[dict] = mapped_column(JSON, default=dict)
     dedupe_key: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
+    # A budget event LiteLLM's webhook is owed (budget_crossed, threshold_crossed; SPEC 7.4).
+    litellm_pending: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Hook(Base):

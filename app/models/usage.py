@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, now_utc
@@ -16,6 +16,14 @@ class UsageRecord(Base):
         Index("ix_usage_records_customer_id_id", "customer_id", "id"),
         Index("ix_usage_records_project_created", "project_id", "created_at"),
         Index("ix_usage_records_api_key_id", "api_key_id"),
+        # The calls LiteLLM's spend_tracked webhook has yet to report: a small index, emptied as sent.
+        Index(
+            "ix_usage_records_litellm_pending",
+            "project_id",
+            "id",
+            sqlite_where=text("litellm_pending"),
+            postgresql_where=text("litellm_pending"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -44,6 +52,9 @@ class UsageRecord(Base):
     overage: Mapped[bool] = mapped_column(Boolean, default=False)
     restricted_from: Mapped[str | None] = mapped_column(String(16))
     latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    # A customer call of a project with LiteLLM's webhook (SPEC 7.4): spend_tracked is owed. The
+    # record is the outbox row: written in the call's settlement, cleared once the POST succeeded.
+    litellm_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
 
 

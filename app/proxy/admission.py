@@ -407,21 +407,19 @@ def _share(
 
 def _refusal(engine: Engine, want: Share, scope: Scope, now: datetime) -> ProxyError:
     """Block: say which limit, and record it once per scope and period."""
-    kind, name = (
-        ("usage.limit_reached", "limit")
-        if scope.refusal == "usage_limit_reached"
-        else ("budget.exceeded", "exceeded")
-    )
-    with write_transaction(engine) as conn:
-        note(conn, want, scope, kind, name, now, {"refused": True})
     if scope.refusal == "usage_limit_reached":
-        message = f"Usage limit reached for {scope.name} models in this period (customer {want.external_id})."
-    else:  # LiteLLM's wording, so clients migrating from it recognise the refusal
-        spend = usd_str(spent(engine, want, scope))
-        message = (
-            f"ExceededBudget: End User={want.external_id} over budget. Spend={spend}, "
-            f"Budget={usd_str(scope.nusd or 0)}"
+        with write_transaction(engine) as conn:
+            note(conn, want, scope, "usage.limit_reached", "limit", now, {"refused": True})
+        return ProxyError(
+            scope.refusal,
+            f"Usage limit reached for {scope.name} models in this period (customer {want.external_id}).",
         )
+    spend, budget = usd_str(spent(engine, want, scope)), usd_str(scope.nusd or 0)
+    with write_transaction(engine) as conn:
+        data = {"refused": True, "spend_usd": spend, "max_budget_usd": budget}
+        note(conn, want, scope, "budget.exceeded", "exceeded", now, data)
+    # LiteLLM's wording, so clients migrating from it recognise the refusal.
+    message = f"ExceededBudget: End User={want.external_id} over budget. Spend={spend}, Budget={budget}"
     return ProxyError(scope.refusal, message)
 
 

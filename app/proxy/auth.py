@@ -76,6 +76,7 @@ class ProjectInfo:
     models: dict[str, ModelInfo]
     tiers: dict[int, TierInfo]
     tier_defaults: dict[str, str]  # model tier -> model name
+    litellm_webhook: bool = False  # customer calls owe LiteLLM's spend_tracked (SPEC 7.4)
 
 
 class TierSource(Protocol):
@@ -160,7 +161,7 @@ def _tier(t: UsageTier) -> TierInfo:
     )
 
 
-def load_snapshot(engine: Engine, secret_key: str) -> Snapshot:
+def load_snapshot(engine: Engine, secret_key: str, webhook_url: str | None = None) -> Snapshot:
     """Read the whole configuration in one short transaction."""
     from sqlalchemy.orm import Session, selectinload
 
@@ -202,6 +203,7 @@ def load_snapshot(engine: Engine, secret_key: str) -> Snapshot:
                 models=models_by_project.get(p.id, {}),
                 tiers=tiers,
                 tier_defaults=defaults_by_project.get(p.id, {}),
+                litellm_webhook=bool(p.litellm_webhook_url or webhook_url),
             )
             snap.by_slug[p.slug] = p.id
         for k in session.scalars(
@@ -235,8 +237,10 @@ class SnapshotCache:
         master_key: str | None,
         clock: Callable[[], float] = time.monotonic,
         interval: float = 1.0,
+        webhook_url: str | None = None,
     ):
         self.engine = engine
+        self.webhook_url = webhook_url  # LiteLLM's WEBHOOK_URL: every project's unless it names its own
         self.secret_key = secret_key
         self.master_key = master_key
         self.clock = clock
@@ -277,7 +281,7 @@ class SnapshotCache:
         with self.engine.connect() as conn:
             version = stamp.read(conn)
         if self._snap is None or version != self._snap.version:
-            self._snap = load_snapshot(self.engine, self.secret_key)
+            self._snap = load_snapshot(self.engine, self.secret_key, self.webhook_url)
             # The new snapshot holds every version locked so far. An id may name another version
             # after a delete (SQLite reuses the highest rowid), and a delete moves the stamp.
             self._locked_tiers = {}

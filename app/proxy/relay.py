@@ -108,6 +108,8 @@ class Call:
             request_id=self.request_id,
             project_id=self.admitted.caller.project.id,
             api_key_id=self.admitted.caller.key_id,
+            litellm_pending=self.admitted.caller.project.litellm_webhook
+            and self.admitted.who.customer_id is not None,
             endpoint=self.endpoint,
             model_requested=self.admitted.requested,
             model_served=model.name,
