@@ -76,6 +76,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.catalog import views as catalog_views
     from app.customers import views as customer_views
     from app.dashboard import views as dashboard_views
+    from app.integrations import views as integration_views
     from app.keys import views as key_views
     from app.projects import views as project_views
     from app.projects.current import project_field
@@ -96,6 +97,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(tier_views.bp)
     app.register_blueprint(catalog_views.bp)
     app.register_blueprint(project_views.bp)
+    app.register_blueprint(integration_views.bp)
     app.add_url_rule("/", "root", lambda: redirect(url_for("dashboard.index")))
 
     app.register_blueprint(proxy_views.bp)

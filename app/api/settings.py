@@ -33,6 +33,11 @@ class SettingsIn(Schema):
     shedding_level = fields.String(validate=validate.OneOf(SHEDDING_LEVELS))
     capacity = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=10**7))
     auto_shedding = StrictBoolean()
+    litellm_webhook_url = fields.String(
+        allow_none=True,
+        validate=validate.Length(max=2000),
+        metadata={"description": "LiteLLM's spend_tracked webhook for this project (SPEC 7.4); null: off"},
+    )
     approval_tokens = fields.Integer(
         strict=True,
         allow_none=True,
@@ -59,6 +64,7 @@ def shape() -> dict:
         "capacity": p.capacity,
         "auto_shedding": p.auto_shedding,
         "approval_tokens": p.approval_tokens,
+        "litellm_webhook_url": p.litellm_webhook_url,
     }
 
 

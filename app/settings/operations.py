@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from app import stamp
 from app.errors import Invalid
+from app.events import targets
 from app.models.project import SHEDDING_LEVELS, SHEDDING_TIERS, Project
 from app.models.tier import UsageTier
 from app.tiers.operations import latest_version
@@ -22,6 +23,17 @@ def _tokens(value: object, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**62:
         raise Invalid(f"{name} must be a whole number of tokens, 0 or more", name)
     return value
+
+
+def _webhook_url(value: object) -> str | None:
+    """LiteLLM's webhook target: checked like a subscription's (SPEC 7.2); empty turns it off."""
+    if not value:
+        return None
+    try:
+        targets.check(str(value))
+    except targets.TargetRefused as exc:
+        raise Invalid(f"litellm_webhook_url: {exc}", "litellm_webhook_url") from exc
+    return str(value)
 
 
 def _approval(value: object) -> int:
@@ -61,7 +73,7 @@ def apply_settings(session: Session, project: Project, changes: dict[str, Any]) 
         "auto_shedding": lambda v: setattr(project, "auto_shedding", _flag(v, "auto_shedding")),
         "capacity": lambda v: setattr(project, "capacity", None if v is None else _capacity(v)),
         "default_tier": lambda v: setattr(project, "default_tier_id", _tier_id(session, project, v)),
-        "litellm_webhook_url": lambda v: setattr(project, "litellm_webhook_url", v or None),
+        "litellm_webhook_url": lambda v: setattr(project, "litellm_webhook_url", _webhook_url(v)),
         "approval_tokens": lambda v: setattr(project, "approval_tokens", None if v is None else _approval(v)),
     }
     for name, value in changes.items():

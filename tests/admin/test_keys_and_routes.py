@@ -12,7 +12,17 @@ from app.keys.operations import create_key
 from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, csrf, form_post, sign_in
 from tests.factories import World, chat
 
-ADMIN_BLUEPRINTS = ("dashboard", "customers", "keys", "settings", "admins", "tiers", "projects", "catalog")
+ADMIN_BLUEPRINTS = (
+    "dashboard",
+    "customers",
+    "keys",
+    "settings",
+    "admins",
+    "tiers",
+    "projects",
+    "catalog",
+    "integrations",
+)
 
 
 def test_create_a_key_shown_once_use_it_then_revoke_it(owner, world: World, app):

@@ -1,0 +1,171 @@
+"""Integrations in the admin (SPEC 10): webhook subscriptions (add with event types, the secret
+shown once, remove), their deliveries with a Retry button, and LiteLLM's webhook. Zapier's steps
+come with the Zapier app, Stripe's settings with the Stripe issue."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import login_required
+from sqlalchemy import func, select
+
+from app import resubmission
+from app.auth import owner_required
+from app.customers.listing import current_project
+from app.db import now_utc, session_writes
+from app.errors import DomainError, NotFound
+from app.events import hooks
+from app.extensions import db
+from app.integrations.forms import HookForm, LiteLLMForm
+from app.models.event import Delivery, Event, Hook
+from app.models.usage import UsageRecord
+from app.settings.operations import apply_settings
+
+bp = Blueprint("integrations", __name__, url_prefix="/integrations")
+PAGE = 100
+
+
+@bp.before_request
+@login_required
+def _signed_in() -> None:
+    """Every page here needs a signed-in admin."""
+
+
+def _page(
+    form: HookForm | None = None, litellm: LiteLLMForm | None = None, secret: str | None = None, status=200
+):
+    project = current_project(db.session)
+    rows = db.session.scalars(
+        select(Hook).where(Hook.project_id == project.id).order_by(Hook.id.desc())
+    ).all()
+    counts = {
+        (hook_id, state): n
+        for hook_id, state, n in db.session.execute(
+            select(Delivery.hook_id, Delivery.status, func.count())
+            .where(Delivery.hook_id.in_([h.id for h in rows]))
+            .group_by(Delivery.hook_id, Delivery.status)
+        )
+    }
+    settings = current_app.config["TOLLGATE"]
+    owed = db.session.scalar(
+        select(func.count()).where(
+            UsageRecord.project_id == project.id, UsageRecord.litellm_pending.is_(True)
+        )
+    )
+    return render_template(
+        "integrations/index.html",
+        project=project,
+        hooks=rows,
+        counts=counts,
+        form=form or HookForm(formdata=None),
+        litellm=litellm or LiteLLMForm(formdata=None, litellm_webhook_url=project.litellm_webhook_url),
+        server_webhook_url=settings.webhook_url,
+        litellm_owed=owed,
+        secret=secret,
+    ), status
+
+
+@bp.route("")
+def index():
+    return _page()
+
+
+@bp.route("/hooks", methods=["POST"])
+@owner_required
+def add_hook():
+    form = HookForm()
+    if not form.validate():
+        return _page(form=form, status=400)
+    try:
+        with session_writes(db.session):
+            project = current_project(db.session)
+            resubmission.claim_or_refuse(db.session, project.id)
+            hook, secret = hooks.create_hook(
+                db.session, project, form.target_url.data, form.events.data, current_app.config["SECRET_KEY"]
+            )
+            url = hook.target_url
+    except resubmission.AlreadySent:
+        flash(
+            "That form was sent already and its subscription made then; its secret is shown only once.",
+            "error",
+        )
+        return redirect(url_for("integrations.index"))
+    except DomainError as exc:
+        form.target_url.errors = [exc.message]
+        return _page(form=form, status=400)
+    # Shown once, in this response only: it is stored encrypted and never shown again.
+    flash(f"Subscribed {url}. Copy its signing secret now: it will not be shown again.", "success")
+    return _page(secret=secret, status=201)
+
+
+def _hook(public_id: str) -> Hook:
+    try:
+        return hooks.find_hook(db.session, current_project(db.session), public_id)
+    except DomainError:
+        abort(404)
+
+
+@bp.route("/hooks/<public_id>/remove", methods=["POST"])
+@owner_required
+def remove_hook(public_id: str):
+    with session_writes(db.session):
+        hook = _hook(public_id)
+        url = hook.target_url
+        db.session.delete(hook)
+    flash(f"Removed the subscription of {url} and its deliveries.", "success")
+    return redirect(url_for("integrations.index"))
+
+
+@bp.route("/hooks/<public_id>")
+def deliveries(public_id: str):
+    """A subscription's deliveries, newest first (the latest PAGE)."""
+    hook = _hook(public_id)
+    rows = db.session.execute(
+        select(Delivery, Event)
+        .join(Event, Event.id == Delivery.event_id)
+        .where(Delivery.hook_id == hook.id)
+        .order_by(Delivery.id.desc())
+        .limit(PAGE)
+    ).all()
+    return render_template(
+        "integrations/deliveries.html", project=current_project(db.session), hook=hook, rows=rows, page=PAGE
+    )
+
+
+@bp.route("/deliveries/<id:delivery_id>/retry", methods=["POST"])
+@owner_required
+def retry(delivery_id: int):
+    project = current_project(db.session)
+    try:
+        with session_writes(db.session):
+            delivery = hooks.find_delivery(db.session, project, delivery_id)
+            hook = db.session.get(Hook, delivery.hook_id)
+            assert hook is not None
+            public_id = hook.public_id
+            hooks.retry_now(db.session, delivery, now_utc())
+    except NotFound:
+        abort(404)
+    except DomainError as exc:  # delivered or cancelled, or being sent right now
+        flash(exc.message, "error")
+        return redirect(request.referrer or url_for("integrations.index"))
+    flash(f"Delivery {delivery_id} will be sent again within a few seconds.", "success")
+    return redirect(url_for("integrations.deliveries", public_id=public_id))
+
+
+@bp.route("/litellm", methods=["POST"])
+@owner_required
+def save_litellm():
+    litellm = LiteLLMForm()
+    if not litellm.validate():
+        return _page(litellm=litellm, status=400)
+    try:
+        with session_writes(db.session):
+            apply_settings(
+                db.session,
+                current_project(db.session),
+                {"litellm_webhook_url": litellm.litellm_webhook_url.data},
+            )
+    except DomainError as exc:
+        litellm.litellm_webhook_url.errors = [exc.message]
+        return _page(litellm=litellm, status=400)
+    flash("LiteLLM webhook saved: calls made from now on are reported there.", "success")
+    return redirect(url_for("integrations.index"))

@@ -1,0 +1,98 @@
+"""The Integrations page in headless Chromium (issue 11, acceptance 6): add a subscription (its
+secret shown once), see its delivery, retry a failed one; the sender is the real one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+from standardwebhooks import Webhook
+
+from app.events.delivery import DELAYS_S, Dispatcher
+from app.extensions import db
+from app.models.event import Delivery
+from tests.events.receiver import Receiver, serve
+from tests.events.test_delivery import Clock
+from tests.factories import World, chat
+
+try:
+    from playwright.sync_api import expect
+except ImportError as missing:  # fail loudly: the browser tests never skip
+    raise ImportError(
+        "Playwright for Python is not installed: run `.venv/bin/pip install -e '.[dev]'`"
+    ) from missing
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    yield from serve()
+
+
+def send_due(sender: Dispatcher, receiver: Receiver, path: str, count: int) -> None:
+    sender.tick()
+    assert len(receiver.wait_for(path, count, 10)) >= count
+    assert sender.idle(10)
+
+
+def test_add_a_subscription_see_its_delivery_and_retry_a_failed_one(admin, world: World, receiver: Receiver):
+    page = admin
+    receiver.answers["/crm"] = [200] + [500] * (len(DELAYS_S) + 1) + [200]
+    page.get_by_role("link", name="Integrations").click()
+    expect(page.get_by_role("heading", name="Webhooks")).to_be_visible()
+    page.get_by_label("Target URL").fill(receiver.url + "/crm")
+    page.get_by_label("customer.created").check()
+    page.get_by_role("button", name="Subscribe").click()
+    secret = page.get_by_label("Signing secret of the new subscription").input_value()
+    assert secret.startswith("whsec_")
+    expect(page.get_by_text("Copy its signing secret now")).to_be_visible()
+    page.reload()  # a reload never shows the secret again
+    expect(page.get_by_label("Signing secret of the new subscription")).to_have_count(0)
+
+    clock = Clock()
+    sender = Dispatcher(db.engine, world.secret_key, holder="tests:1", clock=clock)
+    try:
+        assert chat(world.url, world.key, "first-lead").status_code == 200
+        send_due(sender, receiver, "/crm", 1)
+        [got] = receiver.on("/crm")
+        assert Webhook(secret).verify(got.body, got.headers)["customer_id"] == "first-lead"
+        page.reload()
+        page.get_by_role("link", name="1 delivered · 0 pending · 0 failed").click()
+        expect(page.locator("tr[data-status=delivered]")).to_have_count(1)
+        expect(page.get_by_role("button", name="Retry now")).to_have_count(0)
+
+        assert chat(world.url, world.key, "second-lead").status_code == 200
+        for attempt in range(len(DELAYS_S) + 1):  # every retry fails until the delivery is failed
+            send_due(sender, receiver, "/crm", attempt + 2)
+            clock.advance(DELAYS_S[min(attempt, len(DELAYS_S) - 1)] * 1.25 + 1)
+        db.session.expire_all()
+        failed = db.session.scalar(select(Delivery).where(Delivery.status == "failed"))
+        assert failed is not None and failed.attempts == len(DELAYS_S) + 1
+        page.reload()
+        row = page.locator(f"#delivery-{failed.id}")
+        expect(row).to_contain_text("failed")
+        expect(row).to_contain_text("HTTP 500")
+        row.get_by_role("button", name="Retry now").click()
+        expect(page.get_by_text(f"Delivery {failed.id} will be sent again")).to_be_visible()
+        expect(page.locator(f"#delivery-{failed.id}")).to_have_attribute("data-status", "pending")
+        send_due(sender, receiver, "/crm", len(DELAYS_S) + 3)
+        page.reload()
+        expect(page.locator(f"#delivery-{failed.id}")).to_have_attribute("data-status", "delivered")
+    finally:
+        sender.pool.shutdown(wait=False, cancel_futures=True)
+
+    page.get_by_role("link", name="← Integrations").click()
+    page.get_by_role("button", name="Remove").click()
+    expect(page.get_by_text("No subscriptions yet.")).to_be_visible()
+
+
+def test_a_refused_target_is_named_next_to_its_field(admin, world: World):
+    page = admin
+    page.goto("/integrations")
+    page.get_by_label("Target URL").fill("http://169.254.169.254/latest/meta-data")
+    page.get_by_label("tokens.low").check()
+    page.get_by_role("button", name="Subscribe").click()
+    expect(page.get_by_role("alert").filter(has_text="link-local")).to_be_visible()
+    page.get_by_label("LiteLLM webhook URL").fill("ftp://nowhere")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("alert").filter(has_text="http or https")).to_be_visible()
