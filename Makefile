@@ -30,7 +30,12 @@ $(CHROMIUM):
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; \
 	else echo "the browser tests need $(CHROMIUM): sudo apt-get install chromium" >&2; exit 1; fi
 
-test: $(STAMP) $(CHROMIUM)
+# The Zapier app's packages, pinned by its lockfile, for its tests (tests/test_zapier.py).
+zapier/node_modules: zapier/package-lock.json
+	cd zapier && npm ci --no-audit --no-fund
+	touch zapier/node_modules
+
+test: $(STAMP) $(CHROMIUM) zapier/node_modules
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

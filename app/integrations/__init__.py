@@ -1,2 +1,2 @@
-"""The admin's Integrations page (SPEC 10): webhook subscriptions and their deliveries, and
-LiteLLM's webhook."""
+"""The admin's Integrations page (SPEC 10): webhook subscriptions and their deliveries, LiteLLM's
+webhook, and how to connect Zapier."""

@@ -1,6 +1,6 @@
 """Integrations in the admin (SPEC 10): webhook subscriptions (add with event types, the secret
-shown once, remove), their deliveries with a Retry button, and LiteLLM's webhook. Zapier's steps
-come with the Zapier app, Stripe's settings with the Stripe issue."""
+shown once, remove), their deliveries with a Retry button, LiteLLM's webhook, and how to connect
+the Zapier app. Stripe's settings come with the Stripe issue."""
 
 from __future__ import annotations
 
@@ -61,6 +61,7 @@ def _page(
         server_webhook_url=settings.webhook_url,
         litellm_owed=owed,
         secret=secret,
+        base_url=request.host_url.rstrip("/"),
     ), status
 
 

@@ -89,6 +89,9 @@ def test_add_a_subscription_see_its_delivery_and_retry_a_failed_one(admin, world
 def test_a_refused_target_is_named_next_to_its_field(admin, world: World):
     page = admin
     page.goto("/integrations")
+    zapier = page.locator("#zapier")
+    expect(zapier).to_contain_text(f"Base URL {world.url}")  # the address to paste into Zapier
+    expect(zapier.get_by_role("link", name="API keys")).to_have_attribute("href", "/keys")
     page.get_by_label("Target URL").fill("http://169.254.169.254/latest/meta-data")
     page.get_by_label("tokens.low").check()
     page.get_by_role("button", name="Subscribe").click()
