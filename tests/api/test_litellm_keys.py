@@ -328,3 +328,10 @@ def test_a_key_id_past_any_stored_one_is_a_404(world: World, admin: str):
     """Found by schemathesis on PostgreSQL: an id past its integer range was a 500."""
     for key_id in (2**31, 3345208691903, 0):
         assert send(world, admin, "GET", f"/api/keys/{key_id}", status=404)["error"]["code"] == "not_found"
+
+
+def test_a_key_list_page_past_any_offset_is_a_422_not_a_500(world: World, admin: str):
+    """Found by schemathesis: a page number past SQLite's integer made the offset overflow."""
+    refused = send(world, admin, "GET", "/key/list?page=5333537675494427721728", status=422)
+    assert refused["error"]["param"] == "page"
+    assert send(world, admin, "GET", "/key/list?page=1000000")["keys"] == []

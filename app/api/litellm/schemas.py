@@ -182,7 +182,7 @@ class LiteLLMKeyListArgs(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     size = fields.Integer(load_default=10, validate=validate.Range(min=1, max=100))
     user_id = fields.String()
     key_alias = fields.String()
