@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import secrets
 import signal
@@ -20,6 +21,7 @@ from bench import procstat
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "tg-bench-key-0123456789abcdef"
+ADMIN_KEY = "tg-bench-admin-key-0123456789ab"
 UPSTREAM_KEY = "sk-bench"
 MODEL = "bench-model"
 PACED_MODEL = "bench-model-paced"
@@ -104,7 +106,10 @@ def config_file(path: Path, upstream_port: int, pace_ms: int) -> Path:
                         "deployments": [deployment(f"/pace/{pace_ms}")],
                     },
                 ],
-                "api_keys": [{"name": "bench", "scope": "proxy", "key": API_KEY}],
+                "api_keys": [
+                    {"name": "bench", "scope": "proxy", "key": API_KEY},
+                    {"name": "bench-admin", "scope": "admin", "key": ADMIN_KEY},
+                ],
             }
         ]
     }
@@ -115,7 +120,15 @@ def config_file(path: Path, upstream_port: int, pace_ms: int) -> Path:
 class Gateway:
     """One gunicorn master with its gevent worker(s), on its own instance dir and database."""
 
-    def __init__(self, database: Database, workdir: Path, port: int, config: Path, log: Path):
+    def __init__(
+        self,
+        database: Database,
+        workdir: Path,
+        port: int,
+        config: Path,
+        log: Path,
+        webhook_url: str | None = None,
+    ):
         self.database = database
         self.port = port
         self.log = log
@@ -132,6 +145,19 @@ class Gateway:
             TOLLGATE_WORKERS="1",  # one gunicorn gevent worker on either database, so they compare
             PYTHONUNBUFFERED="1",
         )
+        if webhook_url:
+            self.env["WEBHOOK_URL"] = webhook_url  # LiteLLM's spend webhook: every customer call owes one
+
+    def subscribe(self, target_url: str, event: str) -> None:
+        """A webhook subscription through /api, as Zapier makes one."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        body = json.dumps({"target_url": target_url, "event": event})
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"}
+        conn.request("POST", "/api/hooks", body=body, headers=headers)
+        status = conn.getresponse().status
+        conn.close()
+        if status != 201:
+            raise GatewayError(f"POST /api/hooks answered {status}")
 
     def setup(self) -> None:
         with self.log.open("a") as out:

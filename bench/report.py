@@ -237,6 +237,14 @@ def render(
         "  'vs dir.' = gateway / direct, 'added' = gateway - direct (ms), both from this run.",
         "  Streams: 'stream duration' = send to [DONE], 'first chunk' = send to the first content event;",
         "  open-loop scenarios count both from the scheduled send time.",
+        *(
+            [
+                "  --webhooks: WEBHOOK_URL set (each customer call owes a spend_tracked report), 3 webhook",
+                "  subscriptions on customer.created; no sender runs, so only what they add to calls counts.",
+            ]
+            if settings.webhooks
+            else []
+        ),
         "=" * 100,
     ]
     for sc in scenarios(settings):

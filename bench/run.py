@@ -226,7 +226,10 @@ def gateway_section(kind: str, settings: Settings, upstream: Upstream, work: Pat
     section.log_path = RESULTS / f"gunicorn-{kind}.log"
     section.log_path.write_text("")
     config = gw.config_file(workdir / "bench.yaml", upstream.port, settings.pace_ms)
-    gateway = gw.Gateway(database, workdir, free_port(), config, section.log_path)
+    # --webhooks: the deliveries and LiteLLM reports are owed (written with the events and records);
+    # no sender runs, so what is measured is what they add to the calls themselves.
+    hook_url = f"http://127.0.0.1:{upstream.port}/hooks" if settings.webhooks else None
+    gateway = gw.Gateway(database, workdir, free_port(), config, section.log_path, webhook_url=hook_url)
     target = Target(label, gateway.port, gw.MODEL, gw.PACED_MODEL, f"Bearer {gw.API_KEY}", gateway=gateway)
     if kind == "postgres":
         target.db_marker = f" {settings.pg_database} "
@@ -235,6 +238,9 @@ def gateway_section(kind: str, settings: Settings, upstream: Upstream, work: Pat
         log(f"{label}: setup and start ({database.url})")
         gateway.setup()
         gateway.start()
+        if hook_url:
+            for i in range(3):
+                gateway.subscribe(f"{hook_url}/{i}", "customer.created")
         log(f"{label}: warm-up, {settings.customers} customers")
         section.warmup = warm_up(target, settings, upstream)
         if section.warmup.load["ok"] == 0:

@@ -31,6 +31,7 @@ class Settings:
     pg_dsn: str
     pg_database: str
     profile: float  # seconds of py-spy on the worker after the measured runs; 0 = no profile
+    webhooks: bool = False  # 3 subscriptions on customer.created and WEBHOOK_URL set (issue 11)
 
     @property
     def pace_ms(self) -> int:
@@ -71,6 +72,12 @@ def parse(argv: list[str] | None) -> Settings:
         default=_env("BENCH_PROFILE", 0.0),
         help="after the measured runs, profile the worker with py-spy for this many seconds under (a)",
     )
+    p.add_argument(
+        "--webhooks",
+        action="store_true",
+        default=bool(_env("BENCH_WEBHOOKS", 0)),
+        help="run the gateway with WEBHOOK_URL set and 3 webhook subscriptions on customer.created",
+    )
     a = p.parse_args(argv)
     if a.quick:
         a.duration, a.rate_calls, a.stream_calls = min(a.duration, 3.0), min(a.rate_calls, 600), 150
@@ -95,6 +102,7 @@ def parse(argv: list[str] | None) -> Settings:
         a.pg_dsn,
         a.pg_database,
         a.profile,
+        a.webhooks,
     )
 
 
