@@ -48,6 +48,8 @@ def relative(moment: datetime | None, now: datetime | None = None) -> str:
             count = seconds // size
             text = f"{count} {unit}{'' if count == 1 else 's'}"
             return f"in {text}" if future else f"{text} ago"
+    if future and seconds > 0:  # a retry due in seconds: when, not "just now"
+        return f"in {seconds} second{'' if seconds == 1 else 's'}"
     return "just now"
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from app.formatting import tokens, usd
+from app.formatting import relative, tokens, usd
 
 
 @pytest.mark.parametrize(
@@ -37,3 +39,19 @@ def test_tokens(value, shown):
 )
 def test_usd(nusd, shown):
     assert usd(nusd) == shown
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (-5, "just now"),
+        (0, "just now"),
+        (1, "in 1 second"),
+        (35, "in 35 seconds"),
+        (90, "in 1 minute"),
+        (-7200, "2 hours ago"),
+    ],
+)
+def test_relative_says_when_a_moment_in_seconds_is_still_to_come(seconds, shown):
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    assert relative(now + timedelta(seconds=seconds), now) == shown
