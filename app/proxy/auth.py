@@ -79,6 +79,9 @@ class ProjectInfo:
     litellm_webhook: bool = False  # customer calls owe LiteLLM's spend_tracked (SPEC 7.4)
 
 
+MAX_UNKNOWN = 100_000  # digests remembered between two snapshot checks (about 6 MB at most)
+
+
 class TierSource(Protocol):
     def fresh_tier(self, tier_id: int) -> TierInfo | None: ...
 
@@ -250,6 +253,9 @@ class SnapshotCache:
         self._lock = threading.Lock()
         # Versions read from the database since the snapshot was loaded; immutable once locked.
         self._locked_tiers: dict[int, TierInfo] = {}
+        # Key digests the database did not know at the last look, forgotten at every snapshot
+        # check (at most a second): a flood of made-up keys costs one query per key per second.
+        self._unknown: set[str] = set()
 
     def fresh_tier(self, tier_id: int) -> TierInfo | None:
         """A tier version read from the database (the snapshot has not seen it, or saw it while it
@@ -274,6 +280,7 @@ class SnapshotCache:
             if self._snap is None or now - self._checked >= self.interval:
                 self._refresh()
                 self._checked = now
+                self._unknown = set()
         assert self._snap is not None
         return self._snap
 
@@ -317,13 +324,20 @@ class SnapshotCache:
 
     def _new_key(self, digest: str) -> KeyInfo | None:
         """A key the snapshot does not hold: made since it loaded (LiteLLM's scripts call with a key
-        right after /key/generate), else unknown. One indexed read; a miss is a 401 anyway."""
+        right after /key/generate), else unknown. One indexed read, remembered as unknown until the
+        next snapshot check."""
         from sqlalchemy.orm import Session
 
+        if digest in self._unknown:
+            return None
         with Session(self.engine) as session:
             row = session.scalar(
                 select(ApiKey).where(
                     ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None), ApiKey.blocked.is_(False)
                 )
             )
-            return key_info(row) if row is not None else None
+        if row is None:
+            if len(self._unknown) < MAX_UNKNOWN:
+                self._unknown.add(digest)
+            return None
+        return key_info(row)

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from app.db import now_utc
 from app.extensions import db
@@ -335,3 +335,32 @@ def test_a_key_list_page_past_any_offset_is_a_422_not_a_500(world: World, admin:
     refused = send(world, admin, "GET", "/key/list?page=5333537675494427721728", status=422)
     assert refused["error"]["param"] == "page"
     assert send(world, admin, "GET", "/key/list?page=1000000")["keys"] == []
+
+
+def test_a_made_up_key_costs_one_query_per_snapshot_check(world: World, admin: str):
+    """Unknown keys are looked up (a key made a moment ago must work), but a flood of the same
+    made-up key reads the database once per snapshot check, not once per call."""
+    cache = world.app.extensions["tollgate.gateway"].cache
+    saved, still = cache.clock, cache.clock()
+    cache.clock = lambda: still  # no snapshot check during the calls below
+    cache.invalidate()
+    cache.current()
+    lookups: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if "FROM api_keys" in statement and "key_hash" in statement:
+            lookups.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        for _ in range(5):
+            assert call(world, "tg-made-up-key-0123456789abcdef").status_code == 401
+        assert len(lookups) == 1
+        cache.invalidate()  # the next check forgets what was unknown
+        assert call(world, "tg-made-up-key-0123456789abcdef").status_code == 401
+        assert len(lookups) == 2
+        made = send(world, admin, "POST", "/key/generate", {})
+        assert call(world, made["key"]).status_code == 200  # never looked up before: found at once
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+        cache.clock = saved
