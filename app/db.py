@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from functools import cache
@@ -106,6 +106,12 @@ def statements(engine: Engine) -> Iterator[Connection]:
         return
     with _autocommit(engine).connect() as conn:
         yield conn
+
+
+def chunks(ids: Sequence[int], size: int = 500) -> Iterator[Sequence[int]]:
+    """`ids` in slices small enough for one IN list each (drivers and servers bound bind params)."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
 
 
 def insert_ignoring_conflict(conn: Connection, table, values: dict, conflict_on: list[str]):

@@ -19,7 +19,7 @@ from app.api.pagination import PageArgs, after, page
 from app.db import iso, now_utc
 from app.extensions import db
 from app.keys.operations import spends
-from app.metering import periods
+from app.metering.allowance import own_budget_window
 from app.metering.pricing import usd_str
 from app.models.api_key import ApiKey
 
@@ -72,8 +72,7 @@ def budget_reset_at(key: ApiKey, now: datetime) -> datetime | None:
     """When the key's budget window ends (None without a budget or a duration)."""
     if key.max_budget_nusd is None or key.budget_duration is None:
         return None
-    set_at = key.budget_set_at or key.created_at
-    return periods.window(periods.parse(key.budget_duration), periods.ASSIGNMENT, set_at, now)[1]
+    return own_budget_window(key.budget_duration, key.budget_set_at or key.created_at, now)[1]
 
 
 def _shape(key: ApiKey, spend: int, lifetime: int, now: datetime) -> dict:

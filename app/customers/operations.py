@@ -255,12 +255,10 @@ def set_own_budget(
         raise Invalid("max_budget must not be negative", "max_budget")
     if duration is KEEP:
         duration = customer.budget_duration
-    if duration is not None:
-        try:
-            duration = str(periods.parse(str(duration)))
-        except ValueError as exc:
-            raise Invalid(f"budget_duration: {exc}", "budget_duration") from exc
-        duration = None if duration == periods.NONE else duration
+    try:
+        duration = periods.duration(None if duration is None else str(duration))
+    except ValueError as exc:
+        raise Invalid(f"budget_duration: {exc}", "budget_duration") from exc
     if (
         customer.max_budget_nusd is None
         or duration != customer.budget_duration

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import stamp
-from app.db import now_utc
+from app.db import chunks, now_utc
 from app.errors import Conflict, Invalid
 from app.metering import periods
 from app.metering.key_budget import window_spend
@@ -124,12 +124,10 @@ def _set_budget(
         return
     if budget < 0:
         raise Invalid("max_budget must not be negative", "max_budget")
-    if duration is not None:
-        try:
-            duration = str(periods.parse(duration))
-        except ValueError as exc:
-            raise Invalid(f"budget_duration: {exc}", "budget_duration") from exc
-        duration = None if duration == periods.NONE else duration
+    try:
+        duration = periods.duration(duration)
+    except ValueError as exc:
+        raise Invalid(f"budget_duration: {exc}", "budget_duration") from exc
     if key.max_budget_nusd is None or duration != key.budget_duration:
         spent = lifetime_spends(session, [key.id]).get(key.id, 0) if key.max_budget_nusd is None else 0
         key.budget_set_at, key.budget_duration = now, duration
@@ -160,7 +158,7 @@ def set_blocked(session: Session, key: ApiKey, blocked: bool) -> None:
 def lifetime_spends(session: Session, key_ids: Sequence[int]) -> dict[int, int]:
     """nano-USD each key's calls have cost, from their usage records."""
     out: dict[int, int] = {}
-    for chunk in (key_ids[i : i + 500] for i in range(0, len(key_ids), 500)):  # bound the IN list
+    for chunk in chunks(key_ids):
         rows = session.execute(
             select(UsageRecord.api_key_id, func.coalesce(func.sum(UsageRecord.cost_nusd), 0))
             .where(UsageRecord.api_key_id.in_(chunk))

@@ -120,10 +120,16 @@ def scopes(
     return tuple(found)
 
 
+def own_budget_window(
+    duration: str | None, set_at: datetime, now: datetime
+) -> tuple[datetime, datetime | None]:
+    """The [start, end) of an own budget's current period (a customer's or a key's): windows of
+    `duration` from when it was set; without a duration it never resets (SPEC 4, 6.1)."""
+    return periods.window(periods.parse(duration or periods.NONE), periods.ASSIGNMENT, set_at, now)
+
+
 def own_budget_start(duration: str | None, set_at: datetime, now: datetime) -> datetime:
-    """The start of a customer's own budget period: its windows of `duration` run from when it was
-    set; without a duration it never resets (SPEC 4)."""
-    return periods.window(periods.parse(duration or periods.NONE), periods.ASSIGNMENT, set_at, now)[0]
+    return own_budget_window(duration, set_at, now)[0]
 
 
 def spent(engine: Engine, share: Share, scope: Scope) -> int:

@@ -80,6 +80,15 @@ def parse(text: str) -> Period:
     return Period(match.group(2), int(match.group(1)))
 
 
+def duration(text: str | None) -> str | None:
+    """An own budget's `budget_duration` (LiteLLM's `30s`…`1mo`, or any period) in its canonical
+    spelling; None or `none`: it never resets. ValueError names what is wrong."""
+    if text is None:
+        return None
+    period = str(parse(text))
+    return None if period == NONE else period
+
+
 def effective_anchor(period: Period, anchor: str | None) -> str:
     """The anchor a tier really runs on: `anchor` if given, else SPEC 4's default for the period.
 

@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 
 from app.api.litellm.mapping import format_duration, format_usd
 from app.api.litellm.schemas import REGIONS
-from app.db import iso, now_utc
+from app.db import chunks, iso, now_utc
 from app.extensions import db
 from app.metering import periods
-from app.metering.allowance import CUSTOMER, own_budget_start
+from app.metering.allowance import CUSTOMER, own_budget_window
 from app.metering.pricing import usd_str
 from app.models.customer import Customer
 from app.models.project import Project
@@ -95,11 +95,7 @@ def _own_windows(customers: list[Customer], now: datetime) -> dict[int, tuple[da
     for c in customers:
         if c.max_budget_nusd is not None:
             set_at = c.budget_set_at or c.period_start or c.created_at
-            start = own_budget_start(c.budget_duration, set_at, now)
-            end = None
-            if c.budget_duration is not None:
-                end = periods.window(periods.parse(c.budget_duration), periods.ASSIGNMENT, set_at, now)[1]
-            out[c.id] = (start, end)
+            out[c.id] = own_budget_window(c.budget_duration, set_at, now)
     return out
 
 
@@ -107,7 +103,7 @@ def _own_spends(windows: dict[int, tuple[datetime, datetime | None]]) -> dict[in
     """nano-USD each own budget has counted in its current window."""
     out: dict[int, int] = {}
     ids = list(windows)
-    for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):  # bound the IN list
+    for chunk in chunks(ids):
         rows = db.session.execute(
             select(PeriodCounter.customer_id, PeriodCounter.period_start, PeriodCounter.spend_nusd).where(
                 PeriodCounter.scope == CUSTOMER, PeriodCounter.customer_id.in_(chunk)
