@@ -198,7 +198,7 @@ def test_retries_span_more_than_a_day_and_honour_retry_after():
     assert next_wait_s(1, Outcome(429, "x", 0, retry_after_s=120), rng) == 120
 
 
-def test_events_of_other_projects_and_types_make_no_deliveries(world, admin, receiver):
+def test_events_of_types_nobody_subscribed_to_make_no_deliveries(world, admin, receiver):
     subscribe(world, admin, receiver.url + "/low", "tokens.low")
     new_customer(world, admin, "nobody-listens")
     assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
