@@ -11,7 +11,7 @@ from werkzeug.routing import IntegerConverter
 from app import config, error_pages, formatting
 from app.db import MAX_ROW_ID, row_id
 from app.extensions import csrf, db, login_manager, migrate
-from app.web_session import PROXY_PATHS, AdminOnlySessions
+from app.web_session import PROXY_PATHS, STRIPE_WEBHOOKS, AdminOnlySessions
 
 
 def create_app(settings: config.Settings | None = None) -> Flask:
@@ -76,6 +76,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.catalog import views as catalog_views
     from app.customers import views as customer_views
     from app.dashboard import views as dashboard_views
+    from app.integrations import stripe_webhook
     from app.integrations import views as integration_views
     from app.keys import views as key_views
     from app.projects import views as project_views
@@ -98,6 +99,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(catalog_views.bp)
     app.register_blueprint(project_views.bp)
     app.register_blueprint(integration_views.bp)
+    app.register_blueprint(stripe_webhook.bp)
     app.add_url_rule("/", "root", lambda: redirect(url_for("dashboard.index")))
 
     app.register_blueprint(proxy_views.bp)
@@ -139,6 +141,7 @@ def _refuse_framing(response: Response) -> Response:
 
 
 def _register_errors(app: Flask) -> None:
+    from app.api.errors import ApiError
     from app.proxy.errors import ProxyError
 
     app.before_request(_refuse_nul)
@@ -151,6 +154,8 @@ def _register_errors(app: Flask) -> None:
         if request.path.startswith((*PROXY_PATHS, "/api/")):
             err = ProxyError("internal_error", "Internal error; the request was not charged.")
             return err.response(), 500
+        if request.path.startswith(STRIPE_WEBHOOKS):  # nothing was recorded: Stripe will retry
+            return ApiError(500, "Internal error; the event was not processed.").response(), 500
         if error_pages.for_browser():
             return error_pages.page(500)
         return jsonify(error="internal error"), 500

@@ -32,6 +32,7 @@ class Settings:
     bind: str = "127.0.0.1:8000"
     max_body_bytes: int = 8 * 1024 * 1024
     webhook_url: str | None = None
+    stripe_api_base: str | None = None  # None: Stripe's own API
     db_pool_size: int = 32
     secure_cookies: bool = False
     extra: dict = field(default_factory=dict)
@@ -92,6 +93,7 @@ def load(env: dict[str, str] | None = None, **overrides) -> Settings:
         bind=env.get("TOLLGATE_BIND", "127.0.0.1:8000"),
         max_body_bytes=_max_body(env.get("TOLLGATE_MAX_BODY_MB", "8")),
         webhook_url=env.get("WEBHOOK_URL") or None,
+        stripe_api_base=_base_url(env.get("TOLLGATE_STRIPE_API_BASE") or None, "TOLLGATE_STRIPE_API_BASE"),
         db_pool_size=_positive(env.get("TOLLGATE_DB_POOL_SIZE", "32"), "TOLLGATE_DB_POOL_SIZE"),
         secure_cookies=_flag(env.get("TOLLGATE_SECURE_COOKIES") or "false", "TOLLGATE_SECURE_COOKIES"),
     )
@@ -132,6 +134,12 @@ def _positive(raw: str, name: str) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ConfigError(f"{name} must be a whole number of at least 1, got {raw!r}")
     return int(raw)
+
+
+def _base_url(raw: str | None, name: str) -> str | None:
+    if raw is not None and not raw.startswith(("http://", "https://")):
+        raise ConfigError(f"{name} must be an http:// or https:// address, got {raw!r}")
+    return raw.rstrip("/") if raw else None
 
 
 def _flag(raw: str, name: str) -> bool:

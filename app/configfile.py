@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.catalog.operations import set_tier_default, upsert_model
-from app.crypto import seal
 from app.errors import Invalid
+from app.integrations.operations import configure_stripe
 from app.keys.operations import create_key
 from app.models.api_key import ApiKey, hash_key
 from app.models.tier import UsageTier
@@ -91,7 +91,7 @@ def _project(session: Session, spec: dict, secret_key: str, env: Mapping[str, st
         set_tier_default(session, project, model_tier, model_name)
     if created:
         apply_settings(session, project, spec.get("settings") or {})
-        _stripe(project, spec.get("stripe"), secret_key, env, where)
+        _stripe(session, project, spec.get("stripe"), secret_key, env, where)
     elif spec.get("settings") or spec.get("stripe"):
         done.append(f"kept the settings of existing project {project.slug} (the admin owns them)")
     for k in spec.get("api_keys") or []:
@@ -117,14 +117,21 @@ def _key(session: Session, project, spec: object, env: Mapping[str, str], where:
     return [f"created key {spec.get('name')}"]
 
 
-def _stripe(project, spec: object, secret_key: str, env: Mapping[str, str], where: str) -> None:
+def _stripe(
+    session: Session, project, spec: object, secret_key: str, env: Mapping[str, str], where: str
+) -> None:
     if spec is None:
         return
-    if not isinstance(spec, dict):
-        raise Invalid("stripe must be a mapping")
-    project.stripe_webhook_secret = seal(secret_key, resolve(spec.get("webhook_secret"), env, where))
-    project.stripe_api_key = seal(secret_key, resolve(spec.get("api_key"), env, where))
-    prices = spec.get("prices") or {}
-    if not isinstance(prices, dict):
-        raise Invalid("stripe.prices must map Stripe price ids to {tokens, tier}")
-    project.stripe_prices = prices
+    if not isinstance(spec, dict) or set(spec) - {"webhook_secret", "api_key", "prices"}:
+        raise Invalid("stripe must be a mapping of webhook_secret, api_key and prices")
+    try:
+        configure_stripe(
+            session,
+            project,
+            secret_key,
+            webhook_secret=resolve(spec.get("webhook_secret"), env, where),
+            api_key=resolve(spec.get("api_key"), env, where),
+            prices=spec.get("prices") or {},
+        )
+    except Invalid as exc:
+        raise Invalid(f"stripe.{exc.message}") from exc

@@ -8,7 +8,7 @@ from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from functools import cache
 
-from sqlalchemy import Connection, DateTime, Engine, MetaData
+from sqlalchemy import Connection, DateTime, Engine, MetaData, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
@@ -119,6 +119,17 @@ def insert_ignoring_conflict(conn: Connection, table, values: dict, conflict_on:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict_on)
     return conn.execute(stmt.returning(table.c.id)).scalar()
+
+
+def lock_name(conn: Connection, name: str) -> None:
+    """Serialise, until the transaction ends, every transaction that locks the same name.
+
+    For a rule that spans rows which may not exist yet (a refund and the purchase it belongs to,
+    arriving at once): PostgreSQL takes a transaction advisory lock; SQLite writers already take
+    turns (session_writes), so there is nothing more to do.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"), {"name": name})
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from werkzeug.serving import make_server
 from app import config, create_app
 from app.extensions import db
 from tests.factories import World
+from tests.fakes.stripe_api import FakeStripeApi
 from tests.fakes.upstream import FakeUpstream
 
 MASTER_KEY = "tg-master-key-for-tests-0123456789"
@@ -76,7 +77,15 @@ def instance_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def app(instance_dir: Path) -> Iterator[Flask]:
+def stripe_api() -> Iterator[FakeStripeApi]:
+    """The loopback fake of Stripe's API that every test app calls (TOLLGATE_STRIPE_API_BASE)."""
+    fake = FakeStripeApi().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def app(instance_dir: Path, stripe_api: FakeStripeApi) -> Iterator[Flask]:
     settings = config.load(
         env={
             "TOLLGATE_INSTANCE_PATH": str(instance_dir),
@@ -84,6 +93,7 @@ def app(instance_dir: Path) -> Iterator[Flask]:
             "TOLLGATE_SECRET_KEY": "s" * 48,
             "TOLLGATE_MASTER_KEY": MASTER_KEY,
             "TOLLGATE_MAX_BODY_MB": "8",
+            "TOLLGATE_STRIPE_API_BASE": stripe_api.url,
         }
     )
     application = create_app(settings)
@@ -116,8 +126,9 @@ KEEP = {"config_stamp", "alembic_version"}
 
 
 @pytest.fixture(autouse=True)
-def clean_db(app: Flask, upstream: FakeUpstream) -> Iterator[None]:
+def clean_db(app: Flask, upstream: FakeUpstream, stripe_api: FakeStripeApi) -> Iterator[None]:
     upstream.reset()
+    stripe_api.reset()
     yield
     with app.app_context():
         tables = [t for t in reversed(db.metadata.sorted_tables) if t.name not in KEEP]

@@ -16,7 +16,7 @@ from app.api.errors import ApiError, from_validation
 from app.errors import DomainError
 from app.extensions import csrf
 from app.proxy.errors import ProxyError
-from app.web_session import PROXY_PATHS
+from app.web_session import PROXY_PATHS, STRIPE_WEBHOOKS
 
 DOMAIN_STATUS = {"invalid_request": 400, "not_found": 404, "conflict": 409, "tier_locked": 409}
 
@@ -53,6 +53,8 @@ class TollgateApi(Api):
 
         if request.path.startswith(litellm.PATH_PREFIXES):
             return litellm.http_error(error)
+        if request.path.startswith(STRIPE_WEBHOOKS):
+            return ApiError(error.code or 500, error.description or error.name).response()
         if not request.path.startswith("/api"):
             from app import error_pages
 

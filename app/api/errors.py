@@ -17,6 +17,7 @@ STATUS_CODES = {
     415: ("invalid_request", "invalid_request_error"),
     422: ("invalid_request", "invalid_request_error"),
     500: ("internal_error", "api_error"),
+    503: ("unavailable", "api_error"),
 }
 
 

@@ -111,6 +111,47 @@ def _refuse_impossible(conn: Connection, customer_pk: int, after: int, delta: in
         )
 
 
+def take_back(
+    conn: Connection,
+    customer_pk: int,
+    tokens: int,
+    *,
+    source: str,
+    reason: str,
+    now: datetime,
+    idempotency_key: str | None = None,
+) -> tuple[Entry | None, int]:
+    """Take up to `tokens` back (a `refund` entry): all of them, except from a prepaid hard-capped
+    balance, which gives up only what it holds (SPEC 7.5). Returns the entry (None when nothing
+    could be taken) and how many tokens were taken."""
+    # Writing first locks the row: the balance read is the one the entry is computed from.
+    row = conn.execute(
+        update(customers)
+        .where(customers.c.id == customer_pk)
+        .values(token_balance=customers.c.token_balance)
+        .returning(customers.c.token_balance, customers.c.tier_id)
+    ).first()
+    if row is None:
+        raise NotFound("no such customer", "customer_id")
+    capped = conn.execute(
+        select(tiers.c.prepaid & tiers.c.hard_cap).where(tiers.c.id == row.tier_id)
+    ).scalar()
+    taken = min(tokens, max(row.token_balance, 0)) if capped else tokens
+    if taken <= 0:
+        return None, 0
+    entry = change_balance(
+        conn,
+        customer_pk,
+        kind="refund",
+        amount=-taken,
+        source=source,
+        reason=reason,
+        now=now,
+        idempotency_key=idempotency_key,
+    )
+    return entry, taken
+
+
 def add_or_set(
     conn: Connection,
     customer_pk: int,

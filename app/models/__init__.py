@@ -4,16 +4,18 @@ from app.models.admin_user import AdminUser, SignInAttempt
 from app.models.api_key import ApiKey
 from app.models.catalog import Deployment, Model, ModelTierDefault
 from app.models.customer import Customer
-from app.models.event import Delivery, DeliveryAttempt, Event, Hook, HookEventType, InboundWebhook
+from app.models.event import Delivery, DeliveryAttempt, Event, Hook, HookEventType
 from app.models.idempotency import IdempotencyRecord, SchedulerLease
 from app.models.ledger import LedgerEntry
 from app.models.project import ConfigStamp, Project
+from app.models.purchase import ChargeRefund, InboundWebhook, Purchase
 from app.models.tier import UsageTier
 from app.models.usage import PeriodCounter, UsageRecord
 
 __all__ = [
     "AdminUser",
     "ApiKey",
+    "ChargeRefund",
     "ConfigStamp",
     "Customer",
     "Delivery",
@@ -29,6 +31,7 @@ __all__ = [
     "ModelTierDefault",
     "PeriodCounter",
     "Project",
+    "Purchase",
     "SchedulerLease",
     "SignInAttempt",
     "UsageRecord",

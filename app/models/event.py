@@ -1,4 +1,4 @@
-"""Events (append-only), webhook subscriptions, their deliveries, and processed inbound webhooks."""
+"""Events (append-only), webhook subscriptions and their deliveries."""
 
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ EVENT_TYPES = (
     "budget.exceeded",
     "purchase.completed",
     "purchase.refunded",
+    "subscription.renewed",
+    "subscription.cancelled",
 )
 
 
@@ -130,18 +132,3 @@ class DeliveryAttempt(Base):
     status: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class InboundWebhook(Base):
-    """(provider, event_id) stored before any side effect, so a retried event is processed once."""
-
-    __tablename__ = "inbound_webhooks"
-    __table_args__ = (UniqueConstraint("provider", "event_id"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    provider: Mapped[str] = mapped_column(String(32))
-    event_id: Mapped[str] = mapped_column(String(200))
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    event_type: Mapped[str] = mapped_column(String(100))
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
-    result: Mapped[str | None] = mapped_column(Text)

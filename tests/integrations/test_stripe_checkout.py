@@ -1,0 +1,305 @@
+"""Stripe's webhook: signatures, one credit per event and per session, what a checkout buys
+(SPEC 7.5; issue 12 acceptance 1 and 2)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+import requests
+import stripe as stripe_lib
+from sqlalchemy import func, select
+
+from app.crypto import seal
+from app.extensions import db
+from app.models import Customer, Event, LedgerEntry, UsageTier
+from app.models.purchase import InboundWebhook, Purchase
+from app.projects.operations import create_project
+from tests.integrations.conftest import PACK, SECRET, TOPUP, Stripe, checkout_session, event, sign
+
+
+def _nothing_written() -> None:
+    db.session.expire_all()
+    for model in (InboundWebhook, Purchase, Customer, LedgerEntry, Event):
+        assert db.session.scalar(select(func.count()).select_from(model)) == 0, model.__name__
+
+
+def _paid(stripe_api, lines, **session) -> dict:
+    obj = checkout_session(**session)
+    stripe_api.add_session(obj["id"], lines)
+    return obj
+
+
+# --- acceptance 1: the signature is checked before anything else --------------------------
+
+
+def test_our_signature_is_stripes_own(stripe: Stripe) -> None:
+    body = json.dumps(event("ping", {"id": "x"}))
+    t = int(time.time())
+    assert sign(body, SECRET, t) == stripe_lib.WebhookSignature.generate_signature_header(body, SECRET, t)
+
+
+@pytest.mark.parametrize(
+    "case", ["tampered body", "missing header", "stale by 301 s", "another project's secret", "not hex"]
+)
+def test_a_bad_signature_is_400_and_writes_nothing(stripe: Stripe, stripe_api, case: str) -> None:
+    other = create_project(db.session, "other", "Other")
+    db.session.flush()
+    other.stripe_webhook_secret = seal(stripe.world.secret_key, "whsec_the_other_projects_secret")
+    stripe.world.commit()
+    evt = event("checkout.session.completed", _paid(stripe_api, [(PACK, 2)], client_reference_id="alice"))
+    body = json.dumps(evt)
+    signature = {
+        "tampered body": sign(body),
+        "missing header": None,
+        "stale by 301 s": sign(body, timestamp=int(time.time()) - 301),
+        "another project's secret": sign(body, "whsec_the_other_projects_secret"),
+        "not hex": f"t={int(time.time())},v1=zz",
+    }[case]
+    if case == "tampered body":
+        body = body.replace('"amount_total": 2000', '"amount_total": 1')
+    answer = stripe.post(body, signature)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == "invalid_request"
+    assert "Stripe-Signature" in answer.json()["error"]["message"]
+    _nothing_written()
+    assert stripe_api.requests == []  # not even Stripe's API was asked
+
+
+def test_a_project_without_a_secret_refuses_every_event(stripe: Stripe, stripe_api) -> None:
+    stripe.world.project.stripe_webhook_secret = None
+    stripe.world.commit()
+    answer = stripe.send(event("checkout.session.completed", _paid(stripe_api, [(PACK, 1)])))
+    assert answer.status_code == 400
+    assert "no Stripe webhook secret" in answer.json()["error"]["message"]
+    _nothing_written()
+
+
+def test_a_signature_beside_a_stale_one_verifies(stripe: Stripe, stripe_api) -> None:
+    """While a secret is being rolled, Stripe signs with both: any matching v1 is enough."""
+    evt = event("checkout.session.completed", _paid(stripe_api, [(PACK, 1)], client_reference_id="alice"))
+    body = json.dumps(evt)
+    good = sign(body)
+    t, v1 = good.split(",")
+    answer = stripe.post(body, f"{t},v1={'0' * 64},{v1}")
+    assert answer.status_code == 200
+    assert stripe.received(evt["id"]).outcome == "credited"
+
+
+def test_an_unknown_project_is_404_not_found(stripe: Stripe) -> None:
+    body = json.dumps(event("checkout.session.completed", checkout_session()))
+    answer = requests.post(
+        f"{stripe.world.url}/integrations/stripe/no-such-project/webhook",
+        data=body,
+        headers={"Stripe-Signature": sign(body)},
+        timeout=10,
+    )
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "not_found"
+    _nothing_written()
+
+
+def test_a_signed_body_that_is_no_event_is_400(stripe: Stripe) -> None:
+    for body in ('{"id": "evt_1"}', "[1, 2]", '{"id": "evt_1", "type": "x", "data": {"object": []}}'):
+        answer = stripe.post(body, sign(body))
+        assert answer.status_code == 400, body
+        assert answer.json()["error"]["code"] == "invalid_request"
+    _nothing_written()
+
+
+# --- acceptance 2: one credit ---------------------------------------------------------------
+
+
+def test_a_paid_session_for_two_packs_credits_2000_tokens_and_sets_the_tier(
+    stripe: Stripe, stripe_api
+) -> None:
+    session = _paid(stripe_api, [(PACK, 2)], client_reference_id="alice")
+    evt = event("checkout.session.completed", session)
+    answer = stripe.send(evt)
+    assert answer.status_code == 200
+    assert answer.json() == {"received": True, "outcome": "credited"}
+
+    assert stripe.balance("alice") == 100_000 + 2_000
+    purchases = stripe.ledger("alice", "purchase")
+    assert [(e.amount, e.source) for e in purchases] == [(2000, f"stripe:{evt['id']}")]
+    customer = stripe.world.customer("alice")
+    tier = db.session.get(UsageTier, customer.tier_id)
+    assert (tier.key, tier.version) == ("pro", 1)
+    completed = stripe.events("purchase.completed")
+    assert len(completed) == 1
+    assert completed[0].customer_external_id == "alice"
+    assert completed[0].data["tokens"] == 2000
+    assert completed[0].data["tier"] == {"key": "pro", "version": 1}
+    assert completed[0].data["purchase"] == session["id"]
+    assert completed[0].data["token_balance"] == 102_000
+    row = stripe.received(evt["id"])
+    assert row.ledger_entry_id == purchases[0].id
+    assert row.customer_external_id == "alice"
+    # The line items came from Stripe's API, with the project's key, expanded.
+    asked = [r for r in stripe_api.requests if r["path"] == f"/v1/checkout/sessions/{session['id']}"]
+    assert len(asked) == 1
+    assert asked[0]["query"]["expand[0]"] == ["line_items"]
+    assert asked[0]["authorization"] == "Bearer sk_test_tollgate_0123456789"
+
+
+def test_lines_past_the_first_page_count_too(stripe: Stripe, stripe_api) -> None:
+    session = _paid(stripe_api, [(TOPUP, 1)] * 12 + [("price_unmapped", 5)], client_reference_id="alice")
+    assert stripe.deliver(event("checkout.session.completed", session)) == "credited"
+    assert [e.amount for e in stripe.ledger("alice", "purchase")] == [12 * 500]
+
+
+def test_the_same_event_three_times_credits_once(stripe: Stripe, stripe_api) -> None:
+    evt = event("checkout.session.completed", _paid(stripe_api, [(PACK, 2)], client_reference_id="alice"))
+    outcomes = [stripe.send(evt).json()["outcome"] for _ in range(3)]
+    assert outcomes == ["credited", "duplicate", "duplicate"]
+    assert [e.amount for e in stripe.ledger("alice", "purchase")] == [2000]
+    assert len(stripe.events("purchase.completed")) == 1
+
+
+def test_the_same_event_from_five_threads_at_once_credits_once(stripe: Stripe, stripe_api) -> None:
+    evt = event("checkout.session.completed", _paid(stripe_api, [(PACK, 2)], client_reference_id="alice"))
+    start = threading.Barrier(5)
+    answers: list = []
+
+    def send() -> None:
+        start.wait()
+        answers.append(stripe.send(evt))
+
+    threads = [threading.Thread(target=send) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(a.status_code for a in answers) == [200] * 5
+    assert sorted(a.json()["outcome"] for a in answers) == ["credited"] + ["duplicate"] * 4
+    assert [e.amount for e in stripe.ledger("alice", "purchase")] == [2000]
+    assert stripe.balance("alice") == 102_000
+    assert len(stripe.events("purchase.completed")) == 1
+
+
+def test_completed_and_async_succeeded_of_one_session_credit_once(stripe: Stripe, stripe_api) -> None:
+    session = _paid(stripe_api, [(PACK, 2)], client_reference_id="alice")
+    assert stripe.deliver(event("checkout.session.completed", session)) == "credited"
+    later = event("checkout.session.async_payment_succeeded", session)
+    assert stripe.deliver(later) == "already_fulfilled"
+    assert stripe.balance("alice") == 102_000
+    assert len(stripe.ledger("alice", "purchase")) == 1
+
+
+def test_completed_and_async_succeeded_at_once_credit_once(stripe: Stripe, stripe_api) -> None:
+    session = _paid(stripe_api, [(PACK, 2)], client_reference_id="alice")
+    events = [
+        event(t, session) for t in ("checkout.session.completed", "checkout.session.async_payment_succeeded")
+    ]
+    start = threading.Barrier(len(events))
+    answers: list = []
+
+    def send(evt: dict) -> None:
+        start.wait()
+        answers.append(stripe.send(evt))
+
+    threads = [threading.Thread(target=send, args=(e,)) for e in events]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(a.json()["outcome"] for a in answers) == ["already_fulfilled", "credited"]
+    assert [e.amount for e in stripe.ledger("alice", "purchase")] == [2000]
+
+
+def test_an_unpaid_session_waits_for_its_async_success(stripe: Stripe, stripe_api) -> None:
+    session = _paid(stripe_api, [(PACK, 1)], client_reference_id="alice", payment_status="unpaid")
+    assert stripe.deliver(event("checkout.session.completed", session)) == "awaiting_payment"
+    assert stripe.world.customer("alice") is None
+    assert stripe_api.requests == []
+    paid = dict(session, payment_status="paid")
+    assert stripe.deliver(event("checkout.session.async_payment_succeeded", paid)) == "credited"
+    assert stripe.balance("alice") == 101_000
+
+
+def test_a_failed_async_payment_is_recorded_only(stripe: Stripe, stripe_api) -> None:
+    session = _paid(stripe_api, [(PACK, 1)], client_reference_id="alice", payment_status="unpaid")
+    assert stripe.deliver(event("checkout.session.async_payment_failed", session)) == "payment_failed"
+    assert stripe.world.customer("alice") is None
+    assert db.session.scalar(select(func.count()).select_from(Purchase)) == 0
+
+
+def test_without_a_mapped_price_the_metadata_says_what_was_bought(stripe: Stripe, stripe_api) -> None:
+    session = _paid(
+        stripe_api,
+        [("price_not_in_the_map", 1)],
+        client_reference_id="alice",
+        metadata={"tollgate_tokens": "3000", "tollgate_tier": "plus"},
+    )
+    evt = event("checkout.session.completed", session)
+    assert stripe.deliver(evt) == "credited"
+    assert [e.amount for e in stripe.ledger("alice", "purchase")] == [3000]
+    assert "the metadata" in stripe.received(evt["id"]).detail
+    assert stripe.events("purchase.completed")[0].data["tier"] == {"key": "plus", "version": 1}
+
+
+def test_without_an_api_key_only_the_metadata_counts(stripe: Stripe, stripe_api) -> None:
+    stripe.world.project.stripe_api_key = None
+    stripe.world.commit()
+    session = _paid(stripe_api, [(PACK, 2)], client_reference_id="alice", metadata={"tollgate_tokens": "750"})
+    assert stripe.deliver(event("checkout.session.completed", session)) == "credited"
+    assert [e.amount for e in stripe.ledger("alice", "purchase")] == [750]
+    assert stripe_api.requests == []
+
+
+def test_nothing_to_grant_is_kept_for_review_and_answered_200(stripe: Stripe, stripe_api) -> None:
+    session = _paid(stripe_api, [("price_not_in_the_map", 1)], client_reference_id="alice")
+    evt = event("checkout.session.completed", session)
+    assert stripe.deliver(evt) == "needs_review"
+    assert "nothing to grant" in stripe.received(evt["id"]).detail
+    assert stripe.world.customer("alice") is None
+    for bad in ("lots", "-5", "1e6"):
+        session = _paid(stripe_api, [], client_reference_id="alice", metadata={"tollgate_tokens": bad})
+        assert stripe.deliver(event("checkout.session.completed", session)) == "needs_review"
+    assert stripe.world.customer("alice") is None
+
+
+def test_an_unknown_tier_still_credits_the_tokens_and_asks_for_review(stripe: Stripe, stripe_api) -> None:
+    session = _paid(
+        stripe_api,
+        [],
+        client_reference_id="alice",
+        metadata={"tollgate_tokens": "100", "tollgate_tier": "gold"},
+    )
+    evt = event("checkout.session.completed", session)
+    assert stripe.deliver(evt) == "needs_review"
+    assert stripe.balance("alice") == 100_100
+    assert "no tier 'gold'" in stripe.received(evt["id"]).detail
+
+
+def test_when_stripes_api_fails_the_event_is_not_recorded_so_its_retry_credits(
+    stripe: Stripe, stripe_api
+) -> None:
+    evt = event("checkout.session.completed", _paid(stripe_api, [(PACK, 2)], client_reference_id="alice"))
+    stripe_api.fail_status = 500
+    answer = stripe.send(evt)
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "stripe_unavailable"
+    _nothing_written()
+    stripe_api.fail_status = None
+    assert stripe.deliver(evt) == "credited"
+    assert stripe.balance("alice") == 102_000
+
+
+@pytest.mark.parametrize(
+    "type",
+    ["customer.created", "payment_intent.succeeded", "checkout.session.expired", "invoice.payment_failed"],
+)
+def test_other_types_are_answered_200_and_recorded_as_ignored(stripe: Stripe, type: str) -> None:
+    evt = event(type, {"id": "obj_1", "object": type.split(".")[0]})
+    assert stripe.deliver(evt) == "ignored"
+    assert db.session.scalar(select(func.count()).select_from(Customer)) == 0
+
+
+def test_a_connected_accounts_event_is_ignored(stripe: Stripe, stripe_api) -> None:
+    session = _paid(stripe_api, [(PACK, 1)], client_reference_id="alice")
+    evt = event("checkout.session.completed", session, account="acct_someone_else")
+    assert stripe.deliver(evt) == "ignored"
+    assert stripe.world.customer("alice") is None
