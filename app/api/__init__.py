@@ -85,9 +85,31 @@ def init(app: Flask) -> None:
         OPENAPI_JSON_PATH="openapi.json",
     )
     api.init_app(app)
-    from app.api import customer_activity, customers, events, keys, litellm, me, settings, tiers, usage
+    from app.api import (
+        customer_activity,
+        customers,
+        events,
+        keys,
+        litellm,
+        me,
+        settings,
+        stripe_events,
+        tiers,
+        usage,
+    )
 
-    blueprints = (customers, customer_activity, me, tiers, settings, events, usage, keys, litellm)
+    blueprints = (
+        customers,
+        customer_activity,
+        me,
+        tiers,
+        settings,
+        events,
+        stripe_events,
+        usage,
+        keys,
+        litellm,
+    )
     for blueprint in (module.bp for module in blueprints):
         api.register_blueprint(blueprint)
         csrf.exempt(blueprint)  # keys authenticate every call; no cookies, so no CSRF

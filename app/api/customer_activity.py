@@ -8,7 +8,7 @@ from marshmallow import Schema, fields
 from sqlalchemy import select
 
 from app.api.auth import require_admin
-from app.api.customers import LedgerEntryOut, TierRefOut
+from app.api.customers import LedgerEntryOut, TierRefOut, entry_shape
 from app.api.pagination import PageArgs, newest_first
 from app.customers.operations import find_customer
 from app.customers.standing import standing
@@ -106,21 +106,7 @@ def ledger(args, customer_id):
     customer = find_customer(db.session, g.project, customer_id)
     stmt = select(LedgerEntry).where(LedgerEntry.customer_id == customer.id)
     rows, cursor = newest_first(stmt, LedgerEntry.id, args)
-    return {
-        "data": [
-            {
-                "id": e.id,
-                "kind": e.kind,
-                "amount": e.amount,
-                "balance_after": e.balance_after,
-                "source": e.source,
-                "reason": e.reason,
-                "created_at": iso(e.created_at),
-            }
-            for e in rows
-        ],
-        "next_cursor": cursor,
-    }
+    return {"data": [entry_shape(e) for e in rows], "next_cursor": cursor}
 
 
 @bp.route("/<customer_id>/requests")

@@ -14,9 +14,10 @@ from app.api.schema_fields import StrictBoolean
 from app.customers import operations as ops
 from app.db import iso, now_utc, session_writes
 from app.extensions import db
-from app.metering.credits import MAX_TOKENS, add_or_set
+from app.metering.credits import MAX_TOKENS, Entry, add_or_set
 from app.metering.pricing import usd_str
 from app.models.customer import Customer
+from app.models.ledger import LedgerEntry
 from app.models.project import SHEDDING_TIERS
 from app.models.tier import UsageTier
 
@@ -125,6 +126,18 @@ class LedgerEntryOut(Schema):
     source = fields.String(required=True)
     reason = fields.String(required=True)
     created_at = fields.String(required=True)
+
+
+def entry_shape(entry: LedgerEntry | Entry) -> dict:
+    return {
+        "id": entry.id,
+        "kind": entry.kind,
+        "amount": entry.amount,
+        "balance_after": entry.balance_after,
+        "source": entry.source,
+        "reason": entry.reason,
+        "created_at": iso(entry.created_at),
+    }
 
 
 class TierIn(Schema):
@@ -238,7 +251,7 @@ def change_tokens(change, customer_id):
             now=now_utc(),
             idempotency_key=request.headers.get("Idempotency-Key"),
         )
-    return {**entry.__dict__, "created_at": iso(entry.created_at)}
+    return entry_shape(entry)
 
 
 class ApproveIn(Schema):
@@ -260,7 +273,7 @@ def approve_customer(approval, customer_id):
         entry = ops.approve(
             db.session, g.project, customer, (approval or {}).get("tokens"), source(), now_utc()
         )
-    return {**entry.__dict__, "created_at": iso(entry.created_at)}
+    return entry_shape(entry)
 
 
 @bp.route("/<customer_id>/tier", methods=["POST"])

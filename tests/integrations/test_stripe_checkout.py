@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from app.crypto import seal
 from app.extensions import db
+from app.keys.operations import create_key
 from app.models import Customer, Event, LedgerEntry, UsageTier
 from app.models.purchase import InboundWebhook, Purchase
 from app.projects.operations import create_project
@@ -303,3 +304,55 @@ def test_a_connected_accounts_event_is_ignored(stripe: Stripe, stripe_api) -> No
     evt = event("checkout.session.completed", session, account="acct_someone_else")
     assert stripe.deliver(evt) == "ignored"
     assert stripe.world.customer("alice") is None
+
+
+# --- acceptance 4 (the record): GET /api/stripe/events ------------------------------------
+
+
+def test_every_received_event_is_listed_by_the_api_with_what_it_did(stripe: Stripe, stripe_api) -> None:
+    _, admin = create_key(db.session, stripe.world.project, "ops", "admin")
+    stripe.world.commit()
+    bought = event("checkout.session.completed", _paid(stripe_api, [(PACK, 2)], client_reference_id="alice"))
+    ignored = event("customer.created", {"id": "cus_1", "object": "customer"})
+    for evt in (bought, ignored):
+        stripe.deliver(evt)
+
+    def get(query: str = "", key: str = admin) -> requests.Response:
+        return requests.get(
+            f"{stripe.world.url}/api/stripe/events{query}",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+
+    listed = get().json()
+    assert [e["id"] for e in listed["data"]] == [ignored["id"], bought["id"]]
+    assert listed["next_cursor"] is None
+    first = listed["data"][1]
+    entry = stripe.ledger("alice", "purchase")[0]
+    assert first == {
+        "id": bought["id"],
+        "type": "checkout.session.completed",
+        "received_at": first["received_at"],
+        "livemode": False,
+        "outcome": "credited",
+        "detail": "credited 2,000 tokens from the price map; tier pro v1",
+        "object_id": bought["data"]["object"]["id"],
+        "customer_id": "alice",
+        "ledger_entry": {
+            "id": entry.id,
+            "kind": "purchase",
+            "amount": 2000,
+            "balance_after": 102_000,
+            "source": f"stripe:{bought['id']}",
+            "reason": f"Stripe checkout {bought['data']['object']['id']}",
+            "created_at": first["ledger_entry"]["created_at"],
+        },
+    }
+    assert listed["data"][0]["ledger_entry"] is None
+    assert [e["id"] for e in get("?outcome=ignored").json()["data"]] == [ignored["id"]]
+    assert [e["id"] for e in get("?type=checkout.session.completed").json()["data"]] == [bought["id"]]
+    page = get("?limit=1").json()
+    assert [e["id"] for e in page["data"]] == [ignored["id"]]
+    assert [e["id"] for e in get(f"?limit=1&cursor={page['next_cursor']}").json()["data"]] == [bought["id"]]
+    assert get("?outcome=maybe").status_code == 400
+    assert get(key=stripe.world.key).status_code == 403  # a proxy key reads nothing here
