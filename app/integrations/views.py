@@ -1,6 +1,7 @@
-"""Integrations in the admin (SPEC 10): webhook subscriptions (add with event types, the secret
-shown once, remove), their deliveries with a Retry button, LiteLLM's webhook, and how to connect
-the Zapier app. Stripe's settings come with the Stripe issue."""
+"""Integrations in the admin (SPEC 10): Stripe (signing secret and API key, write-only; the price
+map as rows; the webhook URL to paste; the events received and what they did), webhook
+subscriptions (add with event types, the secret shown once, remove), their deliveries with a
+Retry button, LiteLLM's webhook, and how to connect the Zapier app."""
 
 from __future__ import annotations
 
@@ -11,17 +12,32 @@ from sqlalchemy import func, select
 from app import resubmission
 from app.auth import owner_required
 from app.customers.listing import current_project
-from app.db import now_utc, session_writes
+from app.db import now_utc, row_id, session_writes
 from app.errors import DomainError, NotFound
 from app.events import hooks
 from app.extensions import db
-from app.integrations.forms import HookForm, LiteLLMForm
+from app.integrations.forms import HookForm, LiteLLMForm, StripeForm
+from app.integrations.operations import configure_stripe, tier_keys
 from app.models.event import Delivery, Event, Hook
+from app.models.ledger import LedgerEntry
+from app.models.project import Project
+from app.models.purchase import OUTCOMES, InboundWebhook
 from app.models.usage import UsageRecord
 from app.settings.operations import apply_settings
 
 bp = Blueprint("integrations", __name__, url_prefix="/integrations")
 PAGE = 100
+RECENT = 20  # received Stripe events on the Integrations page; the rest on their own page
+BLANK_PRICE_ROWS = 3
+# What to enable on the Stripe endpoint (SPEC 7.5): what each one does is in the docs.
+STRIPE_EVENT_TYPES = (
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+    "charge.refunded",
+    "invoice.paid",
+    "customer.subscription.deleted",
+)
 
 
 @bp.before_request
@@ -31,7 +47,11 @@ def _signed_in() -> None:
 
 
 def _page(
-    form: HookForm | None = None, litellm: LiteLLMForm | None = None, secret: str | None = None, status=200
+    form: HookForm | None = None,
+    litellm: LiteLLMForm | None = None,
+    secret: str | None = None,
+    stripe: StripeForm | None = None,
+    status=200,
 ):
     project = current_project(db.session)
     rows = db.session.scalars(
@@ -62,6 +82,10 @@ def _page(
         litellm_owed=owed,
         secret=secret,
         base_url=request.host_url.rstrip("/"),
+        stripe=stripe or _stripe_form(project),
+        stripe_webhook_url=request.host_url + f"integrations/stripe/{project.slug}/webhook",
+        stripe_event_types=STRIPE_EVENT_TYPES,
+        stripe_rows=_received(project, None, RECENT),
     ), status
 
 
@@ -170,3 +194,83 @@ def save_litellm():
         return _page(litellm=litellm, status=400)
     flash("LiteLLM webhook saved: calls made from now on are reported there.", "success")
     return redirect(url_for("integrations.index"))
+
+
+# --- Stripe --------------------------------------------------------------------------------------
+
+
+def _stripe_form(project: Project) -> StripeForm:
+    rows = [
+        {"price_id": price_id, "tokens": entry.get("tokens"), "tier": entry.get("tier") or ""}
+        for price_id, entry in sorted((project.stripe_prices or {}).items())
+    ]
+    rows += [{"price_id": "", "tokens": None, "tier": ""}] * BLANK_PRICE_ROWS
+    return StripeForm(formdata=None, data={"prices": rows}).with_tiers(_tier_choices(project))
+
+
+def _tier_choices(project: Project) -> list[str]:
+    return sorted(tier_keys(db.session, project))
+
+
+def _received(project: Project, before: int | None, limit: int, outcome: str | None = None) -> list:
+    """(received event, its ledger entry or None), newest first."""
+    stmt = (
+        select(InboundWebhook, LedgerEntry)
+        .outerjoin(LedgerEntry, LedgerEntry.id == InboundWebhook.ledger_entry_id)
+        .where(InboundWebhook.project_id == project.id)
+    )
+    if before is not None:
+        stmt = stmt.where(InboundWebhook.id < before)
+    if outcome is not None:
+        stmt = stmt.where(InboundWebhook.outcome == outcome)
+    return list(db.session.execute(stmt.order_by(InboundWebhook.id.desc()).limit(limit)))
+
+
+@bp.route("/stripe-settings", methods=["POST"])
+@owner_required
+def save_stripe():
+    project = current_project(db.session)
+    form = StripeForm().with_tiers(_tier_choices(project))
+    prices = form.price_map() if form.validate() else None
+    if prices is None:
+        return _page(stripe=form, status=400)
+    changes: dict[str, object] = {"prices": prices}
+    for name in ("webhook_secret", "api_key"):
+        typed = (getattr(form, name).data or "").strip()
+        if getattr(form, f"remove_{name}").data:
+            changes[name] = None
+        elif typed:
+            changes[name] = typed
+    try:
+        with session_writes(db.session):
+            configure_stripe(
+                db.session, current_project(db.session), current_app.config["SECRET_KEY"], **changes
+            )
+    except DomainError as exc:
+        target = getattr(form, exc.field, None) if exc.field in ("webhook_secret", "api_key") else None
+        (target.errors if target is not None else form.form_errors).append(exc.message)
+        return _page(stripe=form, status=400)
+    flash(
+        f"Stripe settings saved: {len(prices)} price{'' if len(prices) == 1 else 's'} in the map.", "success"
+    )
+    return redirect(url_for("integrations.index") + "#stripe")
+
+
+@bp.route("/stripe-events")
+def stripe_events():
+    """Every received Stripe event, newest first, PAGE at a time (`before`: a row id)."""
+    project = current_project(db.session)
+    outcome = request.args.get("outcome") or None
+    if outcome is not None and outcome not in OUTCOMES:
+        abort(404)
+    before = row_id(request.args.get("before", ""))  # None past the id columns' range, or not a number
+    rows = _received(project, before, PAGE + 1, outcome)
+    older = rows[PAGE - 1][0].id if len(rows) > PAGE else None
+    return render_template(
+        "integrations/stripe_events.html",
+        project=project,
+        rows=rows[:PAGE],
+        older=older,
+        outcome=outcome,
+        outcomes=OUTCOMES,
+    )

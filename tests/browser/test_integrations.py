@@ -1,5 +1,6 @@
-"""The Integrations page in headless Chromium (issue 11, acceptance 6): add a subscription (its
-secret shown once), see its delivery, retry a failed one; the sender is the real one."""
+"""The Integrations page in headless Chromium: add a subscription (its secret shown once), see its
+delivery, retry a failed one, the sender being the real one (issue 11, acceptance 6); Stripe's
+settings and received events (issue 12, acceptance 6)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from app.models.event import Delivery
 from tests.events.receiver import Receiver, serve
 from tests.events.test_delivery import Clock
 from tests.factories import World, chat
+from tests.integrations.conftest import API_KEY, PACK, SECRET, Stripe, checkout_session, event
 
 try:
     from playwright.sync_api import expect
@@ -99,3 +101,55 @@ def test_a_refused_target_is_named_next_to_its_field(admin, world: World):
     page.get_by_label("LiteLLM webhook URL").fill("ftp://nowhere")
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("alert").filter(has_text="http or https")).to_be_visible()
+
+
+def test_stripe_settings_saved_write_only_and_a_received_event_shown_with_its_outcome(
+    admin, world: World, stripe_api, tmp_path
+):
+    """Issue 12, acceptance 6: save the signing secret and a price-map row; Stripe's event appears
+    with what it did."""
+    page = admin
+    world.add_tier({"key": "pro", "name": "Pro"})
+    page.get_by_role("link", name="Integrations").click()
+    webhook_url = page.get_by_label("Webhook URL: add it as an endpoint").input_value()
+    assert webhook_url == f"{world.url}/integrations/stripe/default/webhook"
+    expect(page.locator("#stripe-state")).to_contain_text("not set: every event is refused")
+
+    # An incomplete row is refused with its reason, and nothing is saved.
+    page.get_by_label("Tokens, row 1").fill("1000")
+    page.get_by_role("button", name="Save Stripe settings").click()
+    expect(page.get_by_text("Give the Stripe price id of this row.")).to_be_visible()
+    db.session.expire_all()
+    assert world.project.stripe_prices == {}
+
+    page.get_by_label("Webhook signing secret").fill(SECRET)
+    page.get_by_label("Stripe API key").fill(API_KEY)
+    page.get_by_label("Stripe price id, row 1").fill(PACK)
+    page.get_by_label("Tokens, row 1").fill("1000")
+    page.get_by_label("Tier, row 1").select_option("pro")
+    page.get_by_role("button", name="Save Stripe settings").click()
+    expect(page.get_by_text("Stripe settings saved: 1 price in the map.")).to_be_visible()
+    expect(page.locator("#stripe-state")).to_contain_text("Signing secret: saved")
+    # Write-only: the saved secret and key are never put back into the page.
+    assert page.get_by_label("Webhook signing secret").input_value() == ""
+    assert SECRET not in page.content() and API_KEY not in page.content()
+    assert page.get_by_label("Stripe price id, row 1").input_value() == PACK
+    db.session.expire_all()
+    assert world.project.stripe_prices == {PACK: {"tokens": 1000, "tier": "pro"}}
+
+    session = checkout_session(client_reference_id="alice")
+    stripe_api.add_session(session["id"], [(PACK, 2)])
+    evt = event("checkout.session.completed", session)
+    assert Stripe(world, webhook_url).send(evt).status_code == 200
+    page.reload()
+    row = page.locator(f"#stripe-{evt['id']}")
+    expect(row).to_have_attribute("data-outcome", "credited")
+    expect(row).to_contain_text("alice")
+    expect(row).to_contain_text("+2,000")
+    expect(row).to_contain_text("credited 2,000 tokens from the price map; tier pro v1")
+    page.screenshot(path=str(tmp_path / "integrations-stripe.png"), full_page=True)
+    page.get_by_role("link", name="Every received event").click()
+    expect(page.locator(f"#stripe-{evt['id']}")).to_have_attribute("data-outcome", "credited")
+    page.get_by_label("Outcome").select_option("ignored")
+    page.get_by_role("button", name="Show").click()
+    expect(page.get_by_text("No events with this outcome.")).to_be_visible()
