@@ -6,6 +6,7 @@ import textwrap
 
 from sqlalchemy import select, update
 
+from app.crypto import unseal
 from app.extensions import db
 from app.models import AdminUser, ApiKey, Customer, Deployment, Model, UsageTier
 from app.models.api_key import hash_key
@@ -75,9 +76,16 @@ def test_config_apply_upserts_models_and_creates_the_rest_once(app, world: World
                  limits: {premium: {calls: 500, tokens: 2000000}}, on_limit: restrict, restrict_to: standard}
             api_keys:
               - {name: backend, scope: proxy, key: "env:APP_KEY"}
+            stripe: {webhook_secret: "env:WHSEC", api_key: "env:STRIPE_KEY",
+                     prices: {price_pack: {tokens: 100000}, price_pro: {tokens: 1000000, tier: pro}}}
     """)
     )
-    env = {"UP_KEY": "sk-secret-upstream", "APP_KEY": "tg-app-key-from-env-0001"}
+    env = {
+        "UP_KEY": "sk-secret-upstream",
+        "APP_KEY": "tg-app-key-from-env-0001",
+        "WHSEC": "whsec_from_the_env_123",
+        "STRIPE_KEY": "rk_test_from_the_env_456",
+    }
     result = run(app, "config", "apply", str(path), env=env)
     assert result.exit_code == 0, result.output
     shop = find_project(db.session, "shop")
@@ -88,6 +96,12 @@ def test_config_apply_upserts_models_and_creates_the_rest_once(app, world: World
     dep = db.session.scalar(select(Deployment).join(Model).where(Model.project_id == shop.id))
     assert dep.api_key.startswith("fernet:") and "sk-secret" not in dep.api_key
     assert db.session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(env["APP_KEY"]))) is not None
+    assert shop.stripe_prices == {
+        "price_pack": {"tokens": 100000},
+        "price_pro": {"tokens": 1000000, "tier": "pro"},
+    }
+    assert unseal(world.secret_key, shop.stripe_webhook_secret) == "whsec_from_the_env_123"
+    assert unseal(world.secret_key, shop.stripe_api_key) == "rk_test_from_the_env_456"
 
     # Admin changes a setting; the file is applied again with a changed deployment: the model follows
     # the file, the setting stays the admin's, nothing is duplicated.
@@ -118,6 +132,20 @@ def test_config_apply_refuses_bad_files_and_changes_nothing(app, world: World, t
     result = run(app, "config", "apply", str(missing_env))
     assert result.exit_code == 2 and "NOPE_NOT_SET" in result.output
     assert find_project(db.session, "other") is None
+    for stripe, complaint in (
+        ("{prices: {price_x: {tier: gold}}}", "there is no tier 'gold'"),
+        ("{prices: {price_x: {tokens: -5}}}", "tokens must be a whole number"),
+        ("{prices: {price_x: {}}}", "give tokens, a tier, or both"),
+        ("{webhook_secret: not-a-secret}", "webhook_secret: Stripe's begins with whsec_"),
+        (
+            "{secret: whsec_typo_of_the_field}",
+            "stripe must be a mapping of webhook_secret, api_key and prices",
+        ),
+    ):
+        bad.write_text(f"projects:\n  - slug: other\n    stripe: {stripe}\n")
+        result = run(app, "config", "apply", str(bad))
+        assert result.exit_code == 2 and complaint in result.output, (stripe, result.output)
+        assert find_project(db.session, "other") is None
 
 
 def test_ledger_verify_passes_then_catches_a_tampered_balance(app, world: World):
