@@ -11,10 +11,12 @@ from sqlalchemy.orm import Session
 
 from app.customers.operations import create_customer, find_customer
 from app.errors import Conflict
+from app.integrations.objects import mapping, stripe_id, text
 from app.models.customer import Customer
 from app.models.project import Project
 
-MAX_ID, MAX_EMAIL, MAX_NAME = 256, 320, 256
+MAX_ID, MAX_EMAIL, MAX_NAME = 256, 320, 256  # the customers table's columns
+MAX_STRIPE_CUSTOMER = 64
 
 
 @dataclass(frozen=True)
@@ -31,11 +33,11 @@ class Buyer:
     def of(cls, obj: dict, details: dict | None = None, email: object = None) -> Buyer:
         details = details or {}
         return cls(
-            metadata_id=_id(_mapping(obj.get("metadata")).get("tollgate_customer_id")),
+            metadata_id=_id(mapping(obj.get("metadata")).get("tollgate_customer_id")),
             reference=_id(obj.get("client_reference_id")),
-            stripe_customer=_id(_stripe_id(obj.get("customer"))),
+            stripe_customer=stripe_id(obj.get("customer"), MAX_STRIPE_CUSTOMER),
             email=_email(details.get("email") or email),
-            name=_text(details.get("name"), MAX_NAME),
+            name=text(details.get("name"), MAX_NAME),
         )
 
     @property
@@ -91,27 +93,11 @@ def _by_id(session: Session, project: Project, customer_id: str) -> Customer | N
     )
 
 
-def _mapping(value: object) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def _stripe_id(value: object) -> object:
-    """An expandable field: the id, or the expanded object's id."""
-    return value.get("id") if isinstance(value, dict) else value
-
-
 def _id(value: object) -> str | None:
-    text = _text(value, MAX_ID + 1)
-    return text if text and len(text) <= MAX_ID else None
+    found = text(value, MAX_ID + 1)
+    return found if found and len(found) <= MAX_ID else None
 
 
 def _email(value: object) -> str | None:
-    text = _text(value, MAX_EMAIL + 1)
-    return text.lower() if text and "@" in text and len(text) <= MAX_EMAIL else None
-
-
-def _text(value: object, limit: int) -> str | None:
-    if not isinstance(value, str):
-        return None
-    text = value.replace("\x00", "").strip()
-    return text[:limit] or None
+    found = text(value, MAX_EMAIL + 1)
+    return found.lower() if found and "@" in found and len(found) <= MAX_EMAIL else None

@@ -14,6 +14,7 @@ from app.customers.operations import assign_tier
 from app.db import insert_ignoring_conflict, lock_name
 from app.integrations import buyers, refunds
 from app.integrations.buyers import Buyer
+from app.integrations.objects import amount, currency, mapping, quantity, stripe_id
 from app.integrations.price_map import Goods, NothingBought, bought
 from app.integrations.received import PROVIDER, Context, Received, settle_row
 from app.metering.credits import change_balance
@@ -50,8 +51,8 @@ def wants_line_items(session: Session, project: Project, event: dict) -> str | N
         return None
     if event["type"] == "checkout.session.completed" and obj.get("payment_status") == "unpaid":
         return None
-    session_id = obj.get("id")
-    if not isinstance(session_id, str) or _claimed(session, project, session_id) is not None:
+    session_id = stripe_id(obj.get("id"))
+    if session_id is None or _claimed(session, project, session_id) is not None:
         return None
     return session_id
 
@@ -71,7 +72,7 @@ def receive(session: Session, project: Project, event: dict, lines: Lines, now: 
             livemode=event.get("livemode") is True,
             outcome="ignored",
             detail="",
-            object_id=obj.get("id") if isinstance(obj.get("id"), str) else None,
+            object_id=stripe_id(obj.get("id")),
         ),
         ["project_id", "provider", "event_id"],
     )
@@ -89,7 +90,7 @@ def _handle(ctx: Context, event: dict, lines: Lines) -> Received:
     handler = HANDLERS.get(event["type"])
     if handler is None:
         return Received("ignored", f"{event['type']} changes nothing in Tollgate")
-    if not isinstance(ctx.obj.get("id"), str):
+    if stripe_id(ctx.obj.get("id")) is None:
         return Received("ignored", "the event's object has no id")
     return handler(ctx, lines)
 
@@ -119,7 +120,7 @@ def _checkout(ctx: Context, lines: Lines) -> Received:
     if mode != "payment":
         return Received("ignored", f"a {mode} session buys nothing")
     try:
-        goods = bought(ctx.project.stripe_prices or {}, lines, _mapping(ctx.obj.get("metadata")))
+        goods = bought(ctx.project.stripe_prices or {}, lines, mapping(ctx.obj.get("metadata")))
     except NothingBought as exc:
         return Received("needs_review", str(exc))
     buyer = _buyer_of_session(ctx.obj)
@@ -141,7 +142,7 @@ def _subscribe(ctx: Context, lines: Lines) -> Received:
     if buyers.find(ctx.session, ctx.project, buyer) is None and buyer.new_id is None:
         return _nobody(buyer)
     try:
-        tier_key = bought(ctx.project.stripe_prices or {}, lines, _mapping(ctx.obj.get("metadata"))).tier_key
+        tier_key = bought(ctx.project.stripe_prices or {}, lines, mapping(ctx.obj.get("metadata"))).tier_key
     except NothingBought:
         tier_key = None
     purchase = _claim(ctx, "subscription", buyer, tokens=0, tier_key=tier_key)
@@ -165,7 +166,7 @@ def _subscribe(ctx: Context, lines: Lines) -> Received:
 
 
 def _buyer_of_session(obj: dict) -> Buyer:
-    return Buyer.of(obj, _mapping(obj.get("customer_details")), obj.get("customer_email"))
+    return Buyer.of(obj, mapping(obj.get("customer_details")), obj.get("customer_email"))
 
 
 def _nobody(buyer: Buyer) -> Received:
@@ -264,36 +265,31 @@ def _grant_waiting_invoices(ctx: Context, customer: Customer, stripe_customer: s
 def _subscription_of(invoice: dict) -> tuple[str | None, dict]:
     """The subscription id and its metadata, where current API versions put them
     (parent.subscription_details), else where older ones did."""
-    details = _mapping(_mapping(invoice.get("parent")).get("subscription_details"))
-    subscription = details.get("subscription") or invoice.get("subscription")
-    subscription = subscription.get("id") if isinstance(subscription, dict) else subscription
-    metadata = _mapping(details.get("metadata")) or _mapping(invoice.get("subscription_details")).get(
-        "metadata"
-    )
-    return (subscription if isinstance(subscription, str) else None), _mapping(metadata)
+    details = mapping(mapping(invoice.get("parent")).get("subscription_details"))
+    subscription = stripe_id(details.get("subscription")) or stripe_id(invoice.get("subscription"))
+    older = mapping(mapping(invoice.get("subscription_details")).get("metadata"))
+    return subscription, mapping(details.get("metadata")) or older
 
 
 def _invoice_lines(invoice: dict) -> list[tuple[str, int]]:
     found = []
-    for line in _mapping(invoice.get("lines")).get("data") or []:
-        if not isinstance(line, dict):
-            continue
-        price = _mapping(_mapping(line.get("pricing")).get("price_details")).get("price") or line.get("price")
-        price = price.get("id") if isinstance(price, dict) else price
-        quantity = line.get("quantity")
-        if isinstance(price, str):
-            found.append((price, quantity if isinstance(quantity, int) and quantity >= 0 else 1))
+    for line in mapping(invoice.get("lines")).get("data") or []:
+        line = mapping(line)
+        price = stripe_id(mapping(mapping(line.get("pricing")).get("price_details")).get("price"))
+        price = price or stripe_id(line.get("price"))
+        if price is not None:
+            found.append((price, quantity(line.get("quantity"))))
     return found
 
 
 def _invoice_payment_intent(invoice: dict) -> str | None:
     """Older API versions name it on the invoice; current ones in its payments."""
-    direct = invoice.get("payment_intent")
-    if isinstance(direct, str):
+    direct = stripe_id(invoice.get("payment_intent"))
+    if direct is not None:
         return direct
-    for payment in _mapping(invoice.get("payments")).get("data") or []:
-        found = _mapping(_mapping(payment).get("payment")).get("payment_intent")
-        if isinstance(found, str):
+    for payment in mapping(invoice.get("payments")).get("data") or []:
+        found = stripe_id(mapping(mapping(payment).get("payment")).get("payment_intent"))
+        if found is not None:
             return found
     return None
 
@@ -313,8 +309,7 @@ def _claim(
     """The session's or invoice's one claim; None when another event claimed it first."""
     obj = ctx.obj
     is_invoice = kind == "invoice"
-    payment_intent = _invoice_payment_intent(obj) if is_invoice else obj.get("payment_intent")
-    amount = obj.get("amount_paid" if is_invoice else "amount_total")
+    payment_intent = _invoice_payment_intent(obj) if is_invoice else stripe_id(obj.get("payment_intent"))
     claimed = insert_ignoring_conflict(
         ctx.conn,
         Purchase.__table__,
@@ -323,13 +318,12 @@ def _claim(
             object_id=obj["id"],
             kind=kind,
             stripe_customer_id=buyer.stripe_customer,
-            payment_intent=payment_intent if isinstance(payment_intent, str) else None,
-            subscription_id=subscription
-            or (obj.get("subscription") if isinstance(obj.get("subscription"), str) else None),
+            payment_intent=payment_intent,
+            subscription_id=subscription or stripe_id(obj.get("subscription")),
             tokens=tokens,
             tier_key=tier_key,
-            amount_total=amount if isinstance(amount, int) and not isinstance(amount, bool) else None,
-            currency=obj.get("currency")[:8] if isinstance(obj.get("currency"), str) else None,
+            amount_total=amount(obj.get("amount_paid" if is_invoice else "amount_total")),
+            currency=currency(obj.get("currency")),
             event_id=ctx.event_id,
             created_at=ctx.now,
         ),
@@ -434,10 +428,6 @@ def _customer_lock(ctx: Context, stripe_customer: str | None) -> None:
 
 def _tier_shape(tier: UsageTier | None) -> dict | None:
     return {"key": tier.key, "version": tier.version} if tier else None
-
-
-def _mapping(value: object) -> dict:
-    return value if isinstance(value, dict) else {}
 
 
 HANDLERS: dict[str, Callable[[Context, Lines], Received]] = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.db import insert_ignoring_conflict, lock_name
+from app.integrations.objects import currency, is_amount, stripe_id
 from app.integrations.received import PROVIDER, Context, Received, settle_row
 from app.metering.credits import take_back
 from app.models.customer import Customer
@@ -20,11 +21,11 @@ def payment_lock(ctx: Context, payment_intent: str) -> None:
 
 def charge_refunded(ctx: Context, _lines: object) -> Received:
     charge = ctx.obj
-    payment_intent = _id(charge.get("payment_intent"))
+    payment_intent = stripe_id(charge.get("payment_intent"))
     amount, refunded = charge.get("amount"), charge.get("amount_refunded")
     if payment_intent is None:
         return Received("ignored", "a charge without a payment intent matches no purchase")
-    if not _count(amount) or amount < 1 or not _count(refunded):
+    if not is_amount(amount) or amount < 1 or not is_amount(refunded):
         return Received("ignored", "the charge's amount or amount_refunded is not a whole number")
     payment_lock(ctx, payment_intent)
     state = _state(ctx, payment_intent, charge, amount)
@@ -93,10 +94,10 @@ def _state(ctx: Context, payment_intent: str, charge: dict, amount: int) -> Char
         dict(
             project_id=ctx.project.id,
             payment_intent=payment_intent,
-            charge_id=str(charge.get("id") or ""),
+            charge_id=stripe_id(charge.get("id")) or "",
             amount=amount,
             amount_refunded=0,
-            currency=_currency(charge.get("currency")),
+            currency=currency(charge.get("currency")),
             tokens_accounted=0,
             tokens_taken_back=0,
             event_id=ctx.event_id,
@@ -156,16 +157,3 @@ def _apply(ctx: Context, purchase: Purchase, state: ChargeRefund) -> Received:
     if taken < owed:
         detail += f"; {owed - taken:,} could not be taken back from a prepaid hard-capped balance"
     return Received("refunded", detail, customer, entry.id if entry else None)
-
-
-def _id(value: object) -> str | None:
-    value = value.get("id") if isinstance(value, dict) else value
-    return value if isinstance(value, str) and 0 < len(value) <= 255 else None
-
-
-def _count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _currency(value: object) -> str | None:
-    return value[:8] if isinstance(value, str) else None

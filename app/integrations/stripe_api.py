@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import stripe
 
+from app.integrations.objects import mapping, quantity, stripe_id
+
 TIMEOUT_S = 10  # Stripe gives up on a webhook after ~20 s; leave room to answer
 
 
@@ -41,13 +43,7 @@ def line_items(api_key: str, session_id: str, api_base: str | None) -> list[tupl
 def _lines(page: dict) -> list[tuple[str, int]]:
     found = []
     for item in page.get("data") or []:
-        price = item.get("price")
-        price_id = price.get("id") if isinstance(price, dict) else price
-        if isinstance(price_id, str):
-            found.append((price_id, _quantity(item.get("quantity"))))
+        price = stripe_id(mapping(item).get("price"))
+        if price is not None:
+            found.append((price, quantity(item.get("quantity"))))
     return found
-
-
-def _quantity(value: object) -> int:
-    # Stripe leaves quantity out only where it is one.
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 1

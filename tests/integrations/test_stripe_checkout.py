@@ -356,3 +356,37 @@ def test_every_received_event_is_listed_by_the_api_with_what_it_did(stripe: Stri
     assert [e["id"] for e in get(f"?limit=1&cursor={page['next_cursor']}").json()["data"]] == [bought["id"]]
     assert get("?outcome=maybe").status_code == 400
     assert get(key=stripe.world.key).status_code == 403  # a proxy key reads nothing here
+
+
+def test_odd_fields_in_signed_events_are_read_as_absent_never_a_500(stripe: Stripe, stripe_api) -> None:
+    """A signed body is Stripe's, but its shape follows the endpoint's API version: a value of the
+    wrong type or longer than its column is read as absent, and the event is still recorded."""
+    long = "x" * 300
+    session = _paid(stripe_api, [(PACK, 1)], client_reference_id="alice", payment_intent=long)
+    session.update(amount_total=10**30, currency=["usd"], customer={"id": long}, subscription=7)
+    session["metadata"] = {"tollgate_customer_id": "y" * 1000}
+    assert stripe.deliver(event("checkout.session.completed", session)) == "credited"
+    assert stripe.balance("alice") == 101_000
+    purchase = db.session.scalar(select(Purchase))
+    assert (purchase.amount_total, purchase.currency, purchase.payment_intent) == (None, None, None)
+    cases = [
+        ("checkout.session.completed", dict(checkout_session(), id=long)),
+        ("checkout.session.completed", dict(checkout_session(), id=None)),
+        ("charge.refunded", {"id": "ch_1", "amount": "2000", "amount_refunded": 5, "payment_intent": "pi_1"}),
+        ("charge.refunded", {"id": "ch_2", "amount": 10**30, "amount_refunded": 5, "payment_intent": "pi_1"}),
+        (
+            "charge.refunded",
+            {"id": "ch_3", "amount": True, "amount_refunded": True, "payment_intent": "pi_1"},
+        ),
+        ("customer.subscription.deleted", {"id": "sub_1", "customer": ["cus_1"], "metadata": "none"}),
+    ]
+    for type, obj in cases:
+        assert stripe.deliver(event(type, obj)) == "ignored", (type, obj)
+    garbage_lines = {
+        "id": "in_1",
+        "billing_reason": "subscription_cycle",
+        "customer": "cus_1",
+        "lines": {"data": [1, None, {"pricing": "x"}]},
+    }
+    assert stripe.deliver(event("invoice.paid", garbage_lines)) == "needs_review"
+    assert stripe.balance("alice") == 101_000
