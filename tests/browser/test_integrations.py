@@ -99,7 +99,7 @@ def test_a_refused_target_is_named_next_to_its_field(admin, world: World):
     page.get_by_role("button", name="Subscribe").click()
     expect(page.get_by_role("alert").filter(has_text="link-local")).to_be_visible()
     page.get_by_label("LiteLLM webhook URL").fill("ftp://nowhere")
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save LiteLLM webhook").click()
     expect(page.get_by_role("alert").filter(has_text="http or https")).to_be_visible()
 
 

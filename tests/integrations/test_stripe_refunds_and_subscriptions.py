@@ -9,7 +9,7 @@ import pytest
 from app.customers.operations import find_customer
 from app.db import now_utc
 from app.extensions import db
-from app.integrations import refunds
+from app.integrations import fulfilment, refunds
 from app.metering.credits import add_or_set
 from app.models import UsageTier
 from tests.integrations.conftest import (
@@ -297,3 +297,46 @@ def test_a_deleted_subscription_moves_the_customer_to_the_default_tier(stripe: S
 def test_a_deleted_subscription_of_nobody_known_is_ignored(stripe: Stripe) -> None:
     subscription = {"id": "sub_x", "object": "subscription", "customer": "cus_unknown"}
     assert stripe.deliver(event("customer.subscription.deleted", subscription)) == "ignored"
+
+
+def test_an_invoice_arriving_while_its_session_links_the_customer_is_granted(
+    stripe: Stripe, stripe_api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interleaving that would strand the invoice: the session has linked the Stripe customer
+    and looked for waiting invoices (none), uncommitted, when the invoice looks for the customer
+    (not linked yet, as far as it can see) and decides to wait. The session pauses right there;
+    the lock they share makes the invoice wait for the session's commit instead, so it finds the
+    customer. (The pause ends after 2 s at most: with the lock, the invoice never gets that far.)"""
+    session_paused, invoice_claimed = threading.Event(), threading.Event()
+    grant_waiting, claim = fulfilment._grant_waiting_invoices, fulfilment._claim
+
+    def pausing_grant_waiting(ctx, customer, stripe_customer):
+        granted = grant_waiting(ctx, customer, stripe_customer)
+        session_paused.set()
+        invoice_claimed.wait(timeout=2)
+        return granted
+
+    def signalling_claim(ctx, kind, buyer, **fields):
+        claimed = claim(ctx, kind, buyer, **fields)
+        if kind == "invoice":
+            invoice_claimed.set()
+        return claimed
+
+    monkeypatch.setattr(fulfilment, "_grant_waiting_invoices", pausing_grant_waiting)
+    monkeypatch.setattr(fulfilment, "_claim", signalling_claim)
+    obj = checkout_session(
+        client_reference_id="sam", customer="cus_sam", mode="subscription", subscription="sub_sam"
+    )
+    stripe_api.add_session(obj["id"], [(PLUS, 1)])
+    answers: list = []
+    session = threading.Thread(
+        target=lambda: answers.append(stripe.send(event("checkout.session.completed", obj)))
+    )
+    session.start()
+    assert session_paused.wait(timeout=30)
+    paid = event("invoice.paid", invoice("cus_sam", [(PLUS, 1)], billing_reason="subscription_create"))
+    answers.append(stripe.send(paid))
+    session.join()
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    assert stripe.received(paid["id"]).outcome == "renewed"
+    assert [e.amount for e in stripe.ledger("sam", "purchase")] == [20_000]
