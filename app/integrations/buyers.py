@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app.customers.operations import create_customer, find_customer
 from app.errors import Conflict
 from app.integrations.objects import mapping, stripe_id, text
+from app.integrations.received import Received
 from app.models.customer import Customer
 from app.models.project import Project
 
@@ -101,3 +102,11 @@ def _id(value: object) -> str | None:
 def _email(value: object) -> str | None:
     found = text(value, MAX_EMAIL + 1)
     return found.lower() if found and "@" in found and len(found) <= MAX_EMAIL else None
+
+
+def nobody(buyer: Buyer) -> Received:
+    return Received(
+        "needs_review",
+        f"no customer to credit: the session names {buyer.describe()}, and no customer matches "
+        "(set client_reference_id on the Payment Link or Checkout Session)",
+    )

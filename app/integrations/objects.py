@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import TypeGuard
 
-MAX_ID = 255  # the columns holding Stripe's ids
+# Stripe's ids are short (cs_live_ and 58 more); 190 leaves room in the ledger's 200-character
+# idempotency key ("stripe:" + the id) and fits the 255-character columns.
+MAX_ID = 190
 MAX_AMOUNT = 10**15  # minor units: far past any real charge, well inside BIGINT
 
 

@@ -25,12 +25,21 @@ class Received:
 
 
 @dataclass(frozen=True)
+class FromStripe:
+    """What Stripe's API said about the event's object, asked before the write transaction."""
+
+    lines: list[tuple[str, int]] | None = None  # a checkout session's (price id, quantity)
+    payment_intent: str | None = None  # what paid an invoice, when the event does not say
+
+
+@dataclass(frozen=True)
 class Context:
     session: Session
     project: Project
     event_id: str
     obj: dict  # the event's data.object
     now: datetime
+    fetched: FromStripe = FromStripe()
 
     @property
     def conn(self) -> Connection:

@@ -19,7 +19,7 @@ def payment_lock(ctx: Context, payment_intent: str) -> None:
     lock_name(ctx.conn, f"stripe:payment:{ctx.project.id}:{payment_intent}")
 
 
-def charge_refunded(ctx: Context, _lines: object) -> Received:
+def charge_refunded(ctx: Context) -> Received:
     charge = ctx.obj
     payment_intent = stripe_id(charge.get("payment_intent"))
     amount, refunded = charge.get("amount"), charge.get("amount_refunded")
@@ -69,7 +69,7 @@ def apply_waiting(ctx: Context, purchase: Purchase) -> Received | None:
     ).all()
     settled = Received(
         received.outcome,
-        f"{received.detail} (when its purchase arrived)",
+        f"when its purchase arrived: {received.detail}",
         received.customer,
         received.entry_id,
     )
@@ -98,7 +98,6 @@ def _state(ctx: Context, payment_intent: str, charge: dict, amount: int) -> Char
             amount=amount,
             amount_refunded=0,
             currency=currency(charge.get("currency")),
-            tokens_accounted=0,
             tokens_taken_back=0,
             event_id=ctx.event_id,
             updated_at=ctx.now,
@@ -115,27 +114,27 @@ def _state(ctx: Context, payment_intent: str, charge: dict, amount: int) -> Char
 
 
 def _apply(ctx: Context, purchase: Purchase, state: ChargeRefund) -> Received:
-    """Take back tokens * refunded / amount, less what earlier refunds of this charge accounted for;
-    a prepaid hard-capped balance gives up only what it holds, the rest is reported."""
+    """Take back tokens * refunded / amount, less what earlier refunds of this charge took; a
+    prepaid hard-capped balance gives up only what it holds, and the rest is reported (a later
+    refund of the charge asks for it again)."""
     customer = ctx.session.get(Customer, purchase.customer_id)
     assert customer is not None
     refunded = min(state.amount_refunded, state.amount)
     share = purchase.tokens * refunded // state.amount
-    owed = share - state.tokens_accounted
+    owed = share - state.tokens_taken_back
+    paid = f"{refunded:,} of {state.amount:,} refunded ({state.currency or 'in'} minor units)"
     if owed <= 0:
-        return Received(
-            "refunded", "nothing more to take back: earlier refunds of this charge took their share", customer
-        )
+        return Received("refunded", f"{paid}: earlier refunds took back the {share:,} tokens due", customer)
     entry, taken = take_back(
         ctx.conn,
         customer.id,
         owed,
         source=f"stripe:{state.event_id}",
-        reason=f"Stripe refund of {state.charge_id}: {refunded} of {state.amount} {state.currency or ''}",
+        reason=f"Stripe refund of {state.charge_id}: {paid}",
         now=ctx.now,
         idempotency_key=f"stripe:{state.event_id}",
     )
-    state.tokens_accounted, state.tokens_taken_back = share, state.tokens_taken_back + taken
+    state.tokens_taken_back += taken
     ctx.session.flush()
     ctx.session.refresh(customer)
     ctx.record(
@@ -153,7 +152,7 @@ def _apply(ctx: Context, purchase: Purchase, state: ChargeRefund) -> Received:
             "token_balance": customer.token_balance,
         },
     )
-    detail = f"took back {taken:,} of {owed:,} tokens ({refunded} of {state.amount} refunded)"
+    detail = f"{paid}: {share:,} of the purchase's {purchase.tokens:,} tokens due back; took back {taken:,}"
     if taken < owed:
-        detail += f"; {owed - taken:,} could not be taken back from a prepaid hard-capped balance"
+        detail += f"; {owed - taken:,} could not be taken from a prepaid hard-capped balance"
     return Received("refunded", detail, customer, entry.id if entry else None)

@@ -1,22 +1,23 @@
-"""Calls to Stripe's API: a checkout session's line items (SPEC 7.5), with the project's key, at
-TOLLGATE_STRIPE_API_BASE when set (a loopback fake in tests), else Stripe's."""
+"""Calls to Stripe's API, with the project's key, at TOLLGATE_STRIPE_API_BASE when set (a loopback
+fake in tests), else Stripe's: a checkout session's line items (SPEC 7.5), and what paid an
+invoice when its event does not say."""
 
 from __future__ import annotations
 
 import stripe
 
 from app.integrations.objects import mapping, quantity, stripe_id
+from app.integrations.received import FromStripe
 
 TIMEOUT_S = 10  # Stripe gives up on a webhook after ~20 s; leave room to answer
 
 
 class StripeUnavailable(Exception):
-    """Stripe's API could not tell what was bought (down, refused the key, unknown session)."""
+    """Stripe's API did not answer what was asked (down, refused the key, unknown object)."""
 
 
-def line_items(api_key: str, session_id: str, api_base: str | None) -> list[tuple[str, int]]:
-    """(price id, quantity) of every line of the session: `expand=["line_items"]`, then the
-    following pages if the session has more lines than one page holds."""
+def ask(api_key: str, api_base: str | None, what: tuple[str, str]) -> FromStripe:
+    kind, object_id = what
     client = stripe.StripeClient(
         api_key,
         base_addresses={"api": api_base} if api_base else {},
@@ -24,20 +25,39 @@ def line_items(api_key: str, session_id: str, api_base: str | None) -> list[tupl
         http_client=stripe.RequestsClient(timeout=TIMEOUT_S),
     )
     try:
-        session = client.v1.checkout.sessions.retrieve(session_id, {"expand": ["line_items"]}).to_dict()
-        page = session.get("line_items") or {}
-        lines = _lines(page)
-        while page.get("has_more") and page.get("data"):
-            after = page["data"][-1]["id"]
-            page = client.v1.checkout.sessions.line_items.list(
-                session_id, {"limit": 100, "starting_after": after}
-            ).to_dict()
-            lines += _lines(page)
+        if kind == "line_items":
+            return FromStripe(lines=_line_items(client, object_id))
+        return FromStripe(payment_intent=_invoice_payment_intent(client, object_id))
+    except stripe.APIConnectionError as exc:
+        raise StripeUnavailable(f"Stripe's API could not be reached ({type(exc).__name__})") from exc
     except stripe.StripeError as exc:
-        raise StripeUnavailable(
-            f"Stripe's API did not give session {session_id}'s line items: {exc}"
-        ) from exc
+        said = exc.user_message or type(exc).__name__
+        raise StripeUnavailable(f"Stripe's API answered HTTP {exc.http_status}: {said}") from exc
+
+
+def _line_items(client: stripe.StripeClient, session_id: str) -> list[tuple[str, int]]:
+    """(price id, quantity) of every line: `expand=["line_items"]`, then the following pages if
+    the session has more lines than one page holds."""
+    session = client.v1.checkout.sessions.retrieve(session_id, {"expand": ["line_items"]}).to_dict()
+    page = mapping(session.get("line_items"))
+    lines = _lines(page)
+    while page.get("has_more") and page.get("data"):
+        after = page["data"][-1]["id"]
+        page = client.v1.checkout.sessions.line_items.list(
+            session_id, {"limit": 100, "starting_after": after}
+        ).to_dict()
+        lines += _lines(page)
     return lines
+
+
+def _invoice_payment_intent(client: stripe.StripeClient, invoice_id: str) -> str | None:
+    """The payment intent of the invoice's payment (current API versions keep it there)."""
+    payments = client.v1.invoice_payments.list({"invoice": invoice_id, "limit": 10}).to_dict()
+    for payment in payments.get("data") or []:
+        found = stripe_id(mapping(mapping(payment).get("payment")).get("payment_intent"))
+        if found is not None:
+            return found
+    return None
 
 
 def _lines(page: dict) -> list[tuple[str, int]]:

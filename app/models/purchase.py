@@ -23,6 +23,7 @@ OUTCOMES = (
     "already_fulfilled",  # the session or invoice was fulfilled by another event
     "needs_review",  # nothing could be granted (no customer, nothing bought): see the detail
     "ignored",  # another type, billing reason or account
+    "api_error",  # Stripe's API could not be asked; processed when Stripe sends the event again
 )
 
 
@@ -53,8 +54,9 @@ class InboundWebhook(Base):
 
 
 class Purchase(Base):
-    """A checkout session or subscription invoice, claimed once: its unique key makes the session's
-    `completed` and `async_payment_succeeded` events (or an invoice's retries) credit one time."""
+    """A checkout session, subscription invoice or subscription cancellation, claimed once: its
+    unique key makes a session's `completed` and `async_payment_succeeded` events (or an invoice's
+    retries) credit one time."""
 
     __tablename__ = "purchases"
     __table_args__ = (
@@ -65,8 +67,8 @@ class Purchase(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    object_id: Mapped[str] = mapped_column(String(255))  # cs_… or in_…
-    kind: Mapped[str] = mapped_column(String(16))  # checkout | subscription | invoice
+    object_id: Mapped[str] = mapped_column(String(255))  # cs_…, in_… or (cancelled) sub_…
+    kind: Mapped[str] = mapped_column(String(16))  # checkout | subscription | invoice | cancellation
     # None while an invoice waits for its customer to be known (a checkout session links it).
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
@@ -86,8 +88,8 @@ class ChargeRefund(Base):
     """What Stripe has said about a payment's refunds, kept even before its purchase arrives.
 
     `amount_refunded` is Stripe's cumulative figure (the highest seen: events come in any order);
-    `tokens_accounted` is the share of the purchase's tokens already settled by refunds, so each
-    refund takes only the difference; `tokens_taken_back` is what the balance actually gave up.
+    `tokens_taken_back` is what the balance gave up so far, so each refund takes only the rest of
+    the refunded share (SPEC 7.5).
     """
 
     __tablename__ = "charge_refunds"
@@ -100,7 +102,6 @@ class ChargeRefund(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
     currency: Mapped[str | None] = mapped_column(String(8))
-    tokens_accounted: Mapped[int] = mapped_column(BigInteger, default=0)
     tokens_taken_back: Mapped[int] = mapped_column(BigInteger, default=0)
     event_id: Mapped[str] = mapped_column(String(200))  # the latest refund event
     # The inbound rows of refunds still waiting for their purchase are updated when it arrives.

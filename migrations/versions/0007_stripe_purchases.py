@@ -26,7 +26,6 @@ def upgrade():
     sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('amount_refunded', sa.BigInteger(), nullable=False),
     sa.Column('currency', sa.String(length=8), nullable=True),
-    sa.Column('tokens_accounted', sa.BigInteger(), nullable=False),
     sa.Column('tokens_taken_back', sa.BigInteger(), nullable=False),
     sa.Column('event_id', sa.String(length=200), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),

@@ -1,8 +1,10 @@
 """A fake of the part of Stripe's API Tollgate calls, served over real HTTP on loopback: a checkout
-session retrieved with `expand[]=line_items`, and its `/line_items` pages.
+session retrieved with `expand[]=line_items`, its `/line_items` pages, and `/v1/invoice_payments`
+for an invoice.
 
-Tests register sessions with `add_session(id, [(price_id, quantity), ...])`; other ids get
-Stripe's 404 error body. `fail_status` makes every call fail with that status; `requests` keeps
+Tests register sessions with `add_session(id, [(price_id, quantity), ...])` (other ids get
+Stripe's 404 error body) and invoices' payment intents with `add_invoice_payment(invoice, pi)`.
+`fail_status` makes every call fail with that status; `requests` keeps
 what was asked (path, query, Authorization) so a test can check what the gateway sent.
 """
 
@@ -20,6 +22,7 @@ PAGE = 10  # Stripe's default page size for an expanded list
 @dataclass
 class FakeStripeApi:
     sessions: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    invoice_payments: dict[str, str] = field(default_factory=dict)
     requests: list[dict] = field(default_factory=list)
     fail_status: int | None = None
     server: ThreadingHTTPServer | None = None
@@ -33,9 +36,13 @@ class FakeStripeApi:
     def add_session(self, session_id: str, lines: list[tuple[str, int]]) -> None:
         self.sessions[session_id] = lines
 
+    def add_invoice_payment(self, invoice_id: str, payment_intent: str) -> None:
+        self.invoice_payments[invoice_id] = payment_intent
+
     def reset(self) -> None:
         with self.lock:
             self.sessions.clear()
+            self.invoice_payments.clear()
             self.requests.clear()
             self.fail_status = None
 
@@ -73,6 +80,8 @@ class FakeStripeApi:
         if self.fail_status is not None:
             return self.fail_status, _error("api_error", "the fake is failing on purpose")
         segments = parts.path.strip("/").split("/")
+        if segments == ["v1", "invoice_payments"]:
+            return 200, self._invoice_payments(query.get("invoice", [""])[0])
         if segments[:3] != ["v1", "checkout", "sessions"] or len(segments) not in (4, 5):
             return 404, _error("invalid_request_error", f"Unrecognized request URL (GET: {parts.path})")
         session_id = segments[3]
@@ -85,6 +94,22 @@ class FakeStripeApi:
         if "line_items" in query.get("expand[0]", []):
             session["line_items"] = _page(items, session_id, None, PAGE)
         return 200, session
+
+    def _invoice_payments(self, invoice_id: str) -> dict:
+        found = self.invoice_payments.get(invoice_id)
+        data = [_payment(invoice_id, found)] if found else []
+        return {"object": "list", "data": data, "has_more": False, "url": "/v1/invoice_payments"}
+
+
+def _payment(invoice_id: str, payment_intent: str) -> dict:
+    return {
+        "id": f"inpay_{invoice_id}",
+        "object": "invoice_payment",
+        "invoice": invoice_id,
+        "is_default": True,
+        "payment": {"type": "payment_intent", "payment_intent": payment_intent},
+        "status": "paid",
+    }
 
 
 def _item(session_id: str, index: int, price: str, quantity: int) -> dict:

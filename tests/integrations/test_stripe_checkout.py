@@ -64,7 +64,11 @@ def test_a_bad_signature_is_400_and_writes_nothing(stripe: Stripe, stripe_api, c
     answer = stripe.post(body, signature)
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == "invalid_request"
-    assert "Stripe-Signature" in answer.json()["error"]["message"]
+    mismatch = "Stripe-Signature does not verify: no signature matches this project's secret"
+    assert answer.json()["error"]["message"] == {
+        "missing header": "no Stripe-Signature header: only Stripe's signed events are taken",
+        "stale by 301 s": "Stripe-Signature does not verify: it is more than 300 s old",
+    }.get(case, mismatch)
     _nothing_written()
     assert stripe_api.requests == []  # not even Stripe's API was asked
 
@@ -103,7 +107,13 @@ def test_an_unknown_project_is_404_not_found(stripe: Stripe) -> None:
 
 
 def test_a_signed_body_that_is_no_event_is_400(stripe: Stripe) -> None:
-    for body in ('{"id": "evt_1"}', "[1, 2]", '{"id": "evt_1", "type": "x", "data": {"object": []}}'):
+    too_long = json.dumps(event("x", {"id": "o"}, event_id="evt_" + "x" * 190))
+    for body in (
+        '{"id": "evt_1"}',
+        "[1, 2]",
+        '{"id": "evt_1", "type": "x", "data": {"object": []}}',
+        too_long,
+    ):
         answer = stripe.post(body, sign(body))
         assert answer.status_code == 400, body
         assert answer.json()["error"]["code"] == "invalid_request"
@@ -275,18 +285,44 @@ def test_an_unknown_tier_still_credits_the_tokens_and_asks_for_review(stripe: St
     assert "no tier 'gold'" in stripe.received(evt["id"]).detail
 
 
-def test_when_stripes_api_fails_the_event_is_not_recorded_so_its_retry_credits(
-    stripe: Stripe, stripe_api
-) -> None:
+def test_when_stripes_api_fails_the_event_is_shown_and_its_retry_credits(stripe: Stripe, stripe_api) -> None:
     evt = event("checkout.session.completed", _paid(stripe_api, [(PACK, 2)], client_reference_id="alice"))
     stripe_api.fail_status = 500
     answer = stripe.send(evt)
-    assert answer.status_code == 503
+    assert answer.status_code == 503  # Stripe sends it again
     assert answer.json()["error"]["code"] == "stripe_unavailable"
-    _nothing_written()
+    assert "HTTP 500" in answer.json()["error"]["message"]
+    row = stripe.received(evt["id"])
+    assert row.outcome == "api_error" and "Stripe will send the event again" in row.detail
+    assert stripe.world.customer("alice") is None
+    assert db.session.scalar(select(func.count()).select_from(Purchase)) == 0
     stripe_api.fail_status = None
-    assert stripe.deliver(evt) == "credited"
+    assert stripe.deliver(evt) == "credited"  # the retry takes the row over
     assert stripe.balance("alice") == 102_000
+    assert stripe.send(evt).json()["outcome"] == "duplicate"
+
+
+def test_a_session_stripes_api_does_not_know_is_shown_until_the_key_is_put_right(
+    stripe: Stripe, stripe_api
+) -> None:
+    """A key of another account or mode: 404 from Stripe. Stripe keeps resending the event; once
+    the admin saves the right key, the next delivery credits."""
+    session = checkout_session(client_reference_id="alice")
+    evt = event("checkout.session.completed", session)
+    answer = stripe.send(evt)
+    assert answer.status_code == 503
+    assert "HTTP 404" in stripe.received(evt["id"]).detail
+    assert "127.0.0.1" not in answer.text  # the answer names no address of this network
+    stripe_api.add_session(session["id"], [(PACK, 1)])
+    assert stripe.deliver(evt) == "credited"
+
+
+def test_a_paid_looking_status_only_fulfils_when_it_is_paid_or_free(stripe: Stripe, stripe_api) -> None:
+    free = _paid(stripe_api, [(PACK, 1)], client_reference_id="alice", payment_status="no_payment_required")
+    assert stripe.deliver(event("checkout.session.completed", free)) == "credited"
+    odd = _paid(stripe_api, [(PACK, 1)], client_reference_id="bob", payment_status="processing")
+    assert stripe.deliver(event("checkout.session.completed", odd)) == "ignored"
+    assert stripe.world.customer("bob") is None
 
 
 @pytest.mark.parametrize(
