@@ -135,7 +135,8 @@ def test_config_apply_refuses_bad_files_and_changes_nothing(app, world: World, t
     for stripe, complaint in (
         ("{prices: {price_x: {tier: gold}}}", "there is no tier 'gold'"),
         ("{prices: {price_x: {tokens: -5}}}", "tokens must be a whole number"),
-        ("{prices: {price_x: {}}}", "give tokens, a tier, or both"),
+        ("{prices: {price_x: {}}}", "give tokens (at least 1), a tier, or both"),
+        ("{prices: {price_x: {tokens: 0}}}", "give tokens (at least 1), a tier, or both"),
         ("{webhook_secret: not-a-secret}", "webhook_secret: Stripe's begins with whsec_"),
         (
             "{secret: whsec_typo_of_the_field}",

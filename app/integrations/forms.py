@@ -97,7 +97,7 @@ class StripeForm(FlaskForm):
                 continue
             if price_id in prices:
                 row.price_id.errors = ["This price is in the map already."]
-            elif not entry:
-                row.price_id.errors = ["Give tokens, a tier, or both."]
+            elif not entry.get("tokens") and not entry.get("tier"):
+                row.price_id.errors = ["Give tokens (at least 1), a tier, or both."]
             prices[price_id] = entry
         return None if any(row.price_id.errors for row in self.prices) else prices

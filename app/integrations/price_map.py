@@ -10,6 +10,7 @@ from app.errors import Invalid
 from app.metering.credits import MAX_TOKENS
 
 MAX_PRICE_ID = 255
+MAX_TIER_KEY = 64  # the tiers' key column
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ def _entry(price_id: str, spec: object, tier_keys: Collection[str]) -> dict:
         if tier not in tier_keys:
             raise Invalid(f"{price_id}: there is no tier {tier!r}", "prices")
         entry["tier"] = tier
-    if not entry:
-        raise Invalid(f"{price_id}: give tokens, a tier, or both", "prices")
+    if not entry.get("tokens") and not entry.get("tier"):
+        raise Invalid(f"{price_id}: give tokens (at least 1), a tier, or both", "prices")
     return entry
 
 
@@ -70,21 +71,29 @@ def bought(prices: dict, lines: Iterable[tuple[str, int]] | None, metadata: dict
         tokens = sum(entry.get("tokens", 0) * quantity for entry, quantity in mapped)
         tier = next((entry["tier"] for entry, _ in mapped if entry.get("tier")), None)
         return Goods(_bounded(tokens), tier, "the price map")
-    raw_tokens, tier = metadata.get("tollgate_tokens"), metadata.get("tollgate_tier") or None
-    if raw_tokens is None and tier is None:
+    raw_tokens, raw_tier = metadata.get("tollgate_tokens"), metadata.get("tollgate_tier")
+    if raw_tokens is None and raw_tier in (None, ""):
         raise NothingBought(
             "nothing to grant: no line item's price is in the price map, and the metadata has "
             "no tollgate_tokens or tollgate_tier"
         )
-    return Goods(_metadata_tokens(raw_tokens), tier, "the metadata")
+    return Goods(_metadata_tokens(raw_tokens), _metadata_tier(raw_tier), "the metadata")
+
+
+def _metadata_tier(raw: object) -> str | None:
+    if raw in (None, ""):
+        return None
+    if not isinstance(raw, str) or len(raw) > MAX_TIER_KEY:
+        raise NothingBought(f"metadata.tollgate_tier {str(raw)[:80]!r} is not a tier key")
+    return raw
 
 
 def _metadata_tokens(raw: object) -> int:
     if raw is None:
         return 0
     text = str(raw).strip().replace("_", "")
-    if not (text.isascii() and text.isdigit()):
-        raise NothingBought(f"metadata.tollgate_tokens {raw!r} is not a whole number of tokens")
+    if not (text.isascii() and text.isdigit()) or len(text) > 16:
+        raise NothingBought(f"metadata.tollgate_tokens {str(raw)[:80]!r} is not a whole number of tokens")
     return _bounded(int(text))
 
 

@@ -266,9 +266,22 @@ def test_nothing_to_grant_is_kept_for_review_and_answered_200(stripe: Stripe, st
     assert stripe.deliver(evt) == "needs_review"
     assert "nothing to grant" in stripe.received(evt["id"]).detail
     assert stripe.world.customer("alice") is None
-    for bad in ("lots", "-5", "1e6"):
+    for bad in ("lots", "-5", "1e6", "9" * 5000):
         session = _paid(stripe_api, [], client_reference_id="alice", metadata={"tollgate_tokens": bad})
         assert stripe.deliver(event("checkout.session.completed", session)) == "needs_review"
+    assert stripe.world.customer("alice") is None
+
+
+def test_a_tier_no_key_could_name_grants_nothing(stripe: Stripe, stripe_api) -> None:
+    session = _paid(
+        stripe_api,
+        [],
+        client_reference_id="alice",
+        metadata={"tollgate_tokens": "5", "tollgate_tier": "t" * 65},
+    )
+    evt = event("checkout.session.completed", session)
+    assert stripe.deliver(evt) == "needs_review"
+    assert "is not a tier key" in stripe.received(evt["id"]).detail
     assert stripe.world.customer("alice") is None
 
 
