@@ -53,7 +53,7 @@ class PriceRow(Form):
     tokens = IntegerField(
         "Tokens", validators=[Optional(), NumberRange(min=0, max=MAX_TOKENS, message="0 or more tokens.")]
     )
-    tier = SelectField("Tier", choices=[SelectChoice("", "—")])
+    tier = SelectField("Tier", choices=[SelectChoice("", "no tier")])
 
 
 class StripeForm(FlaskForm):
@@ -77,7 +77,7 @@ class StripeForm(FlaskForm):
 
     def with_tiers(self, keys: list[str]) -> StripeForm:
         for row in self.prices:
-            row.tier.choices = [SelectChoice("", "—")] + [SelectChoice(key, key) for key in keys]
+            row.tier.choices = [SelectChoice("", "no tier")] + [SelectChoice(key, key) for key in keys]
         return self
 
     def price_map(self) -> dict[str, dict] | None:
