@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from app.extensions import db
+from app.integrations.operations import configure_stripe
 from app.keys.operations import create_key
 from tests.factories import World
+from tests.integrations.conftest import SECRET, Stripe, checkout_session, event
 
 ZAPIER = Path(__file__).resolve().parent.parent / "zapier"
 
@@ -26,8 +28,17 @@ def test_the_zapier_apps_tests_pass_against_a_live_tollgate(world: World):
             "Node and zapier/node_modules are needed: run `make zapier/node_modules` (make test does)"
         )
     _, admin = create_key(db.session, world.project, "zapier", "admin")
+    configure_stripe(db.session, world.project, world.secret_key, webhook_secret=SECRET)
     world.commit()
-    env = {**os.environ, "TOLLGATE_URL": world.url, "TOLLGATE_API_KEY": admin}
+    buyer = Stripe(world, f"{world.url}/integrations/stripe/default/webhook")
+    purchase = checkout_session(client_reference_id="zap-buyer", metadata={"tollgate_tokens": "12345"})
+    assert buyer.deliver(event("checkout.session.completed", purchase)) == "credited"
+    env = {
+        **os.environ,
+        "TOLLGATE_URL": world.url,
+        "TOLLGATE_API_KEY": admin,
+        "TOLLGATE_PURCHASE_CUSTOMER": "zap-buyer",
+    }
     done = subprocess.run(
         [node, "--test", "--test-reporter=tap", "test/"],
         cwd=ZAPIER,

@@ -117,6 +117,20 @@ describe('triggers', () => {
     assert.equal(item.token_balance, event.data.token_balance);
   });
 
+  it('purchase_completed: a Stripe purchase is one flat item, with what was bought', async () => {
+    const buyer = process.env.TOLLGATE_PURCHASE_CUSTOMER;
+    assert.ok(buyer, 'tests/test_zapier.py makes a Stripe purchase first and names its customer');
+    const listed = await run(App.triggers.purchase_completed.operation.performList);
+    const item = listed.find((found) => found.customer_id === buyer);
+    assert.ok(item, JSON.stringify(listed));
+    assert.equal(item.type, 'purchase.completed');
+    assert.equal(item.tokens, 12345);
+    assert.match(item.purchase, /^cs_/);
+    assert.match(item.stripe_event_id, /^evt_/);
+    const sample = App.triggers.purchase_completed.operation.sample;
+    assert.deepEqual(Object.keys(item).sort(), Object.keys(sample).sort()); // the sample shows the real fields
+  });
+
   it('customer_awaiting_approval: lists customers made with no tokens', async () => {
     const waiting = unique('zap-wait');
     await api('POST', '/customers', { customer_id: waiting, token_balance: 0 });

@@ -8,5 +8,14 @@ module.exports = eventTrigger({
   label: 'Purchase Completed',
   description: 'Triggers when a Stripe purchase credits a customer.',
   type: 'purchase.completed',
-  sample: sampleEvent('purchase.completed', { tokens: 100000, stripe_session_id: 'cs_test_a1b2c3' }),
+  sample: sampleEvent('purchase.completed', {
+    purchase: 'cs_test_a1b2c3',
+    subscription: null,
+    tokens: 100000,
+    tier: { key: 'pro', version: 1 },
+    amount_total: 2000,
+    currency: 'usd',
+    token_balance: 150000,
+    stripe_event_id: 'evt_1Rp92IE2YllEOQrty5bxSwY3',
+  }),
 });
