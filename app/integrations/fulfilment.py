@@ -50,8 +50,8 @@ def wanted(session: Session, project: Project, event: dict) -> tuple[str, str] |
     invoice id) for a granting invoice that does not say what paid it (refunds find it by that)."""
     obj, kind = event["data"]["object"], event["type"]
     object_id = stripe_id(obj.get("id"))
-    if not project.stripe_api_key or object_id is None:
-        return None
+    if not project.stripe_api_key or object_id is None or event.get("account"):
+        return None  # a connected account's event is ignored: nothing to ask
     if grants.claimed(session, project, object_id) is not None:
         return None
     if kind in FULFILLING and project.stripe_prices and checkout.wants_paid(obj, kind):

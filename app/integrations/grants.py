@@ -72,6 +72,9 @@ def already(ctx: Context) -> Received:
 def grant(ctx: Context, purchase: Purchase, customer: Customer, goods: Goods, event_type: str) -> Received:
     """Credit the tokens (one `purchase` entry), assign the tier, link the Stripe customer, record
     the event, then apply a refund that arrived before this purchase."""
+    # Locks in one order everywhere (Stripe customer, then payment) so no two fulfilments wait on
+    # each other; an invoice's path holds the first already (it is re-entrant).
+    customer_lock(ctx, purchase.stripe_customer_id)
     if purchase.payment_intent:
         refunds.payment_lock(ctx, purchase.payment_intent)
     link(ctx, customer, purchase.stripe_customer_id)

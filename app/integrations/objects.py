@@ -19,7 +19,7 @@ def mapping(value: object) -> dict:
 def stripe_id(value: object, limit: int = MAX_ID) -> str | None:
     """An id, or an expandable field's id (the field may hold the expanded object)."""
     value = value.get("id") if isinstance(value, dict) else value
-    return value if isinstance(value, str) and 0 < len(value) <= limit else None
+    return value if isinstance(value, str) and 0 < len(value) <= limit and "\x00" not in value else None
 
 
 def text(value: object, limit: int) -> str | None:

@@ -83,7 +83,7 @@ def bought(prices: dict, lines: Iterable[tuple[str, int]] | None, metadata: dict
 def _metadata_tier(raw: object) -> str | None:
     if raw in (None, ""):
         return None
-    if not isinstance(raw, str) or len(raw) > MAX_TIER_KEY:
+    if not isinstance(raw, str) or len(raw) > MAX_TIER_KEY or "\x00" in raw:
         raise NothingBought(f"metadata.tollgate_tier {str(raw)[:80]!r} is not a tier key")
     return raw
 

@@ -30,6 +30,7 @@ class FromStripe:
 
     lines: list[tuple[str, int]] | None = None  # a checkout session's (price id, quantity)
     payment_intent: str | None = None  # what paid an invoice, when the event does not say
+    unasked: str | None = None  # why that payment intent is not known (it decides nothing else)
 
 
 @dataclass(frozen=True)

@@ -129,10 +129,11 @@ def _apply(ctx: Context, purchase: Purchase, state: ChargeRefund) -> Received:
         ctx.conn,
         customer.id,
         owed,
-        source=f"stripe:{state.event_id}",
+        source=ctx.source,
         reason=f"Stripe refund of {state.charge_id}: {paid}",
         now=ctx.now,
-        idempotency_key=f"stripe:{state.event_id}",
+        # One entry per event that applies a refund (a late, older refund of the charge included).
+        idempotency_key=f"stripe:refund:{ctx.event_id}",
     )
     state.tokens_taken_back += taken
     ctx.session.flush()

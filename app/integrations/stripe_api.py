@@ -52,9 +52,15 @@ def _line_items(client: stripe.StripeClient, session_id: str) -> list[tuple[str,
 
 def _invoice_payment_intent(client: stripe.StripeClient, invoice_id: str) -> str | None:
     """The payment intent of the invoice's payment (current API versions keep it there)."""
-    payments = client.v1.invoice_payments.list({"invoice": invoice_id, "limit": 10}).to_dict()
-    for payment in payments.get("data") or []:
-        found = stripe_id(mapping(mapping(payment).get("payment")).get("payment_intent"))
+    payments = [
+        mapping(p)
+        for p in client.v1.invoice_payments.list({"invoice": invoice_id, "limit": 10}).to_dict().get("data")
+        or []
+    ]
+    # The payment that paid it first (an invoice may list canceled or open attempts too).
+    payments.sort(key=lambda p: (p.get("status") != "paid", not p.get("is_default")))
+    for payment in payments:
+        found = stripe_id(mapping(payment.get("payment")).get("payment_intent"))
         if found is not None:
             return found
     return None

@@ -23,6 +23,8 @@ GRANTING = ("subscription_create", "subscription_cycle")
 def subscribe(ctx: Context, buyer: Buyer) -> Received:
     """A subscription-mode session: the tier and the Stripe customer link; the tokens come with
     each paid invoice, and any invoice that arrived first is granted now."""
+    # First, before any customer is read or made: an invoice of this Stripe customer may be here too.
+    grants.customer_lock(ctx, buyer.stripe_customer)
     if buyers.find(ctx.session, ctx.project, buyer) is None and buyer.new_id is None:
         return buyers.nobody(buyer)
     try:
@@ -31,6 +33,9 @@ def subscribe(ctx: Context, buyer: Buyer) -> Received:
     except NothingBought:
         tier_key = None
     subscription = stripe_id(ctx.obj.get("subscription"))
+    cancelled = subscription is not None and _cancelled(ctx, subscription)
+    if cancelled:  # its deletion came first: the customer is linked, but gets no paid tier
+        tier_key = None
     purchase = grants.claim(
         ctx, "subscription", buyer.stripe_customer, tier_key=tier_key, subscription=subscription
     )
@@ -38,7 +43,6 @@ def subscribe(ctx: Context, buyer: Buyer) -> Received:
         return grants.already(ctx)
     customer = buyers.find_or_create(ctx.session, ctx.project, buyer, ctx.source, ctx.now)
     assert customer is not None
-    grants.customer_lock(ctx, buyer.stripe_customer)
     grants.link(ctx, customer, buyer.stripe_customer)
     note = grants.keep_tier(ctx, customer, tier_key)
     grants.fulfilled(ctx, purchase, customer, None)
@@ -47,6 +51,8 @@ def subscribe(ctx: Context, buyer: Buyer) -> Received:
         detail = f"subscribed, but there is no tier {tier_key!r}, so none was assigned"
     else:
         detail = f"subscribed{note or ' (no tier in the price map or metadata)'}"
+    if cancelled:
+        detail = f"{subscription} was cancelled before this session arrived: linked, no tier set"
     detail += "; tokens come with each paid invoice"
     if granted:
         detail += f"; granted {granted} invoice(s) that arrived first"
@@ -93,6 +99,10 @@ def invoice_paid(ctx: Context) -> Received:
         )
     received = grants.grant(ctx, purchase, customer, goods, "subscription.renewed")
     received.detail += note
+    if purchase.payment_intent is None and ctx.fetched.unasked:
+        received.detail += (
+            f"; what paid it is not known ({ctx.fetched.unasked}), so a refund of it finds no purchase"
+        )
     return received
 
 
@@ -100,9 +110,16 @@ def subscription_deleted(ctx: Context) -> Received:
     """Back to the default tier, if this is the customer's current subscription."""
     subscription = ctx.obj["id"]
     buyer = Buyer.of({"metadata": ctx.obj.get("metadata"), "customer": ctx.obj.get("customer")})
+    grants.customer_lock(ctx, buyer.stripe_customer)  # its session or an invoice may be here too
     customer = _subscriber(ctx, buyer, subscription)
     if customer is None:
-        return Received("ignored", f"no customer is linked to {subscription} or {buyer.describe()}")
+        # Kept: a session of this subscription that arrives later sets no paid tier.
+        if grants.claim(ctx, "cancellation", buyer.stripe_customer, subscription=subscription) is None:
+            return grants.already(ctx)
+        return Received(
+            "cancelled",
+            f"no customer is linked to {subscription} yet: its session, if it comes, sets no tier",
+        )
     current = _latest_subscription(ctx, customer)
     if current is not None and current != subscription:
         return Received(
@@ -218,8 +235,10 @@ def _payment_intent(invoice: dict) -> str | None:
     direct = stripe_id(invoice.get("payment_intent"))
     if direct is not None:
         return direct
-    for payment in mapping(invoice.get("payments")).get("data") or []:
-        found = stripe_id(mapping(mapping(payment).get("payment")).get("payment_intent"))
+    payments = [mapping(p) for p in mapping(invoice.get("payments")).get("data") or []]
+    payments.sort(key=lambda p: (p.get("status") != "paid", not p.get("is_default")))
+    for payment in payments:
+        found = stripe_id(mapping(payment.get("payment")).get("payment_intent"))
         if found is not None:
             return found
     return None

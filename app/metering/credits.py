@@ -122,21 +122,22 @@ def take_back(
     idempotency_key: str | None = None,
 ) -> tuple[Entry | None, int]:
     """Take up to `tokens` back (a `refund` entry): all of them, except from a prepaid hard-capped
-    balance, which gives up only what it holds (SPEC 7.5). Returns the entry (None when nothing
-    could be taken) and how many tokens were taken."""
+    balance, which gives up only what it holds beyond the holds of calls in flight (those settle
+    against it, as SPEC 5.2's settlement does; SPEC 7.5). Returns the entry (None when nothing could
+    be taken) and how many tokens were taken."""
     # Writing first locks the row: the balance read is the one the entry is computed from.
     row = conn.execute(
         update(customers)
         .where(customers.c.id == customer_pk)
         .values(token_balance=customers.c.token_balance)
-        .returning(customers.c.token_balance, customers.c.tier_id)
+        .returning(customers.c.token_balance, customers.c.reserved_tokens, customers.c.tier_id)
     ).first()
     if row is None:
         raise NotFound("no such customer", "customer_id")
     capped = conn.execute(
         select(tiers.c.prepaid & tiers.c.hard_cap).where(tiers.c.id == row.tier_id)
     ).scalar()
-    taken = min(tokens, max(row.token_balance, 0)) if capped else tokens
+    taken = min(tokens, max(row.token_balance - row.reserved_tokens, 0)) if capped else tokens
     if taken <= 0:
         return None, 0
     entry = change_balance(

@@ -294,9 +294,12 @@ def test_a_deleted_subscription_moves_the_customer_to_the_default_tier(stripe: S
     ]
 
 
-def test_a_deleted_subscription_of_nobody_known_is_ignored(stripe: Stripe) -> None:
+def test_a_deleted_subscription_of_nobody_known_yet_is_kept_for_its_session(stripe: Stripe) -> None:
     subscription = {"id": "sub_x", "object": "subscription", "customer": "cus_unknown"}
-    assert stripe.deliver(event("customer.subscription.deleted", subscription)) == "ignored"
+    evt = event("customer.subscription.deleted", subscription)
+    assert stripe.deliver(evt) == "cancelled"
+    assert "no customer is linked to sub_x yet" in stripe.received(evt["id"]).detail
+    assert stripe.events("subscription.cancelled") == []
 
 
 def test_an_invoice_arriving_while_its_session_links_the_customer_is_granted(
@@ -435,3 +438,55 @@ def test_deleting_an_older_subscription_leaves_the_current_one_alone(stripe: Str
     assert stripe.deliver(evt) == "ignored"
     assert "sub_newer is" in stripe.received(evt["id"]).detail
     assert _tier(stripe, "sam") == ("pro", 1)
+
+
+def test_a_late_older_refund_of_a_charge_takes_what_is_still_due(stripe: Stripe, stripe_api) -> None:
+    session = _bought(stripe, stripe_api)  # 2,000 tokens
+    _set_balance(stripe, "alice", 300)
+    assert _refund(stripe, session, 2000) == "refunded"  # the full refund first: 300 there
+    _set_balance(stripe, "alice", 5000)
+    assert _refund(stripe, session, 1000) == "refunded"  # the older half refund, late
+    assert [e.amount for e in stripe.ledger("alice", "refund")] == [-300, -1700]
+
+
+def test_a_refund_leaves_the_tokens_held_by_calls_in_flight(stripe: Stripe, stripe_api) -> None:
+    session = _bought(stripe, stripe_api)
+    _set_balance(stripe, "alice", 1000)
+    customer = stripe.world.customer("alice")
+    customer.reserved_tokens = 400  # a call in flight holds 400 of them
+    stripe.world.commit()
+    assert _refund(stripe, session, 2000) == "refunded"
+    assert [e.amount for e in stripe.ledger("alice", "refund")] == [-600]
+    customer = stripe.world.customer("alice")
+    assert (customer.token_balance, customer.reserved_tokens) == (400, 400)
+    customer.reserved_tokens = 0  # the call settles (or its hold expires)
+    stripe.world.commit()
+
+
+def test_an_invoice_is_renewed_even_when_stripe_will_not_say_what_paid_it(stripe: Stripe, stripe_api) -> None:
+    """A key allowed to read Checkout Sessions only: the invoice's payment is refused (403), and
+    only refunds needed it."""
+    _subscribe(stripe, stripe_api)
+    paid = invoice("cus_sam", [(PLUS, 1)], billing_reason="subscription_create")
+    del paid["payments"]
+    stripe_api.fail_status = 403
+    evt = event("invoice.paid", paid)
+    assert stripe.deliver(evt) == "renewed"
+    assert stripe.balance("sam") == 120_000
+    assert "what paid it is not known (Stripe's API answered HTTP 403" in stripe.received(evt["id"]).detail
+
+
+def test_a_deletion_before_its_session_leaves_the_customer_without_the_paid_tier(
+    stripe: Stripe, stripe_api
+) -> None:
+    deleted = {"id": "sub_sam", "object": "subscription", "customer": "cus_sam", "status": "canceled"}
+    assert stripe.deliver(event("customer.subscription.deleted", deleted)) == "cancelled"
+    obj = checkout_session(
+        client_reference_id="sam", customer="cus_sam", mode="subscription", subscription="sub_sam"
+    )
+    stripe_api.add_session(obj["id"], [(PLUS, 1)])
+    evt = event("checkout.session.completed", obj)
+    assert stripe.deliver(evt) == "subscribed"
+    assert "cancelled before this session arrived" in stripe.received(evt["id"]).detail
+    assert _tier(stripe, "sam") != ("plus", 1)
+    assert stripe.world.customer("sam").stripe_customer_id == "cus_sam"
