@@ -31,11 +31,8 @@ def charge_refunded(ctx: Context) -> Received:
     state = _state(ctx, payment_intent, charge, amount)
     if refunded > state.amount_refunded:  # cumulative, and events come in any order
         state.amount_refunded, state.event_id = refunded, ctx.event_id
-    state.charge_id, state.amount, state.updated_at = (
-        str(charge.get("id") or state.charge_id),
-        amount,
-        ctx.now,
-    )
+    state.charge_id = stripe_id(charge.get("id")) or state.charge_id
+    state.amount, state.updated_at = amount, ctx.now
     ctx.session.flush()
     purchase = paid_by(ctx, payment_intent)
     if purchase is None:

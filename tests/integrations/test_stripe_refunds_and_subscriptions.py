@@ -490,3 +490,13 @@ def test_a_deletion_before_its_session_leaves_the_customer_without_the_paid_tier
     assert "cancelled before this session arrived" in stripe.received(evt["id"]).detail
     assert _tier(stripe, "sam") != ("plus", 1)
     assert stripe.world.customer("sam").stripe_customer_id == "cus_sam"
+
+
+def test_the_longest_event_id_taken_fits_every_column_it_reaches(stripe: Stripe, stripe_api) -> None:
+    """180 characters: as a ledger source and idempotency key ("stripe:refund:" + id) too."""
+    session = _bought(stripe, stripe_api)
+    refund = event(
+        "charge.refunded", charge(session["payment_intent"], 2000, 2000), event_id="evt_" + "r" * 176
+    )
+    assert stripe.deliver(refund) == "refunded"
+    assert stripe.ledger("alice", "refund")[0].source == "stripe:evt_" + "r" * 176
