@@ -29,9 +29,8 @@ def payment_failed(ctx: Context) -> Received:
 
 
 def succeeded(ctx: Context) -> Received:
-    if (
-        grants.claimed(ctx.session, ctx.project, ctx.obj["id"]) is not None
-    ):  # its line items were not read again
+    # Claimed already: its line items were not asked for again, so say so before reading them.
+    if grants.claimed(ctx.session, ctx.project, ctx.obj["id"]) is not None:
         return grants.already(ctx)
     mode = ctx.obj.get("mode")
     buyer = Buyer.of(ctx.obj, mapping(ctx.obj.get("customer_details")), ctx.obj.get("customer_email"))
@@ -39,6 +38,8 @@ def succeeded(ctx: Context) -> Received:
         return subscriptions.subscribe(ctx, buyer)
     if mode != "payment":
         return Received("ignored", f"a {mode} session buys nothing")
+    # Locks in one order (grants.grant): this Stripe customer's first, before any customer is made.
+    grants.customer_lock(ctx, buyer.stripe_customer)
     try:
         goods = bought(ctx.project.stripe_prices or {}, ctx.fetched.lines, mapping(ctx.obj.get("metadata")))
     except NothingBought as exc:

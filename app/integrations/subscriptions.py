@@ -202,7 +202,8 @@ def _grant_waiting_invoices(ctx: Context, customer: Customer, stripe_customer: s
     ).all()
     for purchase in waiting:
         later = Context(ctx.session, ctx.project, purchase.event_id, ctx.obj, ctx.now)
-        goods = Goods(purchase.tokens, purchase.tier_key, f"invoice {purchase.object_id}")
+        ended = purchase.subscription_id is not None and _cancelled(ctx, purchase.subscription_id)
+        goods = Goods(purchase.tokens, None if ended else purchase.tier_key, f"invoice {purchase.object_id}")
         received = grants.grant(later, purchase, customer, goods, "subscription.renewed")
         received.detail += f", when {ctx.event_id} linked the customer"
         settle_row(ctx.session, ctx.project, [purchase.event_id], received)
