@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 
 from app.db import UTCDateTime, statements
+from app.metering.shedding import MANUAL, MANUAL_RETRY_AFTER_S, SHED, refusal, sheds
 from app.models.customer import Customer
 from app.models.ledger import LedgerEntry
 from app.models.tier import UsageTier
@@ -42,10 +43,11 @@ FALLBACK_RESERVE = 1024
 class QuotaRefused(Exception):
     """The call may not go ahead; `code` is the SPEC 3.3 error code."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, retry_after: int | None = None):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class Ask:
     now: datetime
     expires_at: datetime
     choices: int = 1  # completions asked for (`n`): hard_cap leaves each at least one token
+    auto_level: str = "off"  # the automatic shedding level for this call's model (SPEC 8)
+    auto_retry_after: int = 1  # seconds until the next health probe, when that level sheds it
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ def _hold(amount, condition):
             customers.c.project_id == bindparam("b_project"),
             customers.c.external_id == bindparam("b_customer"),
             customers.c.blocked.is_(False),
+            not_(SHED),
             or_(
                 customers.c.period_end.is_(None),
                 customers.c.period_end > bindparam("now", type_=UTCDateTime()),
@@ -174,6 +179,9 @@ STATE = select(
     customers.c.period_start,
     customers.c.period_end,
     customers.c.tier_assigned_at,
+    customers.c.shedding_tier,
+    SHED.label("shed"),
+    MANUAL.label("manual_level"),
 ).where(customers.c.project_id == bindparam("b_project"), customers.c.external_id == bindparam("b_customer"))
 
 
@@ -183,6 +191,7 @@ def _params(ask: Ask, **extra) -> dict:
         b_customer=ask.external_id,
         expires_at=ask.expires_at,
         now=ask.now,
+        auto_level=ask.auto_level,
         **extra,
     )
 
@@ -237,6 +246,16 @@ def reserve(engine: Engine, ask: Ask, terms_of) -> Hold | None:
     )
 
 
+def _shed(ask: Ask, state) -> QuotaRefused:
+    manual = sheds(state.manual_level, state.shedding_tier)
+    level = state.manual_level if manual else ask.auto_level
+    return QuotaRefused(
+        "load_shed",
+        refusal(state.shedding_tier, level, automatic=not manual),
+        retry_after=MANUAL_RETRY_AFTER_S if manual else max(1, ask.auto_retry_after),
+    )
+
+
 RETRIES = 3
 KEEP = update(customers).where(customers.c.id == bindparam("pk")).values(reservation_expires_at=_expiry)
 
@@ -249,7 +268,8 @@ def keep(engine: Engine, hold: Hold, until: datetime) -> None:
 
 
 def _state(conn: Connection, ask: Ask):
-    return conn.execute(STATE, {"b_project": ask.project_id, "b_customer": ask.external_id}).first()
+    params = {"b_project": ask.project_id, "b_customer": ask.external_id, "auto_level": ask.auto_level}
+    return conn.execute(STATE, params).first()
 
 
 def _hold_what_remains(conn: Connection, ask: Ask, state, terms: TierTerms) -> Hold | None:
@@ -260,6 +280,8 @@ def _hold_what_remains(conn: Connection, ask: Ask, state, terms: TierTerms) -> H
     """
     if state.blocked:
         raise QuotaRefused("customer_blocked", f"Customer {ask.external_id} is blocked.")
+    if state.shed:
+        raise _shed(ask, state)
     if state.period_end is not None and state.period_end <= ask.now:
         raise PeriodEnded(state)
     reserve = ask.completion_requested

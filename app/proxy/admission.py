@@ -31,6 +31,7 @@ from app.metering.pricing import usd_str
 from app.metering.quota import Ask, Hold, PeriodEnded, QuotaRefused, customers, reserve
 from app.metering.rollover import Due, roll_over
 from app.metering.settlement import release
+from app.metering.shedding import MANUAL, MANUAL_RETRY_AFTER_S, projects, refusal, sheds
 from app.proxy.auth import Caller, DeploymentInfo, ModelInfo, TierInfo
 from app.proxy.errors import ProxyError
 from app.proxy.ratelimit import Limiter, RateLimited, Ticket
@@ -144,13 +145,16 @@ def _refuse_unknown_model(engine: Engine, caller: Caller, who: Who, model: str, 
     if who.customer_id is not None:
         _open_if_missing(engine, caller, who, now)
         with engine.connect() as conn:
-            blocked = conn.execute(
-                select(customers.c.blocked).where(
+            state = conn.execute(
+                select(customers.c.blocked, customers.c.shedding_tier, MANUAL.label("level")).where(
                     customers.c.project_id == caller.project.id, customers.c.external_id == who.customer_id
-                )
-            ).scalar()
-        if blocked:
+                ),
+                {"b_project": caller.project.id},
+            ).first()
+        if state is not None and state.blocked:
             return ProxyError("customer_blocked", f"Customer {who.customer_id} is blocked.")
+        if state is not None and sheds(state.level, state.shedding_tier):  # step 4 comes before 5
+            return shed_error(state.shedding_tier, state.level, MANUAL_RETRY_AFTER_S)
     return ProxyError(
         "model_not_found",
         f"The model '{model}' does not exist or you do not have access to it.",
@@ -226,7 +230,8 @@ def _admit_project_level(
     prompt: estimate.PromptEstimate,
     now: datetime,
 ) -> Admitted:
-    """No customer: only the key's own limits and budget apply."""
+    """No customer: the project's default shedding tier, and the key's own limits and budget."""
+    _shed_project_level(engine, caller)
     key_ticket, key_hold = _key_rate_limits(limiter, caller), None
     try:
         if caller.key is not None and caller.key.budget:
@@ -245,6 +250,23 @@ def _admit_project_level(
     return Admitted(
         caller, who, model, None, deployments, prompt, model.name, key_hold=key_hold, key_ticket=key_ticket
     )
+
+
+def _shed_project_level(engine: Engine, caller: Caller) -> None:
+    """SPEC 3.2 step 4 for a call that names no customer: the project's default shedding tier
+    against its manual level, read as it stands (SPEC 3.5)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(projects.c.shedding_level, projects.c.default_shedding_tier).where(
+                projects.c.id == caller.project.id
+            )
+        ).first()
+    if row is not None and sheds(row.shedding_level, row.default_shedding_tier):
+        raise shed_error(row.default_shedding_tier, row.shedding_level, MANUAL_RETRY_AFTER_S)
+
+
+def shed_error(shedding_tier: str, level: str, retry_after: int) -> ProxyError:
+    return ProxyError("load_shed", refusal(shedding_tier, level), headers={"Retry-After": str(retry_after)})
 
 
 def _key_rate_limits(limiter: Limiter, caller: Caller) -> Ticket:
@@ -455,7 +477,8 @@ def _hold(
                 return hold
             _open_if_missing(engine, caller, who, now)
     except QuotaRefused as refused:
-        raise ProxyError(refused.code, refused.message) from refused
+        headers = {"Retry-After": str(refused.retry_after)} if refused.retry_after else None
+        raise ProxyError(refused.code, refused.message, headers=headers) from refused
     raise ProxyError("invalid_request", f"Customer {who.customer_id} could not be created.")
 
 
