@@ -165,6 +165,7 @@ def _init_gateway(app: Flask, settings: config.Settings) -> None:
     from app.proxy.auth import SnapshotCache
     from app.proxy.keyuse import KeyUse
     from app.proxy.ratelimit import Limiter
+    from app.proxy.refusals import RefusalCounter
     from app.proxy.routing import Breakers
     from app.proxy.upstream import Client
     from app.proxy.views import Gateway
@@ -183,6 +184,7 @@ def _init_gateway(app: Flask, settings: config.Settings) -> None:
         breakers=Breakers(),
         limiter=Limiter(settings.redis_url),
         key_use=KeyUse(engine),
+        refusals=RefusalCounter(engine),
     )
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.customers.refusals import forget_old_refusals
 from app.db import now_utc, write_transaction
 from app.events.delivery import LEASE, Dispatcher, forget_old
 from app.metering.allowance import rules_of
@@ -51,6 +52,7 @@ JOBS = (
     Job("period-rollover", timedelta(minutes=1), _roll_over),
     Job("expired-holds", timedelta(minutes=1), release_expired),
     Job("delivery-retention", timedelta(hours=1), forget_old),
+    Job("refusal-retention", timedelta(hours=1), forget_old_refusals),
 )
 
 leases = SchedulerLease.__table__

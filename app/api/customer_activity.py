@@ -1,4 +1,5 @@
-"""A customer's period usage against its limits, its ledger and its requests (SPEC 6)."""
+"""A customer's period usage against its limits, its ledger, its requests and its refused calls
+(SPEC 6)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from app.api.auth import require_admin
 from app.api.customers import LedgerEntryOut, TierRefOut, entry_shape
 from app.api.pagination import PageArgs, newest_first
 from app.customers.operations import find_customer
+from app.customers.refusals import refusals_of
 from app.customers.standing import standing
-from app.db import iso
+from app.db import iso, now_utc
 from app.extensions import db
 from app.metering.pricing import usd_str
 from app.models.ledger import LedgerEntry
@@ -139,4 +141,34 @@ def _request(r: UsageRecord) -> dict:
         "restricted_from": r.restricted_from,
         "latency_ms": r.latency_ms,
         "created_at": iso(r.created_at),
+    }
+
+
+class LastRefusal(Schema):
+    at = fields.String(required=True)
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    model = fields.String(allow_none=True, required=True)
+
+
+class RefusalHour(Schema):
+    hour = fields.String(required=True)
+    code = fields.String(required=True)
+    count = fields.Integer(required=True)
+
+
+class RefusalsOut(Schema):
+    last = fields.Nested(LastRefusal, allow_none=True, required=True)
+    hours = fields.List(fields.Nested(RefusalHour), required=True)
+
+
+@bp.route("/<customer_id>/refusals")
+@bp.response(200, RefusalsOut)
+def refusals(customer_id):
+    """Refused calls (SPEC 5.5): the last one, and counts per hour and code for 7 days, newest first."""
+    found = refusals_of(db.session, find_customer(db.session, g.project, customer_id), now_utc())
+    last = found.last and {**found.last, "at": iso(found.last["at"])}
+    return {
+        "last": last,
+        "hours": [{"hour": iso(hour), "code": code, "count": n} for hour, code, n in found.hours],
     }

@@ -11,6 +11,7 @@ from app.auth import owner_required
 from app.customers import listing
 from app.customers import operations as ops
 from app.customers.forms import DetailsForm, NewCustomerForm, TierForm, TokensForm
+from app.customers.refusals import refusals_of
 from app.customers.standing import standing
 from app.db import now_utc, row_id, session_writes
 from app.errors import DomainError
@@ -140,6 +141,7 @@ def _render(customer, tab, forms, status=200):
         context["entries"], context["older"] = _newest_first(LedgerEntry, customer.id)
     elif tab == "requests":
         context["calls"], context["older"] = _newest_first(UsageRecord, customer.id)
+        context["refused"] = refusals_of(db.session, customer, now_utc())
     return render_template("customers/detail.html", **context), status
 
 

@@ -10,7 +10,7 @@ from app.models.ledger import LedgerEntry
 from app.models.project import ConfigStamp, Project
 from app.models.purchase import ChargeRefund, InboundWebhook, Purchase
 from app.models.tier import UsageTier
-from app.models.usage import PeriodCounter, UsageRecord
+from app.models.usage import PeriodCounter, RefusalCount, UsageRecord
 
 __all__ = [
     "AdminUser",
@@ -32,6 +32,7 @@ __all__ = [
     "PeriodCounter",
     "Project",
     "Purchase",
+    "RefusalCount",
     "SchedulerLease",
     "SignInAttempt",
     "UsageRecord",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, now_utc
@@ -43,5 +43,10 @@ class Customer(Base):
     low_balance_notified: Mapped[bool] = mapped_column(Boolean, default=False)
     metadata_: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
     stripe_customer_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The customer's last refused call (SPEC 5.5), written with its hour's count.
+    last_refusal_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_refusal_code: Mapped[str | None] = mapped_column(String(32))
+    last_refusal_message: Mapped[str | None] = mapped_column(Text)
+    last_refusal_model: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

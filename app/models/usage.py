@@ -80,3 +80,20 @@ class PeriodCounter(Base):
     reserved_calls: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     reserved_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RefusalCount(Base):
+    """Refused calls of one customer (SPEC 5.5), per code and UTC hour. Written in batches by each
+    process's refusal counter, never on the refused call's own path."""
+
+    __tablename__ = "refusal_counts"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "hour", "code"),
+        Index("ix_refusal_counts_hour", "hour"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    hour: Mapped[datetime] = mapped_column(UTCDateTime)
+    code: Mapped[str] = mapped_column(String(32))
+    count: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -166,6 +166,16 @@ def admit(
     engine: Engine, limiter: Limiter, caller: Caller, body: dict, headers, endpoint: str, now: datetime
 ) -> Admitted:
     who = identify(body, headers)
+    try:
+        return _admit(engine, limiter, caller, who, body, endpoint, now)
+    except ProxyError as refused:  # counted against the customer (SPEC 5.5)
+        refused.customer_id, refused.model = who.customer_id, body.get("model")
+        raise
+
+
+def _admit(
+    engine: Engine, limiter: Limiter, caller: Caller, who: Who, body: dict, endpoint: str, now: datetime
+) -> Admitted:
     if who.customer_id is None and caller.project.require_customer:
         raise ProxyError(
             "customer_required",

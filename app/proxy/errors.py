@@ -51,6 +51,8 @@ class ProxyError(Exception):
         self.message = message
         self.param = param
         self.headers = headers or {}
+        self.customer_id: str | None = None  # whose call was refused (admission sets it)
+        self.model: object = None  # the model the call asked for
 
     @property
     def status(self) -> int:

@@ -21,6 +21,7 @@ from app.proxy.auth import Caller, SnapshotCache
 from app.proxy.errors import ProxyError
 from app.proxy.keyuse import KeyUse
 from app.proxy.ratelimit import Limiter
+from app.proxy.refusals import RefusalCounter
 from app.proxy.relay import Call, finish_json, finish_stream, forward
 from app.proxy.routing import Breakers
 from app.proxy.upstream import Client
@@ -40,6 +41,7 @@ class Gateway:
     breakers: Breakers
     limiter: Limiter
     key_use: KeyUse
+    refusals: RefusalCounter
     rng: random.Random = field(default_factory=random.Random)
     clock: Callable[[], datetime] = now_utc  # tests freeze it
 
@@ -90,6 +92,7 @@ def _serve(endpoint: str) -> Response:
         response = finish_stream(gw, call, reply) if stream else finish_json(gw, call, reply)
     except ProxyError as err:
         telemetry.finished(project, endpoint, err.status, time.perf_counter() - started, err.code)
+        gw.refusals.note(project, err.customer_id, err.code, err.message, err.model)
         return err.response({"x-request-id": request_id})
     telemetry.finished(project, endpoint, response.status_code, time.perf_counter() - started)
     return response

@@ -1,0 +1,151 @@
+"""Refused calls of known customers (SPEC 5.5), counted per customer, code and UTC hour, with the
+customer's last refusal.
+
+A refused call pays a dict update under a lock; a background flusher per process writes what
+gathered every FLUSH_S seconds in one transaction: one statement for every count, one for every
+customer's last refusal. However hard a refused client retries, the database sees a few statements
+per flush, and an admin sees the counts within seconds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Engine, Table, bindparam, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.db import now_utc, write_transaction
+from app.models.customer import Customer
+from app.models.usage import RefusalCount
+
+COUNTED = frozenset(
+    {
+        "insufficient_tokens",
+        "usage_limit_reached",
+        "budget_exceeded",
+        "rate_limit_exceeded",
+        "customer_blocked",
+        "load_shed",
+        "region_not_allowed",
+        "limits_unavailable",
+    }
+)
+FLUSH_S = 2.0
+MAX_MESSAGE = 2000
+
+log = logging.getLogger(__name__)
+customers = cast(Table, Customer.__table__)
+counts_table = cast(Table, RefusalCount.__table__)
+
+
+@dataclass(frozen=True)
+class Last:
+    at: datetime
+    code: str
+    message: str
+    model: str | None
+
+
+class RefusalCounter:
+    """One per process."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = now_utc, every_s: float = FLUSH_S):
+        self.engine = engine
+        self.clock = clock
+        self.every_s = every_s
+        self._lock = threading.Lock()
+        self._counts: Counter[tuple[int, str, datetime, str]] = Counter()
+        self._last: dict[tuple[int, str], Last] = {}
+        self._flusher: threading.Thread | None = None
+
+    def note(self, project_id: int, customer_id: str | None, code: str, message: str, model: object) -> None:
+        if customer_id is None or code not in COUNTED:
+            return
+        now = self.clock()
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        shown = model[:200] if isinstance(model, str) else None
+        with self._lock:
+            self._counts[(project_id, customer_id, hour, code)] += 1
+            self._last[(project_id, customer_id)] = Last(now, code, message[:MAX_MESSAGE], shown)
+            if self._flusher is None:
+                self._start()
+
+    def flush(self) -> int:
+        """Write what gathered; returns how many statements wrote (0 when nothing had)."""
+        with self._lock:
+            counts, self._counts = self._counts, Counter()
+            last, self._last = self._last, {}
+        if not counts:
+            return 0
+        try:
+            with write_transaction(self.engine) as conn:
+                ids = self._ids(conn, set(last))
+                return self._write_counts(conn, counts, ids) + self._write_last(conn, last, ids)
+        except Exception:
+            log.exception("refusal counts could not be written; they are counted again from now on")
+            return 0
+
+    def _ids(self, conn, keys: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
+        rows = conn.execute(
+            select(customers.c.project_id, customers.c.external_id, customers.c.id).where(
+                tuple_(customers.c.project_id, customers.c.external_id).in_(list(keys))
+            )
+        )
+        return {(row.project_id, row.external_id): row.id for row in rows}
+
+    def _write_counts(self, conn, counts: Counter, ids: dict[tuple[int, str], int]) -> int:
+        rows = [
+            {"customer_id": ids[(project, customer)], "hour": hour, "code": code, "count": n}
+            for (project, customer, hour, code), n in counts.items()
+            if (project, customer) in ids  # a customer deleted since: nothing to count for
+        ]
+        if not rows:
+            return 0
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        insert = dialect.insert(counts_table).values(rows)
+        conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["customer_id", "hour", "code"],
+                set_={"count": counts_table.c.count + insert.excluded.count},
+            )
+        )
+        return 1
+
+    def _write_last(self, conn, last: dict[tuple[int, str], Last], ids: dict[tuple[int, str], int]) -> int:
+        params = [
+            {"pk": ids[key], "at": seen.at, "code": seen.code, "message": seen.message, "model": seen.model}
+            for key, seen in last.items()
+            if key in ids
+        ]
+        if not params:
+            return 0
+        conn.execute(
+            update(customers)
+            .where(customers.c.id == bindparam("pk"))
+            .values(
+                last_refusal_at=bindparam("at"),
+                last_refusal_code=bindparam("code"),
+                last_refusal_message=bindparam("message"),
+                last_refusal_model=bindparam("model"),
+            ),
+            params,
+        )
+        return 1
+
+    def _start(self) -> None:
+        self._flusher = threading.Thread(target=self._run, name="refusal-counts", daemon=True)
+        self._flusher.start()
+        atexit.register(self.flush)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.every_s)
+            self.flush()

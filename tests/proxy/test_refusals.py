@@ -1,0 +1,155 @@
+"""Refused calls counted (SPEC 5.5; issue 13 acceptance 4): per customer, code and hour, with the
+last refusal, visible within 10 s, written in batches whatever the rate of refusals."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+from sqlalchemy import event
+
+from app.extensions import db
+from app.proxy.refusals import RefusalCounter
+from tests.conftest import MASTER_KEY
+from tests.factories import World, chat
+
+
+def refusals(world: World, customer_id: str) -> dict:
+    answer = requests.get(
+        f"{world.url}/api/customers/{customer_id}/refusals",
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_a_refusal_is_visible_in_the_api_within_10_seconds(world: World):
+    world.give_customer("c", 10_000, blocked=True)
+    assert refusals(world, "c") == {"last": None, "hours": []}
+    answer = chat(world.url, world.key, "c")
+    assert answer.status_code == 403
+    deadline = time.monotonic() + 10
+    while (seen := refusals(world, "c"))["last"] is None and time.monotonic() < deadline:
+        threading.Event().wait(0.2)  # the process's flusher writes every 2 s
+    assert seen["last"]["code"] == "customer_blocked"
+    assert seen["last"]["message"] == "Customer c is blocked."
+    assert seen["last"]["model"] == "gpt-test"
+    assert [(h["code"], h["count"]) for h in seen["hours"]] == [("customer_blocked", 1)]
+
+
+@pytest.fixture
+def held_counter(world: World) -> Iterator[RefusalCounter]:
+    """The gateway's counter, replaced by one that writes only when the test flushes it."""
+    gateway = world.app.extensions["tollgate.gateway"]
+    real = gateway.refusals
+    gateway.refusals = RefusalCounter(db.engine, every_s=3600)
+    yield gateway.refusals
+    gateway.refusals = real
+
+
+def test_200_refusals_from_20_threads_are_all_answered_and_counted_in_two_statements(
+    world: World, held_counter: RefusalCounter
+):
+    world.give_customer("c", 10_000, blocked=True)
+    written: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if "refusal" in statement.lower() and statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            written.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        answers: list[int] = []
+
+        def refused_ten_times() -> None:
+            for _ in range(10):
+                answers.append(chat(world.url, world.key, "c").status_code)
+
+        threads = [threading.Thread(target=refused_ten_times) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert answers == [403] * 200
+        assert written == []  # nothing on the refused calls' own path
+        assert held_counter.flush() == 2  # one statement for the counts, one for the last refusal
+        assert len(written) == 2
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert [(h["code"], h["count"]) for h in refusals(world, "c")["hours"]] == [("customer_blocked", 200)]
+    assert held_counter.flush() == 0  # nothing left over
+
+
+def test_each_refusal_code_is_counted_under_its_own_name(world: World, held_counter: RefusalCounter):
+    world.give_customer("poor", 0)
+    world.give_customer("low", 10_000, shedding_tier="low")
+    assert chat(world.url, world.key, "poor").json()["error"]["code"] == "insufficient_tokens"
+    requests.patch(
+        f"{world.url}/api/settings",
+        json={"shedding_level": "low"},
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        timeout=10,
+    )
+    assert chat(world.url, world.key, "low").json()["error"]["code"] == "load_shed"
+    assert chat(world.url, world.key, "low").json()["error"]["code"] == "load_shed"
+    held_counter.flush()
+    assert [(h["code"], h["count"]) for h in refusals(world, "poor")["hours"]] == [("insufficient_tokens", 1)]
+    assert [(h["code"], h["count"]) for h in refusals(world, "low")["hours"]] == [("load_shed", 2)]
+    assert refusals(world, "low")["last"]["code"] == "load_shed"
+
+
+def test_a_call_that_is_not_a_customers_refusal_is_not_counted(world: World, held_counter: RefusalCounter):
+    world.give_customer("c", 10_000)
+    assert chat(world.url, world.key, "c", model="no-such-model").status_code == 404
+    held_counter.flush()
+    assert refusals(world, "c") == {"last": None, "hours": []}
+
+
+def test_counts_older_than_seven_days_are_forgotten_by_the_scheduler(
+    world: World, held_counter: RefusalCounter
+):
+    from datetime import timedelta
+
+    from app.customers.refusals import forget_old_refusals
+    from app.db import now_utc
+
+    world.give_customer("c", 10_000, blocked=True)
+    long_ago = now_utc() - timedelta(days=8)
+    held_counter.clock = lambda: long_ago
+    chat(world.url, world.key, "c")
+    held_counter.clock = now_utc
+    chat(world.url, world.key, "c")
+    held_counter.flush()
+    assert forget_old_refusals(db.engine, now_utc()) == 1
+    assert [h["count"] for h in refusals(world, "c")["hours"]] == [1]
+
+
+def test_the_admins_requests_tab_shows_the_refusals_beside_the_served_calls(
+    app, world: World, held_counter: RefusalCounter
+):
+    from app.cli import add_admin
+    from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, sign_in
+
+    add_admin("owner@example.com", PASSWORD)
+    db.session.commit()
+    world.give_customer("c", 10_000, shedding_tier="low")
+    assert chat(world.url, world.key, "c").status_code == 200
+    requests.patch(
+        f"{world.url}/api/settings",
+        json={"shedding_level": "low"},
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        timeout=10,
+    )
+    assert chat(world.url, world.key, "c").status_code == 503
+    held_counter.flush()
+    client = client_for(app)
+    sign_in(client)
+    page = client.get("/customers/c?tab=requests").data.decode()
+    refused = page[page.index('id="refusals"') : page.index("Served calls")]
+    assert "load_shed" in refused and "gpt-test" in refused and "Shedding load" in refused
+    assert ">1</td>" in refused
+    app.extensions["tollgate.signin_throttle"].__init__(None)
