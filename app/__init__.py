@@ -163,10 +163,10 @@ def _register_errors(app: Flask) -> None:
 
 def _init_gateway(app: Flask, settings: config.Settings) -> None:
     from app.proxy.auth import SnapshotCache
+    from app.proxy.health import Health
     from app.proxy.keyuse import KeyUse
     from app.proxy.ratelimit import Limiter
     from app.proxy.refusals import RefusalCounter
-    from app.proxy.routing import Breakers
     from app.proxy.upstream import Client
     from app.proxy.views import Gateway
 
@@ -181,7 +181,7 @@ def _init_gateway(app: Flask, settings: config.Settings) -> None:
             engine, settings.secret_key, settings.master_key, webhook_url=settings.webhook_url
         ),
         client=Client(),
-        breakers=Breakers(),
+        health=Health(settings.redis_url),
         limiter=Limiter(settings.redis_url),
         key_use=KeyUse(engine),
         refusals=RefusalCounter(engine),

@@ -6,7 +6,9 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.metering.shedding import LEVEL_RANK
 from app.proxy import telemetry
+from app.proxy.autoshed import effective
 from app.proxy.errors import ProxyError
 from app.proxy.views import gateway, presented_key
 
@@ -59,14 +61,18 @@ def metrics() -> Response:
     gw = gateway()
     snap = gw.cache.current()
     slugs = {p.id: p.slug for p in snap.projects.values()}
-    deployments = {
-        d.id: (p.id, gw.breakers.healthy(d.id))
-        for p in snap.projects.values()
-        for m in p.models.values()
-        for d in m.deployments
-    }
 
     def visible(project: int) -> bool:
         return reader == ALL_PROJECTS or project == reader
 
-    return Response(telemetry.render(slugs, deployments, visible), mimetype="text/plain; version=0.0.4")
+    shown = [p for p in snap.projects.values() if visible(p.id)]
+    deployments = {
+        d.id: (p.id, gw.health.healthy(d.id)) for p in shown for m in p.models.values() for d in m.deployments
+    }
+    levels = {
+        (p.id, m.name): LEVEL_RANK[effective(gw.health, p, m, p.shedding_level).level]
+        for p in shown
+        for m in p.models.values()
+    }
+    text = telemetry.render(slugs, deployments, visible, levels)
+    return Response(text, mimetype="text/plain; version=0.0.4")

@@ -142,7 +142,7 @@ def clean_db(app: Flask, upstream: FakeUpstream, stripe_api: FakeStripeApi) -> I
                 for table in tables:
                     conn.execute(table.delete())
         app.extensions["tollgate.gateway"].cache.invalidate()
-        app.extensions["tollgate.gateway"].breakers._state.clear()
+        app.extensions["tollgate.gateway"].health.__init__()  # no breakers, nothing in flight
 
 
 @pytest.fixture

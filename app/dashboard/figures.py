@@ -17,7 +17,7 @@ from app.models.catalog import Deployment, Model
 from app.models.customer import Customer
 from app.models.tier import MODEL_TIERS
 from app.models.usage import UsageRecord
-from app.proxy.routing import Breakers
+from app.proxy.health import Health as DeploymentsHealth
 
 TOP = 10
 
@@ -202,17 +202,15 @@ class DeploymentState:
     region: str
     upstream_model: str
     enabled: bool
-    health: Health  # this worker's circuit breaker; other workers keep their own
+    health: Health  # the shared view (every worker's and node's, with Redis)
+    in_flight: int
 
 
-def _health(breakers: Breakers, deployment_id: int) -> Health:
-    if breakers.healthy(deployment_id):
-        return "healthy"
-    # Failing: resting until the cool-down ends, then the next call probes it.
-    return "probing" if breakers.available(deployment_id) else "resting"
+# The shared view's states, as the dashboard words them.
+WORDS: dict[str, Health] = {"healthy": "healthy", "unhealthy": "resting", "probing": "probing"}
 
 
-def deployments(session: Session, project_id: int, breakers: Breakers) -> list[DeploymentState]:
+def deployments(session: Session, project_id: int, health: DeploymentsHealth) -> list[DeploymentState]:
     """Every deployment of the project's models with its health, in one statement."""
     rows = session.execute(
         select(Model.name, Model.model_tier, Deployment)
@@ -220,9 +218,19 @@ def deployments(session: Session, project_id: int, breakers: Breakers) -> list[D
         .where(Model.project_id == project_id)
         .order_by(Model.name, Deployment.id)
     )
-    return [
-        DeploymentState(
-            name, model_tier, d.provider, d.region, d.upstream_model, d.enabled, _health(breakers, d.id)
+    states = []
+    for name, model_tier, d in rows:
+        view = health.view(d.id)
+        states.append(
+            DeploymentState(
+                name,
+                model_tier,
+                d.provider,
+                d.region,
+                d.upstream_model,
+                d.enabled,
+                WORDS[view.state],
+                view.in_flight,
+            )
         )
-        for name, model_tier, d in rows
-    ]
+    return states

@@ -46,7 +46,7 @@ def index():
     project = current_project(db.session)
     span, now = figures.span_for(request.args.get("range")), now_utc()
     usage = figures.usage(db.session, project.id, span, now)
-    breakers = current_app.extensions["tollgate.gateway"].breakers
+    health = current_app.extensions["tollgate.gateway"].health
     return render_template(
         "dashboard/index.html",
         project=project,
@@ -55,5 +55,5 @@ def index():
         usage=usage,
         charts={} if usage.empty else _charts(usage),
         top=figures.top_customers(db.session, project.id, span, now),
-        deployments=figures.deployments(db.session, project.id, breakers),
+        deployments=figures.deployments(db.session, project.id, health),
     )

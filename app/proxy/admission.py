@@ -33,7 +33,9 @@ from app.metering.rollover import Due, roll_over
 from app.metering.settlement import release
 from app.metering.shedding import MANUAL, MANUAL_RETRY_AFTER_S, projects, refusal, sheds
 from app.proxy.auth import Caller, DeploymentInfo, ModelInfo, TierInfo
+from app.proxy.autoshed import OFF, AutoLevel, by_capacity, by_health, combined
 from app.proxy.errors import ProxyError
+from app.proxy.health import NO_FLIGHT, Flight, Health
 from app.proxy.ratelimit import Limiter, RateLimited, Ticket
 from app.proxy.routing import in_regions
 
@@ -64,6 +66,7 @@ class Admitted:
     key_hold: KeyHold | None = None  # what the call holds of its key's $ budget
     key_ticket: Ticket = field(default_factory=Ticket)  # the key's own rate limits
     share_capped: bool = False  # hard_cap holds the upstream to the period share's completion
+    flight: Flight = NO_FLIGHT  # the call counted in its project's calls in flight (capacity)
 
     def rate_key(self) -> str:
         return rate_key(self.caller, self.who)
@@ -163,18 +166,32 @@ def _refuse_unknown_model(engine: Engine, caller: Caller, who: Who, model: str, 
 
 
 def admit(
-    engine: Engine, limiter: Limiter, caller: Caller, body: dict, headers, endpoint: str, now: datetime
+    engine: Engine,
+    limiter: Limiter,
+    health: Health,
+    caller: Caller,
+    body: dict,
+    headers,
+    endpoint: str,
+    now: datetime,
 ) -> Admitted:
     who = identify(body, headers)
     try:
-        return _admit(engine, limiter, caller, who, body, endpoint, now)
+        return _admit(engine, limiter, health, caller, who, body, endpoint, now)
     except ProxyError as refused:  # counted against the customer (SPEC 5.5)
         refused.customer_id, refused.model = who.customer_id, body.get("model")
         raise
 
 
 def _admit(
-    engine: Engine, limiter: Limiter, caller: Caller, who: Who, body: dict, endpoint: str, now: datetime
+    engine: Engine,
+    limiter: Limiter,
+    health: Health,
+    caller: Caller,
+    who: Who,
+    body: dict,
+    endpoint: str,
+    now: datetime,
 ) -> Admitted:
     if who.customer_id is None and caller.project.require_customer:
         raise ProxyError(
@@ -190,9 +207,47 @@ def _admit(
             "model_not_allowed", f"This key may not use the model '{model.name}'.", param="model"
         )
     prompt = estimate.chat_prompt(body) if endpoint == "chat/completions" else estimate.embedding_input(body)
-    if who.customer_id is None:  # project-level usage: metered, never stopped by a balance
-        return _admit_project_level(engine, limiter, caller, who, model, body, endpoint, prompt, now)
-    hold = _hold(engine, caller, who, model, body, endpoint, prompt, now)
+    auto, flight = _automatic(health, caller, model)
+    try:
+        if who.customer_id is None:  # project-level usage: metered, never stopped by a balance
+            admitted = _admit_project_level(
+                engine, limiter, caller, who, model, body, endpoint, prompt, now, auto
+            )
+        else:
+            admitted = _admit_customer(engine, limiter, caller, who, model, body, endpoint, prompt, now, auto)
+    except ProxyError:
+        flight.release()
+        raise
+    admitted.flight = flight
+    return admitted
+
+
+def _automatic(health: Health, caller: Caller, model: ModelInfo) -> tuple[AutoLevel, Flight]:
+    """SPEC 8's automatic level for this call's model, when the project turns it on; the call is
+    counted in the project's calls in flight when it has a capacity."""
+    project = caller.project
+    if not project.auto_shedding:
+        return OFF, NO_FLIGHT
+    level = by_health(health, model.deployments)
+    if project.capacity is None:
+        return level, NO_FLIGHT
+    flying, flight = health.fly(f"flight:p:{project.id}")
+    return combined(level, by_capacity(flying - 1, project.capacity)), flight
+
+
+def _admit_customer(
+    engine: Engine,
+    limiter: Limiter,
+    caller: Caller,
+    who: Who,
+    model: ModelInfo,
+    body: dict,
+    endpoint: str,
+    prompt: estimate.PromptEstimate,
+    now: datetime,
+    auto: AutoLevel,
+) -> Admitted:
+    hold = _hold(engine, caller, who, model, body, endpoint, prompt, now, auto)
     share, ticket, key_ticket, key_hold = None, NO_TICKET, NO_TICKET, None
     try:
         tier = caller.tier(hold.tier_id)
@@ -239,9 +294,10 @@ def _admit_project_level(
     endpoint: str,
     prompt: estimate.PromptEstimate,
     now: datetime,
+    auto: AutoLevel,
 ) -> Admitted:
     """No customer: the project's default shedding tier, and the key's own limits and budget."""
-    _shed_project_level(engine, caller)
+    _shed_project_level(engine, caller, auto)
     key_ticket, key_hold = _key_rate_limits(limiter, caller), None
     try:
         if caller.key is not None and caller.key.budget:
@@ -262,21 +318,26 @@ def _admit_project_level(
     )
 
 
-def _shed_project_level(engine: Engine, caller: Caller) -> None:
+def _shed_project_level(engine: Engine, caller: Caller, auto: AutoLevel) -> None:
     """SPEC 3.2 step 4 for a call that names no customer: the project's default shedding tier
-    against its manual level, read as it stands (SPEC 3.5)."""
+    against its manual level, read as it stands (SPEC 3.5), and the automatic one."""
     with engine.connect() as conn:
         row = conn.execute(
             select(projects.c.shedding_level, projects.c.default_shedding_tier).where(
                 projects.c.id == caller.project.id
             )
         ).first()
-    if row is not None and sheds(row.shedding_level, row.default_shedding_tier):
+    if row is None:
+        return
+    if sheds(row.shedding_level, row.default_shedding_tier):
         raise shed_error(row.default_shedding_tier, row.shedding_level, MANUAL_RETRY_AFTER_S)
+    if sheds(auto.level, row.default_shedding_tier):
+        raise shed_error(row.default_shedding_tier, auto.level, auto.retry_after, automatic=True)
 
 
-def shed_error(shedding_tier: str, level: str, retry_after: int) -> ProxyError:
-    return ProxyError("load_shed", refusal(shedding_tier, level), headers={"Retry-After": str(retry_after)})
+def shed_error(shedding_tier: str, level: str, retry_after: int, automatic: bool = False) -> ProxyError:
+    message = refusal(shedding_tier, level, automatic)
+    return ProxyError("load_shed", message, headers={"Retry-After": str(max(1, retry_after))})
 
 
 def _key_rate_limits(limiter: Limiter, caller: Caller) -> Ticket:
@@ -464,6 +525,7 @@ def _hold(
     endpoint: str,
     prompt: estimate.PromptEstimate,
     now: datetime,
+    auto: AutoLevel,
 ) -> Hold:
     assert who.customer_id is not None
     chat = endpoint == "chat/completions"
@@ -475,6 +537,8 @@ def _hold(
         now,
         _hold_expiry(model, now),
         estimate.choices(body) if chat else 1,
+        auto_level=auto.level,
+        auto_retry_after=auto.retry_after,
     )
     try:
         for _ in range(3):

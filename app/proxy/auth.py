@@ -77,6 +77,10 @@ class ProjectInfo:
     tiers: dict[int, TierInfo]
     tier_defaults: dict[str, str]  # model tier -> model name
     litellm_webhook: bool = False  # customer calls owe LiteLLM's spend_tracked (SPEC 7.4)
+    # Automatic shedding (SPEC 8); the manual level is read by each call's own statement instead.
+    auto_shedding: bool = False
+    capacity: int | None = None
+    shedding_level: str = "off"  # as of the snapshot: for the health view and metrics only
 
 
 MAX_UNKNOWN = 100_000  # digests remembered between two snapshot checks (about 6 MB at most)
@@ -205,6 +209,9 @@ def load_snapshot(engine: Engine, secret_key: str, webhook_url: str | None = Non
                 ),
                 models=models_by_project.get(p.id, {}),
                 tiers=tiers,
+                auto_shedding=p.auto_shedding,
+                capacity=p.capacity,
+                shedding_level=p.shedding_level,
                 tier_defaults=defaults_by_project.get(p.id, {}),
                 litellm_webhook=bool(p.litellm_webhook_url or webhook_url),
             )

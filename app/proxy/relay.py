@@ -26,6 +26,7 @@ from app.proxy import telemetry
 from app.proxy.admission import Admitted, key_rate_key
 from app.proxy.auth import DeploymentInfo
 from app.proxy.errors import ProxyError
+from app.proxy.health import NO_FLIGHT, Flight
 from app.proxy.routing import order
 from app.proxy.upstream import Reply, UpstreamFailure
 
@@ -60,6 +61,7 @@ class Call:
     client_wants_usage: bool = False
     served: DeploymentInfo | None = None
     reached: bool = False
+    flight: Flight = NO_FLIGHT  # the call counted in flight at the deployment serving it
 
     def settle(self, gw: Gateway, charge: Charge, record: dict) -> Settled | None:
         """Settle this call, then raise the balance events it caused."""
@@ -73,7 +75,10 @@ class Call:
         return settled
 
     def ended(self, gw: Gateway, tokens: int) -> None:
-        """The call is over: free its parallel slot and count its tokens in the tpm window."""
+        """The call is over: free its parallel slot and in-flight places, count its tokens in the
+        tpm window."""
+        self.flight.release()
+        self.admitted.flight.release()
         self.admitted.ticket.release()
         self.admitted.key_ticket.release()
         if self.admitted.tpm is not None and tokens > 0:
@@ -148,23 +153,27 @@ def forward(gw: Gateway, call: Call, body: dict) -> Reply:
     """Try each eligible deployment until one answers; fail over on errors before the first byte."""
     outgoing = _outgoing(call, body)
     last: UpstreamFailure | None = None
-    breakers = gw.breakers
-    for deployment in order(call.admitted.deployments, breakers, gw.rng):
+    health = gw.health
+    for deployment in order(call.admitted.deployments, health, gw.rng):
+        if not health.healthy(deployment.id) and not health.take_probe(deployment.id, deployment.timeout_s):
+            continue  # rested: another call is probing it right now
         attempt = dict(outgoing, model=deployment.upstream_model)
+        _, flight = health.fly(f"flight:d:{deployment.id}")
         try:
             reply = gw.client.send(deployment, call.endpoint, attempt, call.stream)
             call.reached = True
             if reply.status >= 500:
                 raise UpstreamFailure(f"deployment {deployment.id} answered {reply.status}")
         except UpstreamFailure as failure:
+            flight.release()
             log.warning("%s: %s", call.request_id, failure)  # why a deployment is failing over or resting
             call.reached = call.reached or failure.reached
-            breakers.failed(deployment.id)
+            health.failed(deployment.id)
             telemetry.upstream_failure(deployment.id)
             last = failure
             continue
-        breakers.succeeded(deployment.id)
-        call.served = deployment
+        health.succeeded(deployment.id)
+        call.served, call.flight = deployment, flight
         return reply
     _give_back(gw, call, 504 if last and last.timeout else 502)
     if last is not None and last.timeout:

@@ -52,10 +52,14 @@ def upstream_failure(deployment_id: int) -> None:
 
 
 def render(
-    slugs: dict[int, str], deployments: dict[int, tuple[int, bool]], visible: Callable[[int], bool]
+    slugs: dict[int, str],
+    deployments: dict[int, tuple[int, bool]],
+    visible: Callable[[int], bool],
+    levels: dict[tuple[int, str], int] | None = None,
 ) -> str:
     """The samples of the projects `visible` admits. `slugs`: project id -> slug;
-    `deployments`: deployment id -> (project id, healthy)."""
+    `deployments`: deployment id -> (project id, healthy); `levels`: (project id, model) -> the
+    model's effective shedding level (0 off, 1 low, 2 middle), from the shared view."""
     pid = os.getpid()
 
     def label(project: int) -> str:
@@ -101,12 +105,24 @@ def render(
             for d, (p, ok) in sorted(deployments.items())
             if visible(p)
         ),
+        "# HELP tollgate_shedding_level A model's effective shedding level: 0 off, 1 low, 2 middle.",
+        "# TYPE tollgate_shedding_level gauge",
+        *(
+            f'tollgate_shedding_level{{model="{_escaped(m)}",{label(p)}}} {n}'
+            for (p, m), n in sorted((levels or {}).items())
+            if visible(p)
+        ),
         "# HELP tollgate_request_duration_seconds Proxy request latency.",
         "# TYPE tollgate_request_duration_seconds histogram",
     ]
     for project, counts in shown(latency_counts.items()):
         lines.extend(_histogram(label(project), counts, latency_sum[project]))
     return "\n".join(lines) + "\n"
+
+
+def _escaped(value: str) -> str:
+    """A label value as Prometheus' text format spells it."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _project(key: int | tuple) -> int:

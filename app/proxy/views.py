@@ -19,11 +19,11 @@ from app.proxy import bodies, telemetry
 from app.proxy.admission import admit
 from app.proxy.auth import Caller, SnapshotCache
 from app.proxy.errors import ProxyError
+from app.proxy.health import Health
 from app.proxy.keyuse import KeyUse
 from app.proxy.ratelimit import Limiter
 from app.proxy.refusals import RefusalCounter
 from app.proxy.relay import Call, finish_json, finish_stream, forward
-from app.proxy.routing import Breakers
 from app.proxy.upstream import Client
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
@@ -38,7 +38,7 @@ class Gateway:
     engine: Engine
     cache: SnapshotCache
     client: Client
-    breakers: Breakers
+    health: Health
     limiter: Limiter
     key_use: KeyUse
     refusals: RefusalCounter
@@ -86,7 +86,9 @@ def _serve(endpoint: str) -> Response:
         else:
             bodies.check_embeddings(body)
             stream = False
-        admitted = admit(gw.engine, gw.limiter, caller, body, request.headers, endpoint, gw.clock())
+        admitted = admit(
+            gw.engine, gw.limiter, gw.health, caller, body, request.headers, endpoint, gw.clock()
+        )
         call = Call(request_id, endpoint, stream, admitted)
         reply = forward(gw, call, body)
         response = finish_stream(gw, call, reply) if stream else finish_json(gw, call, reply)

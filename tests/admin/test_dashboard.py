@@ -241,15 +241,15 @@ def test_deployments_with_their_circuit_breakers(app, admin, world: World, monke
     eu.enabled = False
     world.commit()
     test_id = db.session.scalar(select(Deployment.id).join(Model).where(Model.name == "gpt-test"))
-    breakers = app.extensions["tollgate.gateway"].breakers
+    health = app.extensions["tollgate.gateway"].health
     for _ in range(3):
-        breakers.failed(test_id)
+        health.failed(test_id)
     assert deployment_rows(page(admin)) == [
-        ("healthy", ["gpt-eu premium", "mock", "eu", "mock-eu", "no", "healthy"]),
-        ("resting", ["gpt-test standard", "openai", "us", "fake-model", "yes", "failing · resting"]),
+        ("healthy", ["gpt-eu premium", "mock", "eu", "mock-eu", "no", "healthy", "0"]),
+        ("resting", ["gpt-test standard", "openai", "us", "fake-model", "yes", "failing · resting", "0"]),
     ]
-    cooled = breakers.clock() + 60
-    monkeypatch.setattr(breakers, "clock", lambda: cooled)  # past the cool-down: the next call probes
+    cooled = health.clock() + 60
+    monkeypatch.setattr(health, "clock", lambda: cooled)  # past the cool-down: the next call probes
     assert [health for health, _ in deployment_rows(page(admin))] == ["healthy", "probing"]
 
 
