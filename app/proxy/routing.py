@@ -16,13 +16,17 @@ def in_regions(deployments: Sequence[DeploymentInfo], allowed: Sequence[str]) ->
 
 
 def order(candidates: list[DeploymentInfo], health: Health, rng: random.Random) -> list[DeploymentInfo]:
-    """Deployments not resting, in weighted random order (first choice by weight, then the rest)."""
+    """Deployments whose cool-down is over and which want their probe first (so a rested
+    deployment is retried as soon as it may be, whatever its weight), then the healthy ones in
+    weighted random order; resting ones not at all."""
     pool = [d for d in candidates if d.weight > 0 and not health.resting(d.id)]
-    if len(pool) <= 1:
-        return pool
+    due = [d for d in pool if not health.healthy(d.id)]
+    healthy = [d for d in pool if health.healthy(d.id)]
     ordered: list[DeploymentInfo] = []
-    while pool:
-        pick = rng.choices(pool, weights=[d.weight for d in pool])[0]
+    while healthy:
+        pick = (
+            rng.choices(healthy, weights=[d.weight for d in healthy])[0] if len(healthy) > 1 else healthy[0]
+        )
         ordered.append(pick)
-        pool.remove(pick)
-    return ordered
+        healthy.remove(pick)
+    return due + ordered

@@ -1,0 +1,141 @@
+"""Automatic shedding (SPEC 8; issue 13 acceptance 2): by a model's deployments' health, and by
+the project's calls in flight against its capacity; the shared view in /api/health."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from app.proxy.health import COOL_DOWN_S
+from tests.conftest import MASTER_KEY
+from tests.factories import World, chat
+from tests.fakes.upstream import FakeUpstream
+
+
+def api(world: World, path: str) -> dict:
+    answer = requests.get(
+        f"{world.url}/api{path}", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def code(answer: requests.Response) -> str:
+    return "ok" if answer.status_code == 200 else answer.json()["error"]["code"]
+
+
+@pytest.fixture
+def second() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def two(world: World, second: FakeUpstream) -> World:
+    """Model `two`: deployment A on the suite's fake upstream (weight 1), B on a second one
+    (weight 1,000,000: tried first while healthy); customers low, middle and high; auto on."""
+    world.add_model(
+        "two",
+        [
+            {
+                "provider": "openai",
+                "base_url": world.upstream.base_url,
+                "model": "a",
+                "region": "us",
+                "weight": 1,
+            },
+            {
+                "provider": "openai",
+                "base_url": second.base_url,
+                "model": "b",
+                "region": "us",
+                "weight": 10**6,
+            },
+        ],
+    )
+    world.set(auto_shedding=True)
+    for tier in ("low", "middle", "high"):
+        world.give_customer(tier, 100_000, shedding_tier=tier)
+    return world
+
+
+def served(world: World) -> dict[str, str]:
+    return {tier: code(chat(world.url, world.key, tier, model="two")) for tier in ("low", "middle", "high")}
+
+
+def states(world: World) -> tuple[str, list[str]]:
+    [model] = [m for m in api(world, "/health")["models"] if m["model"] == "two"]
+    return model["shedding_level"], [d["state"] for d in model["deployments"]]
+
+
+def test_shedding_follows_the_health_of_the_models_deployments(two: World, second: FakeUpstream, monkeypatch):
+    world = two
+    assert served(world) == {"low": "ok", "middle": "ok", "high": "ok"}
+    second.fail_status = 500  # B fails; each call fails over to A
+    for _ in range(3):
+        assert code(chat(world.url, world.key, "high", model="two")) == "ok"
+    assert states(world) == ("low", ["healthy", "unhealthy"])
+    shed = chat(world.url, world.key, "low", model="two")
+    assert code(shed) == "load_shed"
+    assert 1 <= int(shed.headers["Retry-After"]) <= COOL_DOWN_S  # until B's next probe
+    assert served(world) == {"low": "load_shed", "middle": "ok", "high": "ok"}
+    assert code(chat(world.url, world.key, "low", model="gpt-test")) == "ok"  # another model: not shed
+
+    world.upstream.fail_status = 500  # A fails too: none healthy
+    for _ in range(3):
+        assert code(chat(world.url, world.key, "high", model="two")) == "upstream_error"
+    assert states(world) == ("middle", ["unhealthy", "unhealthy"])
+    assert served(world) == {"low": "load_shed", "middle": "load_shed", "high": "upstream_error"}
+
+    world.upstream.fail_status = second.fail_status = None  # both answer again
+    health = world.app.extensions["tollgate.gateway"].health
+    later = health.clock() + COOL_DOWN_S + 1
+    monkeypatch.setattr(health, "clock", lambda: later)  # the cool-down is over: probes are due
+    assert states(world) == ("middle", ["probing", "probing"])
+    for _ in range(2):  # each probes one of them
+        assert code(chat(world.url, world.key, "high", model="two")) == "ok"
+    assert states(world) == ("off", ["healthy", "healthy"])
+    assert served(world) == {"low": "ok", "middle": "ok", "high": "ok"}
+
+
+def test_without_auto_shedding_an_unhealthy_deployment_sheds_nobody(two: World, second: FakeUpstream):
+    world = two
+    world.set(auto_shedding=False)
+    second.fail_status = 500
+    for _ in range(3):
+        chat(world.url, world.key, "high", model="two")
+    assert states(world) == ("off", ["healthy", "unhealthy"])
+    assert served(world) == {"low": "ok", "middle": "ok", "high": "ok"}
+
+
+def test_capacity_sheds_while_the_projects_calls_in_flight_pass_it(world: World):
+    world.set(auto_shedding=True, capacity=4)
+    for tier in ("low", "middle", "high"):
+        world.give_customer(tier, 100_000, shedding_tier=tier)
+    gate = threading.Event()
+    world.upstream.latency_gate = gate  # the upstream holds every call until the gate opens
+    slow = [threading.Thread(target=chat, args=(world.url, world.key, "high")) for _ in range(4)]
+    for t in slow:
+        t.start()
+    health = world.app.extensions["tollgate.gateway"].health
+    project = world.project.id
+    for _ in range(600):  # until the four are in flight (30 s at most)
+        if health.count(f"flight:p:{project}") >= 4:
+            break
+        threading.Event().wait(0.05)
+    try:
+        assert [d["in_flight"] for m in api(world, "/health")["models"] for d in m["deployments"]] == [4]
+        assert {t: code(chat(world.url, world.key, t, timeout=5)) for t in ("low", "middle")} == {
+            "low": "load_shed",  # 4 in flight > 80% of 4
+            "middle": "load_shed",  # and > 95%
+        }
+    finally:
+        gate.set()
+        for t in slow:
+            t.join()
+    assert health.count(f"flight:p:{project}") == 0
+    assert code(chat(world.url, world.key, "low")) == "ok"
