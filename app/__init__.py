@@ -165,6 +165,7 @@ def _init_gateway(app: Flask, settings: config.Settings) -> None:
     from app.proxy.auth import SnapshotCache
     from app.proxy.health import Health
     from app.proxy.keyuse import KeyUse
+    from app.proxy.levels import LevelWatch
     from app.proxy.ratelimit import Limiter
     from app.proxy.refusals import RefusalCounter
     from app.proxy.upstream import Client
@@ -185,6 +186,7 @@ def _init_gateway(app: Flask, settings: config.Settings) -> None:
         limiter=Limiter(settings.redis_url),
         key_use=KeyUse(engine),
         refusals=RefusalCounter(engine),
+        levels=LevelWatch(engine),
     )
 
 

@@ -143,6 +143,7 @@ def clean_db(app: Flask, upstream: FakeUpstream, stripe_api: FakeStripeApi) -> I
                     conn.execute(table.delete())
         app.extensions["tollgate.gateway"].cache.invalidate()
         app.extensions["tollgate.gateway"].health.__init__()  # no breakers, nothing in flight
+        app.extensions["tollgate.gateway"].levels.__init__(db.engine)  # no level seen yet
 
 
 @pytest.fixture

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from flask import g
+from flask import current_app, g
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from app.api.auth import require_admin
 from app.api.customers import TierRef, TierRefOut
 from app.api.schema_fields import StrictBoolean
-from app.db import session_writes
+from app.db import now_utc, session_writes
 from app.extensions import db
 from app.models.project import SHEDDING_LEVELS, SHEDDING_TIERS
 from app.models.tier import UsageTier
+from app.proxy import levels
 from app.settings.operations import apply_settings
 
 bp = Blueprint("api_settings", __name__, url_prefix="/api/settings", description="Project settings")
@@ -81,4 +82,7 @@ def update_settings(changes):
     with session_writes(db.session):
         apply_settings(db.session, g.project, changes)
         body = shape()
+    levels.after_settings(
+        current_app.extensions["tollgate.gateway"], g.project.id, body["shedding_level"], now_utc()
+    )
     return body

@@ -2,7 +2,7 @@
 
 from app.models.admin_user import AdminUser, SignInAttempt
 from app.models.api_key import ApiKey
-from app.models.catalog import Deployment, Model, ModelTierDefault
+from app.models.catalog import Deployment, Model, ModelTierDefault, SheddingState
 from app.models.customer import Customer
 from app.models.event import Delivery, DeliveryAttempt, Event, Hook, HookEventType
 from app.models.idempotency import IdempotencyRecord, SchedulerLease
@@ -34,6 +34,7 @@ __all__ = [
     "Purchase",
     "RefusalCount",
     "SchedulerLease",
+    "SheddingState",
     "SignInAttempt",
     "UsageRecord",
     "UsageTier",

@@ -59,3 +59,15 @@ class ModelTierDefault(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     model_tier: Mapped[str] = mapped_column(String(16))
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+
+
+class SheddingState(Base):
+    """A model's effective shedding level as last announced (`shedding.changed`, SPEC 7.1, 8): the
+    processes that see it change race on this row, so each change is announced once."""
+
+    __tablename__ = "shedding_states"
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    level: Mapped[str] = mapped_column(String(16), default="off")
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)

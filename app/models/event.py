@@ -28,6 +28,7 @@ EVENT_TYPES = (
     "purchase.refunded",
     "subscription.renewed",
     "subscription.cancelled",
+    "shedding.changed",
 )
 
 

@@ -21,6 +21,7 @@ from app.proxy.auth import Caller, SnapshotCache
 from app.proxy.errors import ProxyError
 from app.proxy.health import Health
 from app.proxy.keyuse import KeyUse
+from app.proxy.levels import LevelWatch
 from app.proxy.ratelimit import Limiter
 from app.proxy.refusals import RefusalCounter
 from app.proxy.relay import Call, finish_json, finish_stream, forward
@@ -42,6 +43,7 @@ class Gateway:
     limiter: Limiter
     key_use: KeyUse
     refusals: RefusalCounter
+    levels: LevelWatch
     rng: random.Random = field(default_factory=random.Random)
     clock: Callable[[], datetime] = now_utc  # tests freeze it
 
@@ -77,6 +79,8 @@ def _serve(endpoint: str) -> Response:
     started = time.perf_counter()
     request_id = "req_" + secrets.token_hex(12)
     project = telemetry.NO_PROJECT
+    caller: Caller | None = None
+    body: dict | None = None
     try:
         caller = gw.caller()
         project = caller.project.id
@@ -95,9 +99,22 @@ def _serve(endpoint: str) -> Response:
     except ProxyError as err:
         telemetry.finished(project, endpoint, err.status, time.perf_counter() - started, err.code)
         gw.refusals.note(project, err.customer_id, err.code, err.message, err.model)
+        _watch_level(gw, caller, body)
         return err.response({"x-request-id": request_id})
     telemetry.finished(project, endpoint, response.status_code, time.perf_counter() - started)
+    _watch_level(gw, caller, body)
     return response
+
+
+def _watch_level(gw: Gateway, caller: Caller | None, body: dict | None) -> None:
+    """Automatic shedding moves with health and load: whoever sees a model's level change
+    announces it (`shedding.changed`)."""
+    if caller is None or body is None or not caller.project.auto_shedding:
+        return
+    name = body.get("model")
+    model = caller.project.models.get(name) if isinstance(name, str) else None
+    if model is not None:
+        gw.levels.observe_model(gw.health, caller.project, model, caller.project.shedding_level, gw.clock())
 
 
 @bp.post("/chat/completions")

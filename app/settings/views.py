@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
@@ -10,9 +10,10 @@ from wtforms.fields.choices import SelectChoice
 from app.auth import owner_required
 from app.customers.listing import current_project
 from app.customers.views import known_regions
-from app.db import session_writes
+from app.db import now_utc, session_writes
 from app.extensions import db
 from app.models.tier import UsageTier
+from app.proxy import levels
 from app.settings.forms import SettingsForm
 from app.settings.operations import apply_settings
 
@@ -68,6 +69,9 @@ def save():
         "auto_shedding": form.auto_shedding.data,
     }
     with session_writes(db.session):
-        apply_settings(db.session, current_project(db.session), changes)
+        project = current_project(db.session)
+        apply_settings(db.session, project, changes)
+        project_id, manual = project.id, project.shedding_level
+    levels.after_settings(current_app.extensions["tollgate.gateway"], project_id, manual, now_utc())
     flash("Settings saved. Every worker uses them within about a second.", "success")
     return redirect(url_for("settings.index"))

@@ -139,3 +139,31 @@ def test_capacity_sheds_while_the_projects_calls_in_flight_pass_it(world: World)
             t.join()
     assert health.count(f"flight:p:{project}") == 0
     assert code(chat(world.url, world.key, "low")) == "ok"
+
+
+def changes(world: World) -> list[tuple[str, str, str]]:
+    data = [e["data"] for e in api(world, "/events?type=shedding.changed")["data"]]
+    return [(d["model"], d["from"], d["to"]) for d in reversed(data)]
+
+
+def test_each_change_of_a_models_level_is_announced_once(two: World, second: FakeUpstream):
+    world = two
+    assert served(world)["high"] == "ok"
+    assert changes(world) == []
+    second.fail_status = 500
+    for _ in range(3):
+        chat(world.url, world.key, "high", model="two")
+    served(world)  # several calls see `low`: one announcement
+    assert changes(world) == [("two", "off", "low")]
+    [event] = api(world, "/events?type=shedding.changed")["data"]
+    assert event["customer_id"] is None
+    assert event["data"]["reason"] == "automatic: 1 of 2 deployments unhealthy"
+
+    requests.patch(
+        f"{world.url}/api/settings",
+        json={"shedding_level": "middle"},
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        timeout=10,
+    )  # the manual level moves every model of the project
+    assert sorted(changes(world)[1:]) == [("gpt-test", "off", "middle"), ("two", "low", "middle")]
+    assert api(world, "/events?type=shedding.changed")["data"][0]["data"]["reason"] == "manual"
