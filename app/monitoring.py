@@ -24,11 +24,19 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
+    """Ready when the database answers and, with TOLLGATE_REDIS_URL, Redis too (SPEC 12): without
+    it calls under rate limits are refused, so a load balancer should prefer other nodes."""
+    reasons = []
     try:
         with gateway().engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        return jsonify(status="unavailable", error=type(exc).__name__), 503
+        reasons.append(f"database: {type(exc).__name__}")
+    problem = gateway().health.redis_problem()
+    if problem is not None:
+        reasons.append(f"redis: {problem}")
+    if reasons:
+        return jsonify(status="unavailable", reasons=reasons), 503
     return jsonify(status="ok"), 200
 
 

@@ -36,12 +36,13 @@ from app.proxy.auth import Caller, DeploymentInfo, ModelInfo, TierInfo
 from app.proxy.autoshed import OFF, AutoLevel, by_capacity, by_health, combined
 from app.proxy.errors import ProxyError
 from app.proxy.health import NO_FLIGHT, Flight, Health
-from app.proxy.ratelimit import Limiter, RateLimited, Ticket
+from app.proxy.ratelimit import Limiter, LimitsUnavailable, RateLimited, Ticket
 from app.proxy.routing import in_regions
 
 MAX_ID = 256
 NO_TICKET = Ticket()
 HOLD_GRACE = timedelta(minutes=10)
+LIMITS_RETRY_AFTER_S = 5
 
 
 @dataclass(frozen=True)
@@ -347,6 +348,8 @@ def _key_rate_limits(limiter: Limiter, caller: Caller) -> Ticket:
         return NO_TICKET
     try:
         return limiter.admit(key_rate_key(key.id), key.rpm, key.tpm, key.parallel)
+    except LimitsUnavailable as down:
+        raise _limits_unavailable(down) from down
     except RateLimited as limited:
         raise ProxyError(
             "rate_limit_exceeded", f"Key: {limited}", headers={"Retry-After": str(limited.retry_after)}
@@ -385,10 +388,21 @@ def _rate_limits(limiter: Limiter, caller: Caller, who: Who, tier: TierInfo | No
     rules = tier.rules
     try:
         return limiter.admit(rate_key(caller, who), rules.rpm, rules.tpm, rules.parallel)
+    except LimitsUnavailable as down:
+        raise _limits_unavailable(down) from down
     except RateLimited as limited:
         raise ProxyError(
             "rate_limit_exceeded", str(limited), headers={"Retry-After": str(limited.retry_after)}
         ) from limited
+
+
+def _limits_unavailable(down: LimitsUnavailable) -> ProxyError:
+    return ProxyError(
+        "limits_unavailable",
+        "This call's rate limits cannot be checked right now (their shared store does not answer); "
+        "try again shortly.",
+        headers={"Retry-After": str(LIMITS_RETRY_AFTER_S)},
+    )
 
 
 def key_rate_key(key_id: int) -> str:

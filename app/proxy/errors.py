@@ -21,6 +21,7 @@ TYPES = {
     "rate_limit_exceeded": (429, "rate_limit_error"),
     "upstream_error": (502, "api_error"),
     "load_shed": (503, "service_unavailable"),
+    "limits_unavailable": (503, "service_unavailable"),
     "upstream_timeout": (504, "api_error"),
     "not_found": (404, "invalid_request_error"),
     "method_not_allowed": (405, "invalid_request_error"),

@@ -246,6 +246,16 @@ class Health:
     def _remove(self, key: str, member: str) -> None:
         self._shared(lambda s: s.remove(key, member), lambda: self.local.remove(key, member))
 
+    def redis_problem(self) -> str | None:
+        """Why Redis does not answer (None when it does, or when there is none): for /readyz."""
+        if self.shared is None:
+            return None
+        try:
+            self.shared.client.ping()
+        except redis.RedisError as exc:
+            return str(exc) or type(exc).__name__
+        return None
+
     # --- the shared view, or the process's own when Redis cannot be reached -------------------
     def _shared(self, shared: Callable[[_Redis], object], local: Callable[[], object]):
         if self.shared is None:

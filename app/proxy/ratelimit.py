@@ -10,6 +10,7 @@ ends (however it ends), and `record_tokens` after settlement with the tokens act
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+import redis
 from limits import RateLimitItemPerMinute, WindowStats
 from limits.storage import (
     RedisClusterStorage,
@@ -41,7 +43,16 @@ _REDIS_SCHEMES = frozenset(
     for storage in (RedisStorage, RedisClusterStorage, RedisSentinelStorage)
     for scheme in storage.STORAGE_SCHEME or ()
 )
+log = logging.getLogger(__name__)
 _WHAT = {"rpm": "requests per minute", "tpm": "tokens per minute", "parallel": "parallel requests"}
+
+
+REDIS_TIMEOUT_S = 0.5  # a Redis that does not answer is down for this call: refuse, do not wait
+
+
+class LimitsUnavailable(Exception):
+    """The shared windows cannot be read (Redis unreachable): a call under limits is refused, never
+    counted per process (SPEC 12)."""
 
 
 class RateLimited(Exception):
@@ -133,7 +144,10 @@ class _RedisSlots:
         return _Slot(self._give_back, slot_key, member)
 
     def _give_back(self, key: str, member: str) -> None:
-        self._give(keys=[key], args=[member])
+        try:
+            self._give(keys=[key], args=[member])
+        except redis.RedisError:  # the slot frees itself after SLOT_TTL_S
+            log.warning("parallel slot %s not given back, Redis unreachable", key)
 
 
 class Ticket:
@@ -196,7 +210,12 @@ class Limiter:
         if redis_url:
             if urlsplit(redis_url).scheme not in _REDIS_SCHEMES:
                 raise ValueError(f"Not a Redis URL for the rate limits: {urlsplit(redis_url).scheme}://…")
-            shared = storage_from_string(redis_url, key_prefix=prefix)
+            shared = storage_from_string(
+                redis_url,
+                key_prefix=prefix,
+                socket_timeout=REDIS_TIMEOUT_S,
+                socket_connect_timeout=REDIS_TIMEOUT_S,
+            )
             assert isinstance(shared, RedisStorage)
             storage = shared
             self._slots: _MemorySlots | _RedisSlots = _RedisSlots(shared, prefix, clock)
@@ -219,6 +238,12 @@ class Limiter:
         """
         if rpm is None and tpm is None and parallel is None:
             return Ticket()
+        try:
+            return self._admit(key, rpm, tpm, parallel)
+        except redis.RedisError as exc:
+            raise LimitsUnavailable(str(exc) or type(exc).__name__) from exc
+
+    def _admit(self, key: str, rpm: int | None, tpm: int | None, parallel: int | None) -> Ticket:
         slot = self._take_slot(key, parallel) if parallel is not None else None
         try:
             requests_left = self._room(key, "rpm", rpm) if rpm is not None else 0
@@ -243,10 +268,13 @@ class Limiter:
             return
         item = _item("tpm", tpm)
         cost = min(tokens, tpm)
-        for _ in range(RECORD_ATTEMPTS):
-            if cost <= 0 or self._token_windows.hit(item, key, cost=cost):
-                return
-            cost = min(tokens, self._token_windows.get_window_stats(item, key).remaining)
+        try:
+            for _ in range(RECORD_ATTEMPTS):
+                if cost <= 0 or self._token_windows.hit(item, key, cost=cost):
+                    return
+                cost = min(tokens, self._token_windows.get_window_stats(item, key).remaining)
+        except redis.RedisError:  # the call is over: its tokens go uncounted, the next call fails closed
+            log.warning("tpm: %s tokens of %s not counted, Redis unreachable", tokens, key)
 
     def _take_slot(self, key: str, parallel: int) -> _Slot:
         slot = self._slots.take(key, parallel)
