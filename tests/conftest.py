@@ -194,8 +194,9 @@ class Served:
 
 
 @contextlib.contextmanager
-def gunicorn_serving(settings: dict[str, str]) -> Iterator[Served]:
-    """`flask setup`, then gunicorn as `make run` starts it (one gevent worker unless TOLLGATE_WORKERS)."""
+def gunicorn_serving(settings: dict[str, str], ready: bool = True) -> Iterator[Served]:
+    """`flask setup`, then gunicorn as `make run` starts it (one gevent worker unless TOLLGATE_WORKERS);
+    serving once /readyz answers 200 (or, with ready=False, /healthz: a node that is up but not ready)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         bind = f"127.0.0.1:{s.getsockname()[1]}"
@@ -214,7 +215,7 @@ def gunicorn_serving(settings: dict[str, str]) -> Iterator[Served]:
         start_new_session=True,
     )
     try:
-        wait_until_serving(f"http://{bind}", proc)
+        wait_until_serving(f"http://{bind}", proc, "/readyz" if ready else "/healthz")
         yield Served(f"http://{bind}", proc.pid)
     finally:
         stop_group(proc)
@@ -235,12 +236,14 @@ projects:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def wait_until_serving(base: str, proc: subprocess.Popen, deadline_s: float = 60) -> None:
+def wait_until_serving(
+    base: str, proc: subprocess.Popen, path: str = "/readyz", deadline_s: float = 60
+) -> None:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the server exited while starting"
         try:
-            if requests.get(base + "/readyz", timeout=5).status_code == 200:
+            if requests.get(base + path, timeout=5).status_code == 200:
                 return
         except requests.RequestException:
             pass  # not listening yet, or its worker is still booting (a slow machine): ask again
