@@ -128,6 +128,8 @@ class Gateway:
         config: Path,
         log: Path,
         webhook_url: str | None = None,
+        redis_url: str | None = None,
+        workers: int = 1,
     ):
         self.database = database
         self.port = port
@@ -142,11 +144,13 @@ class Gateway:
             TOLLGATE_CONFIG=str(config),
             TOLLGATE_BIND=f"127.0.0.1:{port}",
             TOLLGATE_SECRET_KEY=secrets.token_urlsafe(36),
-            TOLLGATE_WORKERS="1",  # one gunicorn gevent worker on either database, so they compare
+            TOLLGATE_WORKERS=str(workers),  # one gevent worker by default on either database, so they compare
             PYTHONUNBUFFERED="1",
         )
         if webhook_url:
             self.env["WEBHOOK_URL"] = webhook_url  # LiteLLM's spend webhook: every customer call owes one
+        if redis_url:
+            self.env["TOLLGATE_REDIS_URL"] = redis_url
 
     def subscribe(self, target_url: str, event: str) -> None:
         """A webhook subscription through /api, as Zapier makes one."""

@@ -245,6 +245,7 @@ def render(
             if settings.webhooks
             else []
         ),
+        f"  gunicorn workers: {settings.workers}; Redis: {settings.redis_url or 'none (each its own view)'}",
         "=" * 100,
     ]
     for sc in scenarios(settings):

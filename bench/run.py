@@ -229,7 +229,20 @@ def gateway_section(kind: str, settings: Settings, upstream: Upstream, work: Pat
     # --webhooks: the deliveries and LiteLLM reports are owed (written with the events and records);
     # no sender runs, so what is measured is what they add to the calls themselves.
     hook_url = f"http://127.0.0.1:{upstream.port}/hooks" if settings.webhooks else None
-    gateway = gw.Gateway(database, workdir, free_port(), config, section.log_path, webhook_url=hook_url)
+    if settings.redis_url:
+        import redis
+
+        redis.Redis.from_url(settings.redis_url).flushdb()  # breakers and windows of an earlier run
+    gateway = gw.Gateway(
+        database,
+        workdir,
+        free_port(),
+        config,
+        section.log_path,
+        webhook_url=hook_url,
+        redis_url=settings.redis_url,
+        workers=settings.workers,
+    )
     target = Target(label, gateway.port, gw.MODEL, gw.PACED_MODEL, f"Bearer {gw.API_KEY}", gateway=gateway)
     if kind == "postgres":
         target.db_marker = f" {settings.pg_database} "

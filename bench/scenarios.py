@@ -32,6 +32,8 @@ class Settings:
     pg_database: str
     profile: float  # seconds of py-spy on the worker after the measured runs; 0 = no profile
     webhooks: bool = False  # 3 subscriptions on customer.created and WEBHOOK_URL set (issue 11)
+    redis_url: str | None = None  # TOLLGATE_REDIS_URL: the shared health view and rate windows (issue 13)
+    workers: int = 1  # gunicorn workers
 
     @property
     def pace_ms(self) -> int:
@@ -78,6 +80,15 @@ def parse(argv: list[str] | None) -> Settings:
         default=bool(_env("BENCH_WEBHOOKS", 0)),
         help="run the gateway with WEBHOOK_URL set and 3 webhook subscriptions on customer.created",
     )
+    p.add_argument(
+        "--redis",
+        default=_env("BENCH_REDIS", ""),
+        metavar="URL",
+        help="run the gateway with TOLLGATE_REDIS_URL=URL (e.g. redis://127.0.0.1:6379/8, emptied first)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=_env("BENCH_WORKERS", 1), help="gunicorn workers (default 1)"
+    )
     a = p.parse_args(argv)
     if a.quick:
         a.duration, a.rate_calls, a.stream_calls = min(a.duration, 3.0), min(a.rate_calls, 600), 150
@@ -103,6 +114,8 @@ def parse(argv: list[str] | None) -> Settings:
         a.pg_database,
         a.profile,
         a.webhooks,
+        a.redis or None,
+        max(1, a.workers),
     )
 
 
