@@ -231,7 +231,8 @@ def render(
         "=" * 100,
         f"Tollgate benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}, {elapsed_s:.0f} s in all",
         f"  {environment}",
-        "  gateway: gunicorn -c gunicorn.conf.py wsgi:app, 1 gevent worker, metering on, "
+        f"  gateway: gunicorn -c gunicorn.conf.py wsgi:app, {settings.workers} gevent worker"
+        f"{'s' if settings.workers > 1 else ''}, metering on, "
         f"{settings.customers} rotating customers (each created in a warm-up before measuring)",
         "  fake upstream, load generator and gateway are separate processes sharing the machine's cores;",
         "  'vs dir.' = gateway / direct, 'added' = gateway - direct (ms), both from this run.",
@@ -245,7 +246,7 @@ def render(
             if settings.webhooks
             else []
         ),
-        f"  gunicorn workers: {settings.workers}; Redis: {settings.redis_url or 'none (each its own view)'}",
+        f"  Redis: {settings.redis_url or 'none (each process keeps its own view)'}",
         "=" * 100,
     ]
     for sc in scenarios(settings):

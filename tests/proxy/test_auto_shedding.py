@@ -67,6 +67,19 @@ def served(world: World) -> dict[str, str]:
     return {tier: code(chat(world.url, world.key, tier, model="two")) for tier in ("low", "middle", "high")}
 
 
+def gauge(world: World, model: str) -> int:
+    """tollgate_shedding_level of the model, as /metrics shows it."""
+    text = requests.get(
+        f"{world.url}/metrics", headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10
+    ).text
+    [value] = [
+        line.rsplit(" ", 1)[1]
+        for line in text.splitlines()
+        if line.startswith(f'tollgate_shedding_level{{model="{model}"')
+    ]
+    return int(value)
+
+
 def states(world: World) -> tuple[str, list[str]]:
     [model] = [m for m in api(world, "/health")["models"] if m["model"] == "two"]
     return model["shedding_level"], [d["state"] for d in model["deployments"]]
@@ -79,6 +92,7 @@ def test_shedding_follows_the_health_of_the_models_deployments(two: World, secon
     for _ in range(3):
         assert code(chat(world.url, world.key, "high", model="two")) == "ok"
     assert states(world) == ("low", ["healthy", "unhealthy"])
+    assert gauge(world, "two") == 1 and gauge(world, "gpt-test") == 0
     shed = chat(world.url, world.key, "low", model="two")
     assert code(shed) == "load_shed"
     assert 1 <= int(shed.headers["Retry-After"]) <= COOL_DOWN_S  # until B's next probe
@@ -89,6 +103,7 @@ def test_shedding_follows_the_health_of_the_models_deployments(two: World, secon
     for _ in range(3):
         assert code(chat(world.url, world.key, "high", model="two")) == "upstream_error"
     assert states(world) == ("middle", ["unhealthy", "unhealthy"])
+    assert gauge(world, "two") == 2
     assert served(world) == {"low": "load_shed", "middle": "load_shed", "high": "upstream_error"}
 
     world.upstream.fail_status = second.fail_status = None  # both answer again
