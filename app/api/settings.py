@@ -82,7 +82,5 @@ def update_settings(changes):
     with session_writes(db.session):
         apply_settings(db.session, g.project, changes)
         body = shape()
-    levels.after_settings(
-        current_app.extensions["tollgate.gateway"], g.project.id, body["shedding_level"], now_utc()
-    )
+    levels.after_settings(current_app.extensions["tollgate.gateway"], g.project.id, now_utc())
     return body

@@ -68,6 +68,8 @@ class Admitted:
     key_ticket: Ticket = field(default_factory=Ticket)  # the key's own rate limits
     share_capped: bool = False  # hard_cap holds the upstream to the period share's completion
     flight: Flight = NO_FLIGHT  # the call counted in its project's calls in flight (capacity)
+    probe: DeploymentInfo | None = None  # a rested deployment this call holds the probe of
+    auto: AutoLevel = OFF  # the automatic shedding level this call was admitted under
 
     def rate_key(self) -> str:
         return rate_key(self.caller, self.who)
@@ -208,7 +210,7 @@ def _admit(
             "model_not_allowed", f"This key may not use the model '{model.name}'.", param="model"
         )
     prompt = estimate.chat_prompt(body) if endpoint == "chat/completions" else estimate.embedding_input(body)
-    auto, flight = _automatic(health, caller, model)
+    auto, flight, probe = _automatic(health, caller, model)
     try:
         if who.customer_id is None:  # project-level usage: metered, never stopped by a balance
             admitted = _admit_project_level(
@@ -216,24 +218,36 @@ def _admit(
             )
         else:
             admitted = _admit_customer(engine, limiter, caller, who, model, body, endpoint, prompt, now, auto)
-    except ProxyError:
+    except BaseException as refused:  # refused, or failed: nothing it took stays taken
         flight.release()
+        if probe is not None:
+            health.release_probe(probe.id)
+        if isinstance(refused, ProxyError):
+            refused.auto = auto
         raise
-    admitted.flight = flight
+    admitted.flight, admitted.probe, admitted.auto = flight, probe, auto
     return admitted
 
 
-def _automatic(health: Health, caller: Caller, model: ModelInfo) -> tuple[AutoLevel, Flight]:
-    """SPEC 8's automatic level for this call's model, when the project turns it on; the call is
-    counted in the project's calls in flight when it has a capacity."""
+def _automatic(
+    health: Health, caller: Caller, model: ModelInfo
+) -> tuple[AutoLevel, Flight, DeploymentInfo | None]:
+    """SPEC 8's automatic level for this call's model, when the project turns it on. A deployment
+    whose rest is over is probed by this call if it can take the probe (so shedding lifts once the
+    upstream answers, whoever calls); the call is counted in the project's calls in flight when it
+    has a capacity."""
     project = caller.project
     if not project.auto_shedding:
-        return OFF, NO_FLIGHT
-    level = by_health(health, model.deployments)
+        return OFF, NO_FLIGHT, None
+    probe = next(
+        (d for d in model.deployments if health.probe_due(d.id) and health.take_probe(d.id, d.timeout_s)),
+        None,
+    )
+    level = by_health(health, model.deployments, probe.id if probe else None)
     if project.capacity is None:
-        return level, NO_FLIGHT
+        return level, NO_FLIGHT, probe
     flying, flight = health.fly(f"flight:p:{project.id}")
-    return combined(level, by_capacity(flying - 1, project.capacity)), flight
+    return combined(level, by_capacity(flying - 1, project.capacity)), flight, probe
 
 
 def _admit_customer(

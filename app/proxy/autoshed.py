@@ -21,15 +21,17 @@ class AutoLevel:
 OFF = AutoLevel()
 
 
-def by_health(health: Health, deployments: Sequence[DeploymentInfo]) -> AutoLevel:
+def by_health(health: Health, deployments: Sequence[DeploymentInfo], probing: int | None = None) -> AutoLevel:
     """While some of the model's deployments are unhealthy, `low`; while fewer than half are
-    healthy, `middle` too."""
-    views = [health.view_breaker(d.id) for d in deployments]
+    healthy, `middle` too. `probing`: the deployment this call is about to probe, counted healthy
+    for it (or no shed call could ever try it, and the level would never fall)."""
+    views = [health.view_breaker(d.id) for d in deployments if d.id != probing]
     sick = [v for v in views if v.state != "healthy"]
     if not sick:
         return OFF
-    healthy = len(views) - len(sick)
-    level = "middle" if healthy * 2 < len(views) else "low"
+    total = len(views) + (probing is not None)
+    healthy = total - len(sick)
+    level = "middle" if healthy * 2 < total else "low"
     retry = max(1, min(v.retry_after for v in sick))
     return AutoLevel(level, f"{len(sick)} of {len(views)} deployments unhealthy", retry)
 
@@ -56,15 +58,25 @@ class ModelLevel:
     reason: str
 
 
-def effective(health: Health, project: ProjectInfo, model: ModelInfo, manual: str) -> ModelLevel:
-    """A model's effective shedding level as the shared view sees it now (the health view,
-    metrics and `shedding.changed`; each call decides with its own statement)."""
-    auto = OFF
-    if project.auto_shedding:
-        auto = by_health(health, model.deployments)
-        if project.capacity is not None:
-            auto = combined(auto, by_capacity(health.count(f"flight:p:{project.id}"), project.capacity))
+def automatic(health: Health, project: ProjectInfo, model: ModelInfo) -> AutoLevel:
+    """What automatic shedding would make of the model now, whether or not the project has it on."""
+    auto = by_health(health, model.deployments)
+    if project.capacity is not None:
+        auto = combined(auto, by_capacity(health.count(f"flight:p:{project.id}"), project.capacity))
+    return auto
+
+
+def level_of(manual: str, auto: AutoLevel, auto_on: bool) -> ModelLevel:
+    """The effective level: the higher of the manual one and, when it is on, the automatic one."""
+    auto = auto if auto_on else OFF
     level = higher(manual, auto.level)
     if level == "off":
         return ModelLevel("off", "")
     return ModelLevel(level, "manual" if level == manual else f"automatic: {auto.reason}")
+
+
+def effective(health: Health, project: ProjectInfo, model: ModelInfo, manual: str) -> ModelLevel:
+    """A model's effective shedding level as the shared view sees it now (the health view and
+    metrics; each call decides with its own statement)."""
+    auto = automatic(health, project, model) if project.auto_shedding else OFF
+    return level_of(manual, auto, project.auto_shedding)

@@ -54,6 +54,7 @@ class ProxyError(Exception):
         self.headers = headers or {}
         self.customer_id: str | None = None  # whose call was refused (admission sets it)
         self.model: object = None  # the model the call asked for
+        self.auto: object = None  # the automatic shedding level admission computed, if it did
 
     @property
     def status(self) -> int:

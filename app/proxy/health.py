@@ -24,7 +24,9 @@ FAILURES_TO_OPEN = 3
 COOL_DOWN_S = 30.0
 READ_S = 1.0  # how stale a process's copy of the shared breakers may be
 FLIGHT_TTL_S = 15 * 60  # a call of a process that died stops counting after this long
+PROBE_TTL_S = 60.0  # a probe whose call vanished (its process died) frees after this long
 REDIS_TIMEOUT_S = 0.5
+REDIS_RETRY_S = 1.0  # after Redis failed, the process's own view is used this long without asking it
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +46,16 @@ class DeploymentHealth:
 
 
 class Flight:
-    """One call counted in flight; give it back exactly once (however the call ends)."""
+    """One call counted in flight; give it back exactly once (however the call ends), to the view
+    it was counted in."""
 
-    def __init__(self, health: Health | None = None, key: str = "", member: str = "") -> None:
-        self._health, self._key, self._member = health, key, member
+    def __init__(self, health: Health | None = None, key: str = "", member: str = "", shared: bool = False):
+        self._health, self._key, self._member, self._shared = health, key, member, shared
 
     def release(self) -> None:
         if self._health is not None:
             health, self._health = self._health, None
-            health._remove(self._key, self._member)
+            health._remove(self._key, self._member, self._shared)
 
 
 NO_FLIGHT = Flight()
@@ -88,6 +91,10 @@ class _Memory:
                 return False
             self.probes[deployment_id] = now + ttl
             return True
+
+    def release_probe(self, deployment_id: int) -> None:
+        with self.lock:
+            self.probes.pop(deployment_id, None)
 
     def add(self, key: str, member: str, now: float) -> int:
         with self.lock:
@@ -155,6 +162,9 @@ class _Redis:
     def take_probe(self, deployment_id: int, now: float, ttl: float) -> bool:
         return bool(self.client.set(self._probe_key(deployment_id), now, nx=True, px=max(1, int(ttl * 1000))))
 
+    def release_probe(self, deployment_id: int) -> None:
+        self.client.delete(self._probe_key(deployment_id))
+
     def add(self, key: str, member: str, now: float) -> int:
         return int(
             self._add(keys=[f"{self.prefix}:{key}"], args=[now, now + FLIGHT_TTL_S, member, FLIGHT_TTL_S])
@@ -178,6 +188,8 @@ class Health:
         self.shared = _Redis(redis_url, prefix) if redis_url else None
         self.redis_error: str | None = None  # why the shared view is not in use right now
         self._read: dict[int, tuple[float, Breaker]] = {}  # copies of shared breakers, by deployment
+        self._down_until = 0.0
+        self._unreleased: list[tuple[str, str]] = []  # flights Redis could not take back yet
 
     # --- breakers ---------------------------------------------------------------------------
     def breaker(self, deployment_id: int) -> Breaker:
@@ -199,12 +211,23 @@ class Health:
     def healthy(self, deployment_id: int) -> bool:
         return self.breaker(deployment_id).failures < FAILURES_TO_OPEN
 
+    def probe_due(self, deployment_id: int) -> bool:
+        """Unhealthy, and its cool-down is over: the next call may probe it."""
+        breaker = self.breaker(deployment_id)
+        return breaker.failures >= FAILURES_TO_OPEN and breaker.open_until <= self.clock()
+
     def take_probe(self, deployment_id: int, ttl: float) -> bool:
         """A rested deployment is tried by one call at a time: True when this call is that one."""
-        now = self.clock()
+        now, ttl = self.clock(), min(ttl, PROBE_TTL_S)
         return self._shared(
             lambda s: s.take_probe(deployment_id, now, ttl),
             lambda: self.local.take_probe(deployment_id, now, ttl),
+        )
+
+    def release_probe(self, deployment_id: int) -> None:
+        """A call that took the probe and was then refused: the next call may probe instead."""
+        self._shared(
+            lambda s: s.release_probe(deployment_id), lambda: self.local.release_probe(deployment_id)
         )
 
     def failed(self, deployment_id: int) -> None:
@@ -236,15 +259,25 @@ class Health:
     def fly(self, key: str) -> tuple[int, Flight]:
         """Count one more call under `key`; how many there are now, and the handle to end it."""
         member, now = uuid.uuid4().hex, self.clock()
-        flying = self._shared(lambda s: s.add(key, member, now), lambda: self.local.add(key, member, now))
-        return flying, Flight(self, key, member)
+        flying = self._shared(lambda s: s.add(key, member, now), lambda: None)
+        if flying is not None:
+            return flying, Flight(self, key, member, shared=True)
+        return self.local.add(key, member, now), Flight(self, key, member)
 
     def count(self, key: str) -> int:
         now = self.clock()
         return self._shared(lambda s: s.count(key, now), lambda: self.local.count(key, now))
 
-    def _remove(self, key: str, member: str) -> None:
-        self._shared(lambda s: s.remove(key, member), lambda: self.local.remove(key, member))
+    def _remove(self, key: str, member: str, shared: bool) -> None:
+        if not shared:
+            self.local.remove(key, member)
+        elif self._shared(lambda s: s.remove(key, member), lambda: False) is False:
+            self._unreleased.append((key, member))  # given back once Redis answers again
+
+    def _release_pending(self, shared: _Redis) -> None:
+        while self._unreleased:
+            key, member = self._unreleased.pop()
+            shared.remove(key, member)
 
     def redis_problem(self) -> str | None:
         """Why Redis does not answer (None when it does, or when there is none): for /readyz."""
@@ -258,14 +291,17 @@ class Health:
 
     # --- the shared view, or the process's own when Redis cannot be reached -------------------
     def _shared(self, shared: Callable[[_Redis], object], local: Callable[[], object]):
-        if self.shared is None:
-            return local()
+        if self.shared is None or time.monotonic() < self._down_until:
+            return local()  # no Redis, or it failed a moment ago: a dead Redis must not slow every call
         try:
             found = shared(self.shared)
+            if self._unreleased:
+                self._release_pending(self.shared)
         except redis.RedisError as exc:
             if self.redis_error is None:
                 log.warning("health view: Redis unreachable, using this process's own view: %s", exc)
             self.redis_error = str(exc) or type(exc).__name__
+            self._down_until = time.monotonic() + REDIS_RETRY_S
             return local()
         self.redis_error = None
         return found

@@ -19,11 +19,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app.db import write_transaction
 from app.events import recorder
 from app.models.catalog import SheddingState
+from app.models.project import Project
 from app.proxy.auth import ModelInfo, ProjectInfo
-from app.proxy.autoshed import ModelLevel, effective
-from app.proxy.health import Health
+from app.proxy.autoshed import AutoLevel, automatic, level_of
 
 states = cast(Table, SheddingState.__table__)
+projects = cast(Table, Project.__table__)
 log = logging.getLogger(__name__)
 
 
@@ -35,29 +36,30 @@ class LevelWatch:
         self._known: dict[int, str] = {}
         self._lock = threading.Lock()
 
-    def observe_model(
-        self, health: Health, project: ProjectInfo, model: ModelInfo, manual: str, now: datetime
+    def observe(
+        self, project: ProjectInfo, model: ModelInfo, auto: AutoLevel, now: datetime, force: bool = False
     ) -> None:
-        self.observe(project.id, model, effective(health, project, model, manual), now)
-
-    def observe_project(self, health: Health, project: ProjectInfo, manual: str, now: datetime) -> None:
-        for model in project.models.values():
-            self.observe_model(health, project, model, manual, now)
-
-    def observe(self, project_id: int, model: ModelInfo, level: ModelLevel, now: datetime) -> None:
+        """`auto`: the automatic level this process sees for the model. The project's manual level
+        and whether automatic shedding is on are read fresh when a change is suspected (or forced:
+        the settings were just saved, and this process's snapshot may not show them yet)."""
+        suspected = level_of(project.shedding_level, auto, project.auto_shedding).level
         with self._lock:
-            if self._known.get(model.id) == level.level:
+            if not force and self._known.get(model.id) == suspected:
                 return
         try:
-            self._announce(project_id, model, level, now)
+            level = self._announce(project.id, model, auto, now)
         except Exception:  # never fails the call that noticed it; the next one tries again
             log.exception("shedding level of model %s could not be recorded", model.name)
             return
         with self._lock:
-            self._known[model.id] = level.level
+            self._known[model.id] = level
 
-    def _announce(self, project_id: int, model: ModelInfo, level: ModelLevel, now: datetime) -> None:
+    def _announce(self, project_id: int, model: ModelInfo, auto: AutoLevel, now: datetime) -> str:
         with write_transaction(self.engine) as conn:
+            manual, auto_on = conn.execute(
+                select(projects.c.shedding_level, projects.c.auto_shedding).where(projects.c.id == project_id)
+            ).one()
+            level = level_of(manual, auto, auto_on)
             dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
             conn.execute(
                 dialect.insert(states)
@@ -67,23 +69,27 @@ class LevelWatch:
             before = conn.execute(
                 select(states.c.level).where(states.c.model_id == model.id).with_for_update()
             ).scalar_one()
-            if before == level.level:
-                return
-            conn.execute(
-                update(states).where(states.c.model_id == model.id).values(level=level.level, changed_at=now)
-            )
-            recorder.record(
-                conn,
-                project_id=project_id,
-                type="shedding.changed",
-                now=now,
-                data={"model": model.name, "from": before, "to": level.level, "reason": level.reason},
-            )
+            if before != level.level:
+                conn.execute(
+                    update(states)
+                    .where(states.c.model_id == model.id)
+                    .values(level=level.level, changed_at=now)
+                )
+                recorder.record(
+                    conn,
+                    project_id=project_id,
+                    type="shedding.changed",
+                    now=now,
+                    data={"model": model.name, "from": before, "to": level.level, "reason": level.reason},
+                )
+            return level.level
 
 
-def after_settings(gateway, project_id: int, manual: str, now: datetime) -> None:
-    """A project's settings were saved: announce the models whose effective level moved with the
-    manual level (the automatic part as the shared view has it)."""
+def after_settings(gateway, project_id: int, now: datetime) -> None:
+    """A project's settings were saved: announce the models whose effective level moved with them
+    (the manual level and the automatic switch are read as saved)."""
     project = gateway.cache.current().projects.get(project_id)
-    if project is not None:
-        gateway.levels.observe_project(gateway.health, project, manual, now)
+    if project is None:
+        return
+    for model in project.models.values():
+        gateway.levels.observe(project, model, automatic(gateway.health, project, model), now, force=True)

@@ -62,6 +62,7 @@ class Call:
     served: DeploymentInfo | None = None
     reached: bool = False
     flight: Flight = NO_FLIGHT  # the call counted in flight at the deployment serving it
+    probed: bool = False  # it tried the deployment whose probe admission took
 
     def settle(self, gw: Gateway, charge: Charge, record: dict) -> Settled | None:
         """Settle this call, then raise the balance events it caused."""
@@ -151,11 +152,28 @@ def _outgoing(call: Call, body: dict) -> dict:
 
 def forward(gw: Gateway, call: Call, body: dict) -> Reply:
     """Try each eligible deployment until one answers; fail over on errors before the first byte."""
+    probe = call.admitted.probe
+    try:
+        return _forward(gw, call, body)
+    finally:
+        if probe is not None and call.served is not probe and not call.probed:
+            gw.health.release_probe(probe.id)  # taken at admission, not used: another call may probe
+
+
+def _forward(gw: Gateway, call: Call, body: dict) -> Reply:
     outgoing = _outgoing(call, body)
     last: UpstreamFailure | None = None
     health = gw.health
-    for deployment in order(call.admitted.deployments, health, gw.rng):
-        if not health.healthy(deployment.id) and not health.take_probe(deployment.id, deployment.timeout_s):
+    candidates = order(call.admitted.deployments, health, gw.rng)
+    if call.admitted.probe in candidates:  # the deployment whose probe admission took goes first
+        candidates.remove(call.admitted.probe)
+        candidates.insert(0, call.admitted.probe)
+    for deployment in candidates:
+        probing = deployment is call.admitted.probe  # admission took its probe for this call
+        call.probed = call.probed or probing
+        if not (
+            probing or health.healthy(deployment.id) or health.take_probe(deployment.id, deployment.timeout_s)
+        ):
             continue  # rested: another call is probing it right now
         attempt = dict(outgoing, model=deployment.upstream_model)
         _, flight = health.fly(f"flight:d:{deployment.id}")

@@ -18,6 +18,7 @@ from app.db import now_utc
 from app.proxy import bodies, telemetry
 from app.proxy.admission import admit
 from app.proxy.auth import Caller, SnapshotCache
+from app.proxy.autoshed import AutoLevel
 from app.proxy.errors import ProxyError
 from app.proxy.health import Health
 from app.proxy.keyuse import KeyUse
@@ -99,22 +100,23 @@ def _serve(endpoint: str) -> Response:
     except ProxyError as err:
         telemetry.finished(project, endpoint, err.status, time.perf_counter() - started, err.code)
         gw.refusals.note(project, err.customer_id, err.code, err.message, err.model)
-        _watch_level(gw, caller, body)
+        if isinstance(err.auto, AutoLevel) and caller is not None:
+            _watch_level(gw, caller, body, err.auto)
         return err.response({"x-request-id": request_id})
     telemetry.finished(project, endpoint, response.status_code, time.perf_counter() - started)
-    _watch_level(gw, caller, body)
+    _watch_level(gw, caller, body, admitted.auto)
     return response
 
 
-def _watch_level(gw: Gateway, caller: Caller | None, body: dict | None) -> None:
-    """Automatic shedding moves with health and load: whoever sees a model's level change
-    announces it (`shedding.changed`)."""
-    if caller is None or body is None or not caller.project.auto_shedding:
+def _watch_level(gw: Gateway, caller: Caller, body: dict | None, auto: AutoLevel) -> None:
+    """Automatic shedding moves with health and load: the calls that see a model's level change
+    announce it (`shedding.changed`), with the automatic level their admission computed."""
+    if body is None or not caller.project.auto_shedding:
         return
     name = body.get("model")
     model = caller.project.models.get(name) if isinstance(name, str) else None
     if model is not None:
-        gw.levels.observe_model(gw.health, caller.project, model, caller.project.shedding_level, gw.clock())
+        gw.levels.observe(caller.project, model, auto, gw.clock())
 
 
 @bp.post("/chat/completions")

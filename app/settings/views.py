@@ -71,7 +71,7 @@ def save():
     with session_writes(db.session):
         project = current_project(db.session)
         apply_settings(db.session, project, changes)
-        project_id, manual = project.id, project.shedding_level
-    levels.after_settings(current_app.extensions["tollgate.gateway"], project_id, manual, now_utc())
+        project_id = project.id
+    levels.after_settings(current_app.extensions["tollgate.gateway"], project_id, now_utc())
     flash("Settings saved. Every worker uses them within about a second.", "success")
     return redirect(url_for("settings.index"))

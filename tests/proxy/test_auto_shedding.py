@@ -182,3 +182,43 @@ def test_each_change_of_a_models_level_is_announced_once(two: World, second: Fak
     )  # the manual level moves every model of the project
     assert sorted(changes(world)[1:]) == [("gpt-test", "off", "middle"), ("two", "low", "middle")]
     assert api(world, "/events?type=shedding.changed")["data"][0]["data"]["reason"] == "manual"
+
+
+def test_shedding_lifts_when_the_upstream_answers_again_even_if_only_shed_customers_call(
+    world: World, monkeypatch
+):
+    """One deployment, every customer `middle`: once it rests, everyone is shed; after the
+    cool-down the next (shed) customer's call is let through as the probe, and heals it."""
+    world.add_model(
+        "solo", [{"provider": "openai", "base_url": world.upstream.base_url, "model": "s", "region": "us"}]
+    )
+    world.set(auto_shedding=True)
+    world.give_customer("m", 100_000, shedding_tier="middle")
+    world.upstream.fail_status = 500
+    for _ in range(3):
+        assert code(chat(world.url, world.key, "m", model="solo")) == "upstream_error"
+    assert code(chat(world.url, world.key, "m", model="solo")) == "load_shed"  # 0 of 1 healthy: middle
+    world.upstream.fail_status = None
+    health = world.app.extensions["tollgate.gateway"].health
+    later = health.clock() + COOL_DOWN_S + 1
+    monkeypatch.setattr(health, "clock", lambda: later)
+    assert code(chat(world.url, world.key, "m", model="solo")) == "ok"  # the probe, and it heals
+    assert code(chat(world.url, world.key, "m", model="solo")) == "ok"
+
+
+def test_switching_automatic_shedding_off_is_announced_and_a_stale_snapshot_announces_nothing(
+    two: World, second: FakeUpstream
+):
+    world = two
+    second.fail_status = 500
+    for _ in range(3):
+        chat(world.url, world.key, "high", model="two")
+    served(world)
+    assert changes(world) == [("two", "off", "low")]
+    settings = {"Authorization": f"Bearer {MASTER_KEY}"}
+    requests.patch(f"{world.url}/api/settings", json={"auto_shedding": False}, headers=settings, timeout=10)
+    assert changes(world) == [("two", "off", "low"), ("two", "low", "off")]
+    # Calls right after the save may still see the old settings in this process's snapshot:
+    # they suspect a change, read the saved settings, and find none.
+    served(world)
+    assert changes(world) == [("two", "off", "low"), ("two", "low", "off")]

