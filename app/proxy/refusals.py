@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Engine, Table, bindparam, select, tuple_, update
+from sqlalchemy import Engine, Table, bindparam, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.db import now_utc, write_transaction
@@ -90,8 +90,18 @@ class RefusalCounter:
                 ids = self._ids(conn, set(last))
                 return self._write_counts(conn, counts, ids) + self._write_last(conn, last, ids)
         except Exception:
-            log.exception("refusal counts could not be written; they are counted again from now on")
+            log.exception("refusal counts could not be written; they are kept for the next flush")
+            self._keep(counts, last)
             return 0
+
+    def _keep(self, counts: Counter, last: dict[tuple[int, str], Last]) -> None:
+        """A batch that could not be written goes back, merged with what gathered since."""
+        with self._lock:
+            self._counts.update(counts)
+            for key, seen in last.items():
+                newer = self._last.get(key)
+                if newer is None or newer.at < seen.at:
+                    self._last[key] = seen
 
     def _ids(self, conn, keys: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
         rows = conn.execute(
@@ -102,11 +112,15 @@ class RefusalCounter:
         return {(row.project_id, row.external_id): row.id for row in rows}
 
     def _write_counts(self, conn, counts: Counter, ids: dict[tuple[int, str], int]) -> int:
-        rows = [
-            {"customer_id": ids[(project, customer)], "hour": hour, "code": code, "count": n}
-            for (project, customer, hour, code), n in counts.items()
-            if (project, customer) in ids  # a customer deleted since: nothing to count for
-        ]
+        # In one order in every process: two flushes touching the same rows never deadlock.
+        rows = sorted(
+            (
+                {"customer_id": ids[(project, customer)], "hour": hour, "code": code, "count": n}
+                for (project, customer, hour, code), n in counts.items()
+                if (project, customer) in ids  # a customer deleted since: nothing to count for
+            ),
+            key=lambda row: (row["customer_id"], row["hour"], row["code"]),
+        )
         if not rows:
             return 0
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
@@ -122,14 +136,18 @@ class RefusalCounter:
     def _write_last(self, conn, last: dict[tuple[int, str], Last], ids: dict[tuple[int, str], int]) -> int:
         params = [
             {"pk": ids[key], "at": seen.at, "code": seen.code, "message": seen.message, "model": seen.model}
-            for key, seen in last.items()
+            for key, seen in sorted(last.items(), key=lambda item: ids.get(item[0], 0))
             if key in ids
         ]
         if not params:
             return 0
         conn.execute(
             update(customers)
-            .where(customers.c.id == bindparam("pk"))
+            # Another process's later refusal, written first, is not overwritten by an older one.
+            .where(
+                customers.c.id == bindparam("pk"),
+                or_(customers.c.last_refusal_at.is_(None), customers.c.last_refusal_at <= bindparam("at")),
+            )
             .values(
                 last_refusal_at=bindparam("at"),
                 last_refusal_code=bindparam("code"),

@@ -153,3 +153,36 @@ def test_the_admins_requests_tab_shows_the_refusals_beside_the_served_calls(
     assert "load_shed" in refused and "gpt-test" in refused and "Shedding load" in refused
     assert ">1</td>" in refused
     app.extensions["tollgate.signin_throttle"].__init__(None)
+
+
+def test_a_batch_that_cannot_be_written_is_kept_for_the_next_flush(
+    world: World, held_counter: RefusalCounter, monkeypatch
+):
+    world.give_customer("c", 10_000, blocked=True)
+    chat(world.url, world.key, "c")
+
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("the database is away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("app.proxy.refusals.write_transaction", unavailable)
+        assert held_counter.flush() == 0
+    chat(world.url, world.key, "c")
+    assert held_counter.flush() == 2
+    assert [h["count"] for h in refusals(world, "c")["hours"]] == [2]
+
+
+def test_an_older_last_refusal_never_replaces_a_newer_one(world: World, held_counter: RefusalCounter):
+    from datetime import timedelta
+
+    from app.db import now_utc
+
+    world.give_customer("c", 10_000, blocked=True)
+    now = now_utc()
+    held_counter.clock = lambda: now
+    chat(world.url, world.key, "c")
+    held_counter.flush()
+    late = RefusalCounter(db.engine, clock=lambda: now - timedelta(seconds=5), every_s=3600)
+    late.note(world.project.id, "c", "load_shed", "older, from another worker", "gpt-test")
+    late.flush()
+    assert refusals(world, "c")["last"]["code"] == "customer_blocked"
