@@ -7,8 +7,11 @@ from __future__ import annotations
 from flask import current_app, g
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
+from sqlalchemy import select
 
 from app.api.auth import require_admin
+from app.extensions import db
+from app.models.catalog import Deployment, Model
 from app.proxy.autoshed import effective
 
 bp = Blueprint("api_health", __name__, url_prefix="/api", description="Deployment health and shedding")
@@ -40,25 +43,37 @@ class HealthOut(Schema):
 def health():
     """Each model's effective shedding level and its deployments' health, as every node sees it."""
     gateway = current_app.extensions["tollgate.gateway"]
-    project = gateway.cache.current().projects.get(g.project.id)
-    if project is None:
-        return {"models": []}
-    models = []
-    for model in sorted(project.models.values(), key=lambda m: m.name):
-        deployments = []
-        for d in model.deployments:
-            view = gateway.health.view(d.id)
-            deployments.append(
-                {
-                    "id": d.id,
-                    "base_url": d.base_url,
-                    "model": d.upstream_model,
-                    "region": d.region,
-                    "state": view.state,
-                    "consecutive_failures": view.consecutive_failures,
-                    "in_flight": view.in_flight,
-                }
-            )
-        level = effective(gateway.health, project, model, g.project.shedding_level).level
-        models.append({"model": model.name, "shedding_level": level, "deployments": deployments})
-    return {"models": models}
+    snapshot = gateway.cache.current().projects.get(g.project.id)
+    rows = db.session.execute(
+        select(Model, Deployment)
+        .outerjoin(Deployment, Deployment.model_id == Model.id)
+        .where(Model.project_id == g.project.id)
+        .order_by(Model.name, Deployment.id)
+    ).all()
+    models: dict[str, dict] = {}
+    for model, deployment in rows:  # every deployment, the disabled ones too
+        entry = models.setdefault(
+            model.name, {"model": model.name, "shedding_level": "off", "deployments": []}
+        )
+        if deployment is not None:
+            entry["deployments"].append(_deployment(gateway.health, deployment))
+        served = snapshot.models.get(model.name) if snapshot is not None else None
+        if served is not None:
+            level = effective(gateway.health, snapshot, served, g.project.shedding_level)
+            entry["shedding_level"] = level.level
+        else:  # not served yet (added this second, or no enabled deployment): the manual level
+            entry["shedding_level"] = g.project.shedding_level
+    return {"models": list(models.values())}
+
+
+def _deployment(health, deployment: Deployment) -> dict:
+    view = health.view(deployment.id)
+    return {
+        "id": deployment.id,
+        "base_url": deployment.base_url,
+        "model": deployment.upstream_model,
+        "region": deployment.region,
+        "state": view.state,
+        "consecutive_failures": view.consecutive_failures,
+        "in_flight": view.in_flight,
+    }

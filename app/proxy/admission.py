@@ -336,6 +336,8 @@ def _admit_project_level(
 def _shed_project_level(engine: Engine, caller: Caller, auto: AutoLevel) -> None:
     """SPEC 3.2 step 4 for a call that names no customer: the project's default shedding tier
     against its manual level, read as it stands (SPEC 3.5), and the automatic one."""
+    if caller.project.defaults.shedding_tier == "high":
+        return  # never shed (a project setting: the snapshot's is current within a second)
     with engine.connect() as conn:
         row = conn.execute(
             select(projects.c.shedding_level, projects.c.default_shedding_tier).where(

@@ -222,3 +222,20 @@ def test_switching_automatic_shedding_off_is_announced_and_a_stale_snapshot_anno
     # they suspect a change, read the saved settings, and find none.
     served(world)
     assert changes(world) == [("two", "off", "low"), ("two", "low", "off")]
+
+
+def test_the_health_view_lists_disabled_deployments_too(world: World):
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models.catalog import Deployment, Model
+
+    world.add_model("spare", [{"provider": "mock", "model": "m", "region": "eu"}])
+    spare = db.session.scalar(select(Deployment).join(Model).where(Model.name == "spare"))
+    spare.enabled = False
+    world.commit()
+    models = {m["model"]: m for m in api(world, "/health")["models"]}
+    assert [(d["id"], d["region"], d["state"]) for d in models["spare"]["deployments"]] == [
+        (spare.id, "eu", "healthy")
+    ]
+    assert models["spare"]["shedding_level"] == "off"
