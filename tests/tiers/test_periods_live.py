@@ -80,6 +80,7 @@ def test_scheduler_and_twenty_requests_race_across_a_month_boundary(world: World
         "period-rollover",
         "expired-holds",
         "delivery-retention",
+        "refusal-retention",
     ]
     assert len(replenishments(world, "m1")) == 1
 
