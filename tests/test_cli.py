@@ -113,6 +113,11 @@ def test_config_apply_upserts_models_and_creates_the_rest_once(app, world: World
     assert find_project(db.session, "shop").new_customer_initial_tokens == 7
     deps = db.session.scalars(select(Deployment).join(Model).where(Model.project_id == shop.id)).all()
     assert [d.region for d in deps] == ["us"]
+    # Applied again unchanged, the deployment is the same row (its id keeps its health and records).
+    assert run(app, "config", "apply", str(path), env=env).exit_code == 0
+    db.session.expire_all()
+    again = db.session.scalars(select(Deployment).join(Model).where(Model.project_id == shop.id)).all()
+    assert [d.id for d in again] == [d.id for d in deps]
     assert len(db.session.scalars(select(ApiKey).where(ApiKey.project_id == shop.id)).all()) == 1
 
 

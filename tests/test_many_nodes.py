@@ -149,7 +149,9 @@ def test_two_nodes_of_two_workers_share_one_view(nodes):
     # A breaker opened through node A is seen by node B.
     for _ in range(3):
         assert call(a, "breaker", "broken").status_code == 502
-    [broken] = [m for m in api(b, "GET", "/health").json()["models"] if m["model"] == "broken"]
+    seen = api(b, "GET", "/health").json()
+    assert seen["shared"] is True
+    [broken] = [m for m in seen["models"] if m["model"] == "broken"]
     assert [d["state"] for d in broken["deployments"]] == ["unhealthy"]
 
     # A tier change answered by node A applies to node B's very next call.

@@ -36,6 +36,10 @@ class ModelHealthOut(Schema):
 
 class HealthOut(Schema):
     models = fields.List(fields.Nested(ModelHealthOut), required=True)
+    shared = fields.Boolean(
+        required=True,
+        metadata={"description": "true: every worker's and node's view (Redis); false: this process's own"},
+    )
 
 
 @bp.route("/health")
@@ -63,7 +67,7 @@ def health():
             entry["shedding_level"] = level.level
         else:  # not served yet (added this second, or no enabled deployment): the manual level
             entry["shedding_level"] = g.project.shedding_level
-    return {"models": list(models.values())}
+    return {"models": list(models.values()), "shared": gateway.health.is_shared}
 
 
 def _deployment(health, deployment: Deployment) -> dict:

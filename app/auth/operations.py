@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from datetime import datetime, timedelta
 
+import redis
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
@@ -29,6 +31,10 @@ _DECOY = generate_password_hash("decoy password for unknown accounts")
 Keys = list[tuple[RateLimitItem, tuple[str, ...]]]
 
 
+log = logging.getLogger(__name__)
+REDIS_TIMEOUT_S = 0.5
+
+
 class Throttle:
     """Sign-in attempts per (email, address) and per address, counted where every worker sees
     them: in Redis when configured, else in the database (`SignInAttempt` rows). Never per
@@ -43,20 +49,32 @@ class Throttle:
     def __init__(self, redis_url: str | None, key_prefix: str = "tollgate-signin"):
         self._windows: MovingWindowRateLimiter | None = None
         if redis_url:
-            self._windows = MovingWindowRateLimiter(storage_from_string(redis_url, key_prefix=key_prefix))
+            storage = storage_from_string(
+                redis_url,
+                key_prefix=key_prefix,
+                socket_timeout=REDIS_TIMEOUT_S,
+                socket_connect_timeout=REDIS_TIMEOUT_S,
+            )
+            self._windows = MovingWindowRateLimiter(storage)
 
     def attempt(self, session: Session, email: str, address: str, now: datetime | None = None) -> bool:
         """Count one attempt; False when a window is already full (the attempt is then not counted)."""
         keys = _keys(email, address)
         if self._windows is not None:
-            return all([self._windows.hit(limit, *key) for limit, key in keys])  # every key counted
+            try:
+                return all([self._windows.hit(limit, *key) for limit, key in keys])  # every key counted
+            except redis.RedisError:  # Redis is away: the database counts instead (never no count)
+                log.warning("sign-in throttle: Redis unreachable, counting in the database")
         return _attempt_in_database(session, keys, now or now_utc())
 
     def succeeded(self, session: Session, email: str, address: str) -> None:
         limit, key = _keys(email, address)[0]
         if self._windows is not None:
-            self._windows.clear(limit, *key)
-            return
+            try:
+                self._windows.clear(limit, *key)
+                return
+            except redis.RedisError:
+                log.warning("sign-in throttle: Redis unreachable, clearing the database's count")
         with session_writes(session):
             session.execute(delete(SignInAttempt).where(SignInAttempt.key == _row_key(key)))
 

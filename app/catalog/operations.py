@@ -130,9 +130,29 @@ def upsert_model(session: Session, project: Project, spec: dict[str, Any], secre
         model = Model(project_id=project.id, name=name)
         session.add(model)
     model.model_tier, model.input_nusd_per_mtok, model.output_nusd_per_mtok = model_tier, price_in, price_out
-    model.deployments = [Deployment(**values) for values in deployments]
+    model.deployments = _kept(list(model.deployments), deployments)
     _changed(session)
     return model
+
+
+def _kept(existing: list[Deployment], wanted: list[dict]) -> list[Deployment]:
+    """The file's deployments, each one that was there already kept (same provider, base URL,
+    upstream model and region) and updated in place: its id, and with it its health, its usage
+    records' link and its breaker, last across every apply of an unchanged file."""
+    kept = []
+    for values in wanted:
+        key = (values["provider"], values["base_url"], values["upstream_model"], values["region"])
+        same = next(
+            (d for d in existing if (d.provider, d.base_url, d.upstream_model, d.region) == key), None
+        )
+        if same is None:
+            kept.append(Deployment(**values))
+            continue
+        existing.remove(same)
+        for name, value in values.items():
+            setattr(same, name, value)
+        kept.append(same)
+    return kept
 
 
 def find_model(session: Session, project: Project, model_id: int) -> Model:

@@ -56,4 +56,6 @@ def index():
         charts={} if usage.empty else _charts(usage),
         top=figures.top_customers(db.session, project.id, span, now),
         deployments=figures.deployments(db.session, project.id, health),
+        health_shared=health.is_shared,
+        health_configured=health.shared is not None,
     )

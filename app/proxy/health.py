@@ -279,6 +279,11 @@ class Health:
             key, member = self._unreleased.pop()
             shared.remove(key, member)
 
+    @property
+    def is_shared(self) -> bool:
+        """Whether this process's view is every process's right now (Redis set and answering)."""
+        return self.shared is not None and self.redis_error is None and time.monotonic() >= self._down_until
+
     def redis_problem(self) -> str | None:
         """Why Redis does not answer (None when it does, or when there is none): for /readyz."""
         if self.shared is None:

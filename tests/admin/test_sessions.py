@@ -317,3 +317,18 @@ def test_the_throttle_is_shared_by_workers_through_redis(
     assert workers[0].attempt(db.session, "owner@example.com", "10.0.0.2")
     assert list(redis_client.scan_iter(match=f"{redis_prefix}:*")), "the windows live in Redis"
     assert db.session.scalar(select(func.count()).select_from(SignInAttempt)) == 0
+
+
+def test_with_redis_away_the_throttle_counts_in_the_database(app, world: World):
+    """A node whose Redis does not answer still signs admins in, and still limits guesses."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    throttle = Throttle(dead)
+    for _ in range(5):
+        assert throttle.attempt(db.session, "owner@example.com", "10.0.0.9", now=T0)
+    assert not throttle.attempt(db.session, "owner@example.com", "10.0.0.9", now=T0)
+    throttle.succeeded(db.session, "owner@example.com", "10.0.0.9")
+    assert throttle.attempt(db.session, "owner@example.com", "10.0.0.9", now=T0)

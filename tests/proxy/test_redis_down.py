@@ -67,4 +67,5 @@ def test_readyz_says_redis_is_unreachable_and_the_health_view_still_answers(redi
     )
     assert health.status_code == 200
     assert [d["state"] for m in health.json()["models"] for d in m["deployments"]] == ["healthy"]
+    assert health.json()["shared"] is False  # it says it is this process's own view
     assert chat(world.url, world.key, "anyone").status_code == 200  # breakers and counts kept locally
