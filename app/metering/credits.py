@@ -43,16 +43,9 @@ def change_balance(
     for name, value in (("amount", amount), ("target", target)):
         if value is not None and abs(value) > MAX_TOKENS:
             raise Invalid(f"{name} must be at most {MAX_TOKENS} tokens", "amount")
-    # The first statement writes: it takes the row lock (PostgreSQL) or the write lock (SQLite)
-    # before the current balance is read, so a set computes its delta from the true balance.
-    row = conn.execute(
-        update(customers)
-        .where(customers.c.id == customer_pk)
-        .values(token_balance=customers.c.token_balance)
-        .returning(customers.c.token_balance, customers.c.project_id, customers.c.external_id)
-    ).first()
-    if row is None:
-        raise NotFound("no such customer", "customer_id")
+    row = _locked(
+        conn, customer_pk, customers.c.token_balance, customers.c.project_id, customers.c.external_id
+    )
     delta = amount if target is None else target - row.token_balance
     assert delta is not None
     after = row.token_balance + delta
@@ -87,6 +80,20 @@ def change_balance(
             data={"customer_id": row.external_id, "amount": delta, "balance": after, "kind": kind},
         )
     return Entry(entry_id, kind, delta, after, source, reason, now)
+
+
+def _locked(conn: Connection, customer_pk: int, *columns):
+    """The customer's row, read by a statement that writes: it takes the row lock (PostgreSQL) or
+    the write lock (SQLite) first, so what is computed from the balance holds until commit."""
+    row = conn.execute(
+        update(customers)
+        .where(customers.c.id == customer_pk)
+        .values(token_balance=customers.c.token_balance)
+        .returning(*columns)
+    ).first()
+    if row is None:
+        raise NotFound("no such customer", "customer_id")
+    return row
 
 
 def _refuse_impossible(conn: Connection, customer_pk: int, after: int, delta: int) -> None:
@@ -125,15 +132,9 @@ def take_back(
     balance, which gives up only what it holds beyond the holds of calls in flight (those settle
     against it, as SPEC 5.2's settlement does; SPEC 7.5). Returns the entry (None when nothing could
     be taken) and how many tokens were taken."""
-    # Writing first locks the row: the balance read is the one the entry is computed from.
-    row = conn.execute(
-        update(customers)
-        .where(customers.c.id == customer_pk)
-        .values(token_balance=customers.c.token_balance)
-        .returning(customers.c.token_balance, customers.c.reserved_tokens, customers.c.tier_id)
-    ).first()
-    if row is None:
-        raise NotFound("no such customer", "customer_id")
+    row = _locked(
+        conn, customer_pk, customers.c.token_balance, customers.c.reserved_tokens, customers.c.tier_id
+    )
     capped = conn.execute(
         select(tiers.c.prepaid & tiers.c.hard_cap).where(tiers.c.id == row.tier_id)
     ).scalar()
