@@ -117,8 +117,9 @@ def _models_for_keys() -> Response | None:
     if request.path != "/models" or request.method != "GET":
         return None
     from app.proxy import views as proxy_views
+    from app.proxy.gateway import presented_key
 
-    return proxy_views.models() if proxy_views.presented_key() else None
+    return proxy_views.models() if presented_key() else None
 
 
 def _refuse_nul() -> Response | tuple[Response | str, int] | None:
@@ -163,13 +164,13 @@ def _register_errors(app: Flask) -> None:
 
 def _init_gateway(app: Flask, settings: config.Settings) -> None:
     from app.proxy.auth import SnapshotCache
+    from app.proxy.gateway import Gateway
     from app.proxy.health import Health
     from app.proxy.keyuse import KeyUse
     from app.proxy.levels import LevelWatch
     from app.proxy.ratelimit import Limiter
     from app.proxy.refusals import RefusalCounter
     from app.proxy.upstream import Client
-    from app.proxy.views import Gateway
 
     engine = db.engine
     if engine.dialect.name == "sqlite":

@@ -10,7 +10,7 @@ from app.metering.shedding import LEVEL_RANK
 from app.proxy import telemetry
 from app.proxy.autoshed import effective
 from app.proxy.errors import ProxyError
-from app.proxy.views import gateway, presented_key
+from app.proxy.gateway import gateway, presented_key
 
 bp = Blueprint("monitoring", __name__)
 

@@ -8,7 +8,7 @@ from app.api.errors import ApiError
 from app.extensions import db
 from app.models.project import Project
 from app.proxy.errors import ProxyError
-from app.proxy.views import gateway
+from app.proxy.gateway import gateway
 
 
 def require_admin() -> None:

@@ -31,7 +31,7 @@ from app.proxy.routing import order
 from app.proxy.upstream import Reply, UpstreamFailure
 
 if TYPE_CHECKING:
-    from app.proxy.views import Gateway
+    from app.proxy.gateway import Gateway
 
 DONE = b"data: [DONE]"
 # A delta that carries output (SPEC 5.2), a non-empty string: content, tool-call or function-call

@@ -3,67 +3,23 @@
 from __future__ import annotations
 
 import json
-import random
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
 
 from flask import Blueprint, Response, current_app, request
-from sqlalchemy import Engine
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.db import now_utc
 from app.proxy import bodies, telemetry
 from app.proxy.admission import admit
-from app.proxy.auth import Caller, SnapshotCache
+from app.proxy.auth import Caller
 from app.proxy.autoshed import AutoLevel
 from app.proxy.errors import ProxyError
-from app.proxy.health import Health
-from app.proxy.keyuse import KeyUse
-from app.proxy.levels import LevelWatch
-from app.proxy.ratelimit import Limiter
-from app.proxy.refusals import RefusalCounter
+from app.proxy.gateway import Gateway, gateway
 from app.proxy.relay import Call, finish_json, finish_stream, forward
-from app.proxy.upstream import Client
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 # LiteLLM's unprefixed paths: scripts and SDKs configured without /v1 work unchanged (SPEC 3).
 unprefixed = Blueprint("v1_unprefixed", __name__)
-
-
-@dataclass
-class Gateway:
-    """What the proxy keeps per process: the engine, the config snapshot, the pooled client, health."""
-
-    engine: Engine
-    cache: SnapshotCache
-    client: Client
-    health: Health
-    limiter: Limiter
-    key_use: KeyUse
-    refusals: RefusalCounter
-    levels: LevelWatch
-    rng: random.Random = field(default_factory=random.Random)
-    clock: Callable[[], datetime] = now_utc  # tests freeze it
-
-    def caller(self) -> Caller:
-        """The request's caller, by its key (401 if unknown or revoked); notes the key's use."""
-        caller = self.cache.authenticate(presented_key(), request.headers.get("X-Tollgate-Project"))
-        self.key_use.note(caller.key_id, self.clock())
-        return caller
-
-
-def gateway() -> Gateway:
-    return current_app.extensions["tollgate.gateway"]
-
-
-def presented_key() -> str | None:
-    auth = request.headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip() or None
-    return request.headers.get("x-api-key") or None
 
 
 def _body() -> dict:
