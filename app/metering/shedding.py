@@ -12,7 +12,6 @@ from sqlalchemy import ColumnElement, Table, bindparam, case, or_, select
 from app.models.customer import Customer
 from app.models.project import Project
 
-LEVELS = ("off", "low", "middle")  # what may be shed; `high` never is
 TIER_RANK = {"low": 1, "middle": 2, "high": 3}
 LEVEL_RANK = {"off": 0, "low": 1, "middle": 2}
 MANUAL_RETRY_AFTER_S = 60
