@@ -41,7 +41,7 @@ test: $(STAMP) $(CHROMIUM) zapier/node_modules
 lint: $(STAMP)
 	$(BIN)/ruff check app tests bench
 	$(BIN)/ruff format --check app tests bench
-	$(BIN)/mypy app/metering app/proxy
+	$(BIN)/mypy app/metering app/proxy app/upstream
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -170,7 +170,7 @@ def _init_gateway(app: Flask, settings: config.Settings) -> None:
     from app.proxy.levels import LevelWatch
     from app.proxy.ratelimit import Limiter
     from app.proxy.refusals import RefusalCounter
-    from app.proxy.upstream import Client
+    from app.upstream.client import Client
 
     engine = db.engine
     if engine.dialect.name == "sqlite":

@@ -1,40 +1,6 @@
 """Signing in to the web admin."""
 
-from flask import Blueprint
+from app.auth import views  # noqa: F401 - the routes register on bp
+from app.auth.blueprint import bp, owner_required
 
-bp = Blueprint("auth", __name__, url_prefix="/auth")
-
-from app.auth import views  # noqa: E402,F401 - the routes register on bp
-
-
-@bp.app_context_processor
-def _roles() -> dict:
-    """`can_change`: whether to offer the forms that change things (owners); viewers see values only."""
-    from flask_login import current_user
-
-    return {"can_change": getattr(current_user, "role", None) == "owner"}
-
-
-def owner_required(view):
-    """Changes are for owners; viewers read (SPEC 10 roles)."""
-    from functools import wraps
-
-    from flask import abort, flash, redirect, url_for
-    from flask_login import current_user
-
-    from app.projects.current import rendered_for_another_project
-
-    @wraps(view)
-    def guarded(*args, **kwargs):
-        if getattr(current_user, "role", None) != "owner":
-            abort(403)
-        if rendered_for_another_project():
-            flash(
-                "Nothing was changed: that page was for another project, and this browser has "
-                "switched projects since. Here is the project you are on now.",
-                "error",
-            )
-            return redirect(url_for("root"))
-        return view(*args, **kwargs)
-
-    return guarded
+__all__ = ["bp", "owner_required"]

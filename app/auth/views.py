@@ -8,7 +8,7 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from flask_login import current_user, login_required, login_user, logout_user
 
 from app.admins.operations import end_sessions, set_password
-from app.auth import bp
+from app.auth.blueprint import bp
 from app.auth.forms import PasswordForm, SignInForm
 from app.auth.operations import authenticate
 from app.db import session_writes

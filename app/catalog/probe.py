@@ -1,7 +1,8 @@
 """The admin's Test button: one real call to one deployment, charged to nobody and recorded nowhere.
 
-It goes through the proxy's own pooled client, so the URL, headers and key are exactly what a
-proxied call would send.
+It goes through the pooled upstream client and the provider's own `send` (public to the admin),
+in the provider's own API format, so the URL, headers and key are exactly what a proxied call
+would send.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from dataclasses import dataclass
 
 from app.crypto import SecretError, unseal
 from app.models.catalog import Deployment
-from app.proxy.auth import DeploymentInfo
-from app.proxy.upstream import Client, Reply, UpstreamFailure
+from app.proxy.providers import PROVIDERS, send
+from app.proxy.providers.deployment import DeploymentInfo
+from app.upstream.client import Client, Reply, UpstreamFailure
 
 # An admin is waiting on the page: a deployment slower than this is as good as down for a test.
 READ_TIMEOUT_S = 15
 SHOWN_MAX = 500
+# A body both chat completions and Anthropic's messages take as it is.
 BODY = {"messages": [{"role": "user", "content": "Reply with the word OK."}], "max_tokens": 1}
 
 
@@ -56,7 +59,8 @@ def call(client: Client, info: DeploymentInfo) -> Outcome:
     """One tiny chat completion (max_tokens 1); failures are reported, never raised."""
     started = time.perf_counter()
     try:
-        reply = client.send(info, "chat/completions", dict(BODY, model=info.upstream_model), stream=False)
+        fmt = PROVIDERS[info.provider].lingua
+        reply = send(client, info, fmt, dict(BODY, model=info.upstream_model), stream=False)
     except UpstreamFailure as failure:
         return Outcome(False, None, _since(started), str(failure))
     return _outcome(reply, _since(started))
@@ -79,8 +83,11 @@ def _outcome(reply: Reply, latency_ms: int) -> Outcome:
 
 def _reply_text(body: dict) -> str:
     try:
-        content = body["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
+        if "content" in body:  # Anthropic's message: a list of content blocks
+            content = "".join(b.get("text", "") for b in body["content"] if isinstance(b, dict))
+        else:
+            content = body["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError, AttributeError):
         return "(an answer without a message)"
     return str(content)[:SHOWN_MAX] if content else "(an empty reply)"
 

@@ -32,10 +32,12 @@ from app.metering.quota import Ask, Hold, PeriodEnded, QuotaRefused, customers, 
 from app.metering.rollover import Due, roll_over
 from app.metering.settlement import release
 from app.metering.shedding import MANUAL, MANUAL_RETRY_AFTER_S, projects, refusal, sheds
-from app.proxy.auth import Caller, DeploymentInfo, ModelInfo, TierInfo
+from app.proxy.auth import Caller, ModelInfo, TierInfo
 from app.proxy.autoshed import OFF, AutoLevel, by_capacity, by_health, combined
 from app.proxy.errors import ProxyError
+from app.proxy.formats.format import Format
 from app.proxy.health import NO_FLIGHT, Flight, Health
+from app.proxy.providers.deployment import DeploymentInfo
 from app.proxy.ratelimit import Limiter, LimitsUnavailable, RateLimited, Ticket
 from app.proxy.routing import in_regions
 
@@ -175,12 +177,12 @@ def admit(
     caller: Caller,
     body: dict,
     headers,
-    endpoint: str,
+    fmt: Format,
     now: datetime,
 ) -> Admitted:
     who = identify(body, headers)
     try:
-        return _admit(engine, limiter, health, caller, who, body, endpoint, now)
+        return _admit(engine, limiter, health, caller, who, body, fmt, now)
     except ProxyError as refused:  # counted against the customer (SPEC 5.5)
         refused.customer_id, refused.model = who.customer_id, body.get("model")
         raise
@@ -193,7 +195,7 @@ def _admit(
     caller: Caller,
     who: Who,
     body: dict,
-    endpoint: str,
+    fmt: Format,
     now: datetime,
 ) -> Admitted:
     if who.customer_id is None and caller.project.require_customer:
@@ -209,15 +211,13 @@ def _admit(
         raise ProxyError(
             "model_not_allowed", f"This key may not use the model '{model.name}'.", param="model"
         )
-    prompt = estimate.chat_prompt(body) if endpoint == "chat/completions" else estimate.embedding_input(body)
+    prompt = fmt.prompt(body)
     auto, flight, probe = _automatic(health, caller, model)
     try:
         if who.customer_id is None:  # project-level usage: metered, never stopped by a balance
-            admitted = _admit_project_level(
-                engine, limiter, caller, who, model, body, endpoint, prompt, now, auto
-            )
+            admitted = _admit_project_level(engine, limiter, caller, who, model, body, fmt, prompt, now, auto)
         else:
-            admitted = _admit_customer(engine, limiter, caller, who, model, body, endpoint, prompt, now, auto)
+            admitted = _admit_customer(engine, limiter, caller, who, model, body, fmt, prompt, now, auto)
     except BaseException as refused:  # refused, or failed: nothing it took stays taken
         flight.release()
         if probe is not None:
@@ -257,12 +257,12 @@ def _admit_customer(
     who: Who,
     model: ModelInfo,
     body: dict,
-    endpoint: str,
+    fmt: Format,
     prompt: estimate.PromptEstimate,
     now: datetime,
     auto: AutoLevel,
 ) -> Admitted:
-    hold = _hold(engine, caller, who, model, body, endpoint, prompt, now, auto)
+    hold = _hold(engine, caller, who, model, body, fmt, prompt, now, auto)
     share, ticket, key_ticket, key_hold = None, NO_TICKET, NO_TICKET, None
     try:
         tier = caller.tier(hold.tier_id)
@@ -306,7 +306,7 @@ def _admit_project_level(
     who: Who,
     model: ModelInfo,
     body: dict,
-    endpoint: str,
+    fmt: Format,
     prompt: estimate.PromptEstimate,
     now: datetime,
     auto: AutoLevel,
@@ -316,11 +316,10 @@ def _admit_project_level(
     key_ticket, key_hold = _key_rate_limits(limiter, caller), None
     try:
         if caller.key is not None and caller.key.budget:
-            chat = endpoint == "chat/completions"
-            completion = estimate.completion_request(body) if chat else 0
+            completion = fmt.completion(body)
             if completion is None:
                 completion = caller.terms_of(caller.project.defaults.tier_id).default_reserve_tokens
-            choices = estimate.choices(body) if chat else 1
+            choices = fmt.choices(body)
             key_hold = _key_budget(engine, caller, model, prompt, completion, True, choices, now)
         deployments = _route(model, ())
     except ProxyError:
@@ -552,21 +551,20 @@ def _hold(
     who: Who,
     model: ModelInfo,
     body: dict,
-    endpoint: str,
+    fmt: Format,
     prompt: estimate.PromptEstimate,
     now: datetime,
     auto: AutoLevel,
 ) -> Hold:
     assert who.customer_id is not None
-    chat = endpoint == "chat/completions"
     ask = Ask(
         caller.project.id,
         who.customer_id,
         prompt.upper,
-        estimate.completion_request(body) if chat else 0,
+        fmt.completion(body),
         now,
         _hold_expiry(model, now),
-        estimate.choices(body) if chat else 1,
+        fmt.choices(body),
         auto_level=auto.level,
         auto_retry_after=auto.retry_after,
     )

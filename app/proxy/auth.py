@@ -29,19 +29,7 @@ from app.models.catalog import Deployment, Model, ModelTierDefault
 from app.models.project import Project
 from app.models.tier import UsageTier
 from app.proxy.errors import ProxyError
-
-
-@dataclass(frozen=True)
-class DeploymentInfo:
-    id: int
-    provider: str
-    base_url: str
-    api_key: str | None
-    api_version: str | None
-    upstream_model: str
-    region: str
-    weight: int
-    timeout_s: int
+from app.proxy.providers.deployment import DeploymentInfo
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from app.proxy.keyuse import KeyUse
 from app.proxy.levels import LevelWatch
 from app.proxy.ratelimit import Limiter
 from app.proxy.refusals import RefusalCounter
-from app.proxy.upstream import Client
+from app.upstream.client import Client
 
 
 @dataclass

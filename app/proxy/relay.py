@@ -1,10 +1,10 @@
-"""Forwarding an admitted call: failover before the first byte, passthrough, settlement."""
+"""Forwarding an admitted call: failover before the first byte, passthrough, settlement. Format-free:
+the call's format (app/proxy/formats) says what its body, usage and stream events look like."""
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,29 +17,23 @@ from urllib3.exceptions import HTTPError
 from app.db import now_utc
 from app.metering import key_budget
 from app.metering.alerts import Whose, after_settlement
-from app.metering.estimate import COMPLETION_FIELDS
 from app.metering.key_budget import KeyHold
 from app.metering.pricing import usd_str
 from app.metering.quota import Hold, keep
 from app.metering.settlement import Charge, Settled, release, settle
 from app.proxy import telemetry
 from app.proxy.admission import Admitted, key_rate_key
-from app.proxy.auth import DeploymentInfo
 from app.proxy.errors import ProxyError
+from app.proxy.formats.format import Format, StreamReader, Usage
 from app.proxy.health import NO_FLIGHT, Flight
+from app.proxy.providers import send
+from app.proxy.providers.deployment import DeploymentInfo
 from app.proxy.routing import order
-from app.proxy.upstream import Reply, UpstreamFailure
+from app.upstream.client import Reply, UpstreamFailure
 
 if TYPE_CHECKING:
     from app.proxy.gateway import Gateway
 
-DONE = b"data: [DONE]"
-# A delta that carries output (SPEC 5.2), a non-empty string: content, tool-call or function-call
-# arguments, a refusal, reasoning (DeepSeek's and vLLM's `reasoning_content`, OpenRouter's
-# `reasoning` and its `reasoning_details` texts), an audio answer's transcript.
-OUTPUT_DELTA = re.compile(
-    rb'"(?:content|arguments|refusal|reasoning_content|reasoning|text|transcript)": ?"((?:[^"\\]|\\.)+)"'
-)
 log = logging.getLogger(__name__)
 
 
@@ -54,7 +48,7 @@ def header_safe(value: str) -> str:
 @dataclass
 class Call:
     request_id: str
-    endpoint: str
+    fmt: Format
     stream: bool
     admitted: Admitted
     started: float = field(default_factory=time.perf_counter)
@@ -116,7 +110,7 @@ class Call:
             api_key_id=self.admitted.caller.key_id,
             litellm_pending=self.admitted.caller.project.litellm_webhook
             and self.admitted.who.customer_id is not None,
-            endpoint=self.endpoint,
+            endpoint=self.fmt.endpoint,
             model_requested=self.admitted.requested,
             model_served=model.name,
             model_tier=model.model_tier,
@@ -134,19 +128,7 @@ class Call:
 
 def _outgoing(call: Call, body: dict) -> dict:
     """The body every deployment gets: hard_cap's completion limit, usage always asked for."""
-    out = dict(body)
-    cap = call.admitted.completion_cap()
-    if call.endpoint == "chat/completions" and cap is not None:
-        # Every limit field present is capped: servers differ in which one they honour (SPEC 5.2).
-        per_choice = max(1, cap // (body.get("n") or 1))
-        given = [name for name in COMPLETION_FIELDS if body.get(name) is not None] or ["max_tokens"]
-        for name in given:
-            out[name] = min(body.get(name) or per_choice, per_choice)
-    if call.stream:
-        options = dict(body.get("stream_options") or {})
-        call.client_wants_usage = bool(options.get("include_usage"))
-        options["include_usage"] = True
-        out["stream_options"] = options
+    out, call.client_wants_usage = call.fmt.outgoing(body, call.admitted.completion_cap(), call.stream)
     return out
 
 
@@ -178,7 +160,7 @@ def _forward(gw: Gateway, call: Call, body: dict) -> Reply:
         attempt = dict(outgoing, model=deployment.upstream_model)
         _, flight = health.fly(f"flight:d:{deployment.id}")
         try:
-            reply = gw.client.send(deployment, call.endpoint, attempt, call.stream)
+            reply = send(gw.client, deployment, call.fmt.name, attempt, call.stream)
             call.reached = True
             if reply.status >= 500:
                 raise UpstreamFailure(f"deployment {deployment.id} answered {reply.status}")
@@ -211,16 +193,13 @@ def _give_back(gw: Gateway, call: Call, status: int) -> None:
         call.ended(gw, 0)
 
 
-def _charge(call: Call, usage: dict | None, output_tokens: int | None = None) -> Charge:
-    prompt = completion = None
-    if isinstance(usage, dict):
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens", 0)
-    if not isinstance(prompt, int) or not isinstance(completion, int) or prompt < 0 or completion < 0:
+def _charge(call: Call, usage: Usage | None, output_tokens: int = 0) -> Charge:
+    if usage is None:
         # No usage from the upstream (a hang-up, or a server that omits it): charge the estimate.
-        prompt, completion = call.admitted.prompt.likely, output_tokens or 0
+        usage = Usage(call.admitted.prompt.likely, output_tokens)
     price = call.admitted.model.price
-    cost = price.cost_nusd(prompt, completion) if price else 0
-    return Charge(prompt, completion, cost)
+    cost = price.cost_nusd(usage.prompt, usage.completion) if price else 0
+    return Charge(usage.prompt, usage.completion, cost)
 
 
 def finish_json(gw: Gateway, call: Call, reply: Reply) -> Response:
@@ -231,8 +210,8 @@ def finish_json(gw: Gateway, call: Call, reply: Reply) -> Response:
             body, status=reply.status, content_type=reply.content_type, headers=call.headers(None)
         )
     try:
-        usage = json.loads(body).get("usage")
-    except (ValueError, AttributeError, RecursionError):  # an upstream's reply is not trusted either
+        usage = call.fmt.usage(json.loads(body))
+    except (ValueError, RecursionError):  # an upstream's reply is not trusted either
         usage = None
     charge = _charge(call, usage)
     try:
@@ -263,49 +242,8 @@ def finish_stream(gw: Gateway, call: Call, reply: Reply) -> Response:
     )
 
 
-class _Tally:
-    def __init__(self) -> None:
-        self.usage: dict | None = None
-        self.output = 0  # completion tokens relayed, as estimated from the deltas
-        self.done = False
-
-
-def _filter(call: Call, events: list[bytes], tally: _Tally) -> bytes:
-    """Pass events through untouched, keeping the usage and hiding it from clients that did not ask."""
-    out = []
-    for event in events:
-        if event.startswith(DONE):
-            tally.done = True
-        elif b'"usage"' in event and b'"usage":null' not in event and b'"usage": null' not in event:
-            usage = _usage_of(event)
-            if usage is not None:
-                tally.usage = usage
-                if not call.client_wants_usage and b'"choices":[]' in event.replace(b" ", b""):
-                    continue
-        else:
-            # What a hang-up is charged for: a token per four bytes of output, at least one a delta
-            # (servers differ in how many tokens a delta carries).
-            tally.output += sum(max(1, (len(text) + 3) // 4) for text in OUTPUT_DELTA.findall(event))
-        out.append(event)
-        out.append(b"\n\n")
-    joined = b"".join(out)
-    if not call.client_wants_usage and b"null" in joined:
-        # The forced include_usage adds "usage": null to every chunk; a client that did not ask
-        # gets the chunks as the upstream would have sent them to it.
-        joined = joined.replace(b',"usage":null', b"").replace(b', "usage": null', b"")
-    return joined
-
-
-def _usage_of(event: bytes) -> dict | None:
-    try:
-        usage = json.loads(event[event.index(b"{") :]).get("usage")
-    except (ValueError, AttributeError, RecursionError):  # an upstream's reply is not trusted either
-        return None
-    return usage if isinstance(usage, dict) else None
-
-
 def _relay(gw: Gateway, call: Call, reply: Reply) -> Iterator[bytes]:
-    tally = _Tally()
+    reader = call.fmt.reader(call.client_wants_usage)
     pending = b""
     ended = settled = False
     admitted = call.admitted
@@ -322,11 +260,11 @@ def _relay(gw: Gateway, call: Call, reply: Reply) -> Iterator[bytes]:
             if b"\n\n" not in pending:
                 continue
             *complete, pending = pending.split(b"\n\n")
-            out = _filter(call, [e for e in complete if e], tally)
-            if tally.done and not settled:
-                # Charge before the client sees [DONE]: when its stream ends, the balance is final.
+            out = reader.feed([e for e in complete if e])
+            if reader.done and not settled:
+                # Charge before the client sees the stream's end: when it ends, the balance is final.
                 settled = True
-                _settle_stream(gw, call, tally, disconnected=False)
+                _settle_stream(gw, call, reader, disconnected=False)
             if out:
                 yield out
         ended = True
@@ -335,7 +273,7 @@ def _relay(gw: Gateway, call: Call, reply: Reply) -> Iterator[bytes]:
     finally:
         reply.close(finished=ended)
         if not settled:
-            _settle_stream(gw, call, tally, disconnected=not ended)
+            _settle_stream(gw, call, reader, disconnected=not ended)
 
 
 class _HoldKeeper:
@@ -361,8 +299,8 @@ class _HoldKeeper:
             self.due = now + self.window / 2
 
 
-def _settle_stream(gw: Gateway, call: Call, tally: _Tally, disconnected: bool) -> None:
-    charge = _charge(call, tally.usage, tally.output)
+def _settle_stream(gw: Gateway, call: Call, reader: StreamReader, disconnected: bool) -> None:
+    charge = _charge(call, reader.usage, reader.output)
     record = call.record(200, disconnected=disconnected)
     try:
         call.settle(gw, charge, record)

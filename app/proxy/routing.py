@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from app.proxy.auth import DeploymentInfo
 from app.proxy.health import Health
+from app.proxy.providers.deployment import DeploymentInfo
 
 
 def in_regions(deployments: Sequence[DeploymentInfo], allowed: Sequence[str]) -> list[DeploymentInfo]:

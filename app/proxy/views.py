@@ -14,6 +14,8 @@ from app.proxy.admission import admit
 from app.proxy.auth import Caller
 from app.proxy.autoshed import AutoLevel
 from app.proxy.errors import ProxyError
+from app.proxy.formats import FORMATS
+from app.proxy.formats.format import Format
 from app.proxy.gateway import Gateway, gateway
 from app.proxy.relay import Call, finish_json, finish_stream, forward
 
@@ -31,7 +33,7 @@ def _body() -> dict:
     return bodies.parse(raw)
 
 
-def _serve(endpoint: str) -> Response:
+def _serve(fmt: Format) -> Response:
     gw = gateway()
     started = time.perf_counter()
     request_id = "req_" + secrets.token_hex(12)
@@ -42,24 +44,18 @@ def _serve(endpoint: str) -> Response:
         caller = gw.caller()
         project = caller.project.id
         body = _body()
-        if endpoint == "chat/completions":
-            stream = bodies.check_chat(body)
-        else:
-            bodies.check_embeddings(body)
-            stream = False
-        admitted = admit(
-            gw.engine, gw.limiter, gw.health, caller, body, request.headers, endpoint, gw.clock()
-        )
-        call = Call(request_id, endpoint, stream, admitted)
+        stream = fmt.check(body)
+        admitted = admit(gw.engine, gw.limiter, gw.health, caller, body, request.headers, fmt, gw.clock())
+        call = Call(request_id, fmt, stream, admitted)
         reply = forward(gw, call, body)
         response = finish_stream(gw, call, reply) if stream else finish_json(gw, call, reply)
     except ProxyError as err:
-        telemetry.finished(project, endpoint, err.status, time.perf_counter() - started, err.code)
+        telemetry.finished(project, fmt.endpoint, err.status, time.perf_counter() - started, err.code)
         gw.refusals.note(project, err.customer_id, err.code, err.message, err.model)
         if isinstance(err.auto, AutoLevel) and caller is not None:
             _watch_level(gw, caller, body, err.auto)
-        return err.response({"x-request-id": request_id})
-    telemetry.finished(project, endpoint, response.status_code, time.perf_counter() - started)
+        return fmt.error(err, {"x-request-id": request_id})
+    telemetry.finished(project, fmt.endpoint, response.status_code, time.perf_counter() - started)
     _watch_level(gw, caller, body, admitted.auto)
     return response
 
@@ -78,13 +74,13 @@ def _watch_level(gw: Gateway, caller: Caller, body: dict | None, auto: AutoLevel
 @bp.post("/chat/completions")
 @unprefixed.post("/chat/completions")
 def chat_completions() -> Response:
-    return _serve("chat/completions")
+    return _serve(FORMATS["chat"])
 
 
 @bp.post("/embeddings")
 @unprefixed.post("/embeddings")
 def embeddings() -> Response:
-    return _serve("embeddings")
+    return _serve(FORMATS["embeddings"])
 
 
 @bp.get("/models")

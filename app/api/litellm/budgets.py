@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from app import stamp
 from app.api.idempotency import idempotent
-from app.api.litellm import SOURCE, LiteLLMError, bp
+from app.api.litellm.blueprint import SOURCE, LiteLLMError, bp
 from app.api.litellm.mapping import find_budget, tier_changes
 from app.api.litellm.schemas import LiteLLMBudgetDeleteIn, LiteLLMBudgetIn, LiteLLMBudgetRow, LiteLLMBudgetsIn
 from app.api.litellm.shapes import budget_row

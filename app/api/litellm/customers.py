@@ -9,7 +9,7 @@ from flask import g
 from sqlalchemy import select
 
 from app.api.idempotency import idempotent
-from app.api.litellm import SOURCE, LiteLLMError, bp
+from app.api.litellm.blueprint import SOURCE, LiteLLMError, bp
 from app.api.litellm.mapping import find_budget, parse_duration, parse_usd
 from app.api.litellm.schemas import (
     LiteLLMBlocked,

@@ -18,7 +18,7 @@ from sqlalchemy import func, or_, select
 
 from app.api.idempotency import idempotent
 from app.api.keys import budget_reset_at
-from app.api.litellm import LiteLLMError, bp
+from app.api.litellm.blueprint import LiteLLMError, bp
 from app.api.litellm.mapping import format_usd, parse_usd
 from app.api.litellm.schemas import (
     LiteLLMGeneratedKey,

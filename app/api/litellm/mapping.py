@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from app.api.litellm import LiteLLMError
+from app.api.litellm.blueprint import LiteLLMError
 from app.extensions import db
 from app.metering import periods
 from app.metering.pricing import MoneyError, to_nusd, to_usd, usd_str

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from app.metering.estimate import COMPLETION_FIELDS, chat_prompt, embedding_input
-
-if TYPE_CHECKING:
-    from app.proxy.upstream import Reply
+from app.proxy.providers.deployment import DeploymentInfo, Provider
+from app.upstream.client import Client, Reply
 
 DEFAULT_COMPLETION = 24
 WORDS = (
@@ -48,10 +46,9 @@ def _usage(prompt: int, completion: int) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def answer(endpoint: str, body: dict, stream: bool) -> Reply:
-    from app.proxy.upstream import Reply
-
-    if endpoint == "embeddings":
+def answer(client: Client, d: DeploymentInfo, fmt: str, body: dict, stream: bool) -> Reply:
+    """The mock's reply, made here: no connection, no key."""
+    if fmt == "embeddings":
         return Reply(200, "application/json", body=json.dumps(_embeddings(body)).encode())
     if stream:
         return Reply(200, "text/event-stream", chunks=_stream(body))
@@ -125,3 +122,6 @@ def _embeddings(body: dict) -> dict:
         "model": body.get("model", "mock"),
         "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
     }
+
+
+PROVIDER = Provider("mock", frozenset(("chat", "embeddings")), "chat", answer)

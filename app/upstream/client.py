@@ -1,4 +1,4 @@
-"""Talking to upstreams: one pooled HTTP client per process, streaming passthrough, usage capture."""
+"""One pooled HTTP client per process: connect and read timeouts, streams passed through as raw bytes."""
 
 from __future__ import annotations
 
@@ -14,12 +14,8 @@ from urllib3.exceptions import (
     ReadTimeoutError,
 )
 
-from app.proxy import mock
-from app.proxy.auth import DeploymentInfo
-
 CONNECT_TIMEOUT_S = 5.0
 READ_SIZE = 65536
-AZURE_DEFAULT_API_VERSION = "2024-10-21"
 
 
 class UpstreamFailure(Exception):
@@ -49,21 +45,19 @@ class Reply:
         self._chunks = chunks
         self._first = b""
 
-    def prime(self, deployment_id: int) -> None:
+    def prime(self, name: str) -> None:
         """Read the first bytes of a stream now, while failing over is still possible."""
         try:
             self._first = next(self.chunks(), b"")
         except ReadTimeoutError as exc:
             self.close(finished=False)
-            raise UpstreamFailure(
-                f"deployment {deployment_id} timed out before its first byte", timeout=True
-            ) from exc
+            raise UpstreamFailure(f"{name} timed out before its first byte", timeout=True) from exc
         except (ProtocolError, HTTPError, OSError) as exc:
             self.close(finished=False)
-            raise UpstreamFailure(f"deployment {deployment_id} broke before its first byte: {exc}") from exc
+            raise UpstreamFailure(f"{name} broke before its first byte: {exc}") from exc
         if not self._first:
             self.close(finished=False)
-            raise UpstreamFailure(f"deployment {deployment_id} closed the stream before its first byte")
+            raise UpstreamFailure(f"{name} closed the stream before its first byte")
 
     def chunks(self) -> Iterator[bytes]:
         """Raw bytes as they arrive, with no buffering."""
@@ -96,17 +90,20 @@ class Client:
         # block=False: a burst beyond the pool opens extra connections rather than queueing.
         self.pool = urllib3.PoolManager(num_pools=64, maxsize=maxsize, block=False, retries=False)
 
-    def send(self, deployment: DeploymentInfo, endpoint: str, body: dict, stream: bool) -> Reply:
-        if deployment.provider == "mock":
-            return mock.answer(endpoint, body, stream)
-        reply = self._post(deployment, endpoint, body, stream)
+    def post(
+        self, url: str, headers: dict[str, str], body: dict, read_timeout_s: float, stream: bool, name: str
+    ) -> Reply:
+        """POST a JSON body; a 200 stream is primed (its first bytes read) so that a failure before
+        them is still an UpstreamFailure. `name` says whom the failures are about."""
+        reply = self._post(url, headers, body, read_timeout_s, stream, name)
         if stream and reply.status == 200:
-            reply.prime(deployment.id)
+            reply.prime(name)
         return reply
 
-    def _post(self, deployment: DeploymentInfo, endpoint: str, body: dict, stream: bool) -> Reply:
-        url, headers = _address(deployment, endpoint)
-        timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=float(deployment.timeout_s))
+    def _post(
+        self, url: str, headers: dict[str, str], body: dict, read_timeout_s: float, stream: bool, name: str
+    ) -> Reply:
+        timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=read_timeout_s)
         try:
             raw = self.pool.urlopen(
                 "POST",
@@ -118,44 +115,29 @@ class Client:
                 redirect=False,
             )
         except NewConnectionError as exc:
-            raise UpstreamFailure(f"cannot connect to deployment {deployment.id}", reached=False) from exc
+            raise UpstreamFailure(f"cannot connect to {name}", reached=False) from exc
         except ConnectTimeoutError as exc:
             raise UpstreamFailure(
-                f"deployment {deployment.id} did not accept a connection in time", timeout=True, reached=False
+                f"{name} did not accept a connection in time", timeout=True, reached=False
             ) from exc
         except ReadTimeoutError as exc:
-            raise UpstreamFailure(f"deployment {deployment.id} timed out", timeout=True) from exc
+            raise UpstreamFailure(f"{name} timed out", timeout=True) from exc
         except (ProtocolError, HTTPError) as exc:
-            raise UpstreamFailure(f"deployment {deployment.id} failed: {exc}") from exc
+            raise UpstreamFailure(f"{name} failed: {exc}") from exc
         content_type = raw.headers.get("content-type", "application/json")
         if stream and raw.status == 200:
             return Reply(raw.status, content_type, raw=raw)
-        return Reply(raw.status, content_type, body=_read_all(raw, deployment))
+        return Reply(raw.status, content_type, body=_read_all(raw, name))
 
 
-def _read_all(raw: urllib3.BaseHTTPResponse, deployment: DeploymentInfo) -> bytes:
+def _read_all(raw: urllib3.BaseHTTPResponse, name: str) -> bytes:
     try:
         data = raw.read()
     except ReadTimeoutError as exc:
         raw.close()
-        raise UpstreamFailure(f"deployment {deployment.id} timed out", timeout=True) from exc
+        raise UpstreamFailure(f"{name} timed out", timeout=True) from exc
     except (ProtocolError, HTTPError) as exc:
         raw.close()
-        raise UpstreamFailure(f"deployment {deployment.id} failed: {exc}") from exc
+        raise UpstreamFailure(f"{name} failed: {exc}") from exc
     raw.release_conn()
     return data
-
-
-def _address(d: DeploymentInfo, endpoint: str) -> tuple[str, dict[str, str]]:
-    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-    if d.provider == "azure":
-        url = (
-            f"{d.base_url}/openai/deployments/{d.upstream_model}/{endpoint}"
-            f"?api-version={d.api_version or AZURE_DEFAULT_API_VERSION}"
-        )
-        if d.api_key:
-            headers["api-key"] = d.api_key
-        return url, headers
-    if d.api_key:
-        headers["authorization"] = f"Bearer {d.api_key}"
-    return f"{d.base_url}/{endpoint}", headers

@@ -1,0 +1,91 @@
+"""What every API format says about its calls (DESIGN "formats/"): how to check a request, size its
+prompt and completion, set its completion limit, read usage from a reply and from a stream, and
+shape an error. Admission, metering and settlement ask these questions and know no format."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from flask import Response
+
+from app.metering.estimate import PromptEstimate
+from app.proxy.errors import ProxyError
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What the upstream says a call used. `prompt` counts every input token, cache reads and
+    writes included (SPEC 3: they count against the balance and limits); the cache counts are
+    priced at their own rates."""
+
+    prompt: int
+    completion: int
+    cache_read: int = 0
+    cache_write: int = 0
+
+
+def valid_counts(*counts: object) -> bool:
+    """Whether every count is a non-negative integer (an upstream's reply is not trusted either)."""
+    return all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+
+
+class StreamReader:
+    """Reads a stream's server-sent events as they pass: the usage, the output relayed so far (what
+    a hang-up is charged for, SPEC 5.2), and whether the upstream has finished. `feed` gets whole
+    events (without their blank-line ends) and returns the bytes to send on."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.output = 0  # completion tokens relayed, as estimated from the deltas
+        self.done = False
+
+    def feed(self, events: list[bytes]) -> bytes:
+        raise NotImplementedError
+
+
+class Format:
+    name = ""  # chat, embeddings, responses, messages
+    endpoint = ""  # as usage records and metrics name it: the path after /v1/
+
+    def check(self, body: dict) -> bool:
+        """Validate the request (400 naming the field); returns whether it streams."""
+        raise NotImplementedError
+
+    def prompt(self, body: dict) -> PromptEstimate:
+        raise NotImplementedError
+
+    def completion(self, body: dict) -> int | None:
+        """The completion tokens the call asks for at most, all choices; None: the tier's default."""
+        return None
+
+    def choices(self, body: dict) -> int:
+        """How many completions the call asks for: each needs at least one token."""
+        return 1
+
+    def outgoing(self, body: dict, cap: int | None, stream: bool) -> tuple[dict, bool]:
+        """The body to forward: the completion limit capped to `cap` (hard_cap), usage asked for.
+        Also says whether the client asked for the stream's usage itself."""
+        return body, False
+
+    def usage(self, reply: object) -> Usage | None:
+        """The usage of a whole (non-stream) reply, parsed; None when it has none."""
+        raise NotImplementedError
+
+    def reader(self, wants_usage: bool) -> StreamReader:
+        raise NotImplementedError
+
+    def error(self, err: ProxyError, headers: dict[str, str] | None = None) -> Response:
+        """A refusal or failure in this format's error shape (SPEC 3.3)."""
+        return err.response(headers)
+
+
+def data_of(event: bytes) -> object:
+    """The JSON of an SSE event's `data:` line, or None."""
+    start = event.find(b"data:")
+    if start < 0:
+        return None
+    try:
+        return json.loads(event[start + 5 :])
+    except (ValueError, RecursionError):  # an upstream's stream is not trusted either
+        return None
