@@ -143,7 +143,7 @@ def _refuse_framing(response: Response) -> Response:
 
 def _register_errors(app: Flask) -> None:
     from app.api.errors import ApiError
-    from app.proxy.errors import ProxyError
+    from app.proxy.errors import ProxyError, response_for
 
     app.before_request(_refuse_nul)
 
@@ -154,7 +154,7 @@ def _register_errors(app: Flask) -> None:
         app.logger.exception("unhandled error on %s", request.path)
         if request.path.startswith((*PROXY_PATHS, "/api/")):
             err = ProxyError("internal_error", "Internal error; the request was not charged.")
-            return err.response(), 500
+            return response_for(request.path, err), 500
         if request.path.startswith(STRIPE_WEBHOOKS):  # nothing was recorded: Stripe will retry
             return ApiError(500, "Internal error; the event was not processed.").response(), 500
         if error_pages.for_browser():

@@ -15,7 +15,7 @@ from app import nesting
 from app.api.errors import ApiError, from_validation
 from app.errors import DomainError
 from app.extensions import csrf
-from app.proxy.errors import ProxyError
+from app.proxy.errors import ProxyError, response_for
 from app.web_session import PROXY_PATHS, STRIPE_WEBHOOKS
 
 DOMAIN_STATUS = {"invalid_request": 400, "not_found": 404, "conflict": 409, "tier_locked": 409}
@@ -46,9 +46,8 @@ class TollgateApi(Api):
                 405: "method_not_allowed",
                 413: "request_too_large",
             }
-            return ProxyError(
-                codes.get(error.code or 500, "invalid_request"), error.description or ""
-            ).response()
+            err = ProxyError(codes.get(error.code or 500, "invalid_request"), error.description or "")
+            return response_for(request.path, err)
         from app.api import litellm
 
         if request.path.startswith(litellm.PATH_PREFIXES):

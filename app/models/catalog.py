@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, UTCDateTime, now_utc
 
-PROVIDERS = ("openai", "azure", "mock")
+PROVIDERS = ("openai", "azure", "anthropic", "mock")
 
 
 class Model(Base):

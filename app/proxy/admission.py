@@ -35,8 +35,10 @@ from app.metering.shedding import MANUAL, MANUAL_RETRY_AFTER_S, projects, refusa
 from app.proxy.auth import Caller, ModelInfo, TierInfo
 from app.proxy.autoshed import OFF, AutoLevel, by_capacity, by_health, combined
 from app.proxy.errors import ProxyError
+from app.proxy.formats import route
 from app.proxy.formats.format import Format
 from app.proxy.health import NO_FLIGHT, Flight, Health
+from app.proxy.providers import PROVIDERS
 from app.proxy.providers.deployment import DeploymentInfo
 from app.proxy.ratelimit import Limiter, LimitsUnavailable, RateLimited, Ticket
 from app.proxy.routing import in_regions
@@ -72,6 +74,7 @@ class Admitted:
     flight: Flight = NO_FLIGHT  # the call counted in its project's calls in flight (capacity)
     probe: DeploymentInfo | None = None  # a rested deployment this call holds the probe of
     auto: AutoLevel = OFF  # the automatic shedding level this call was admitted under
+    completion: int = 1  # the completion tokens its hold covers: the limit a translation must send
 
     def rate_key(self) -> str:
         return rate_key(self.caller, self.who)
@@ -211,7 +214,7 @@ def _admit(
         raise ProxyError(
             "model_not_allowed", f"This key may not use the model '{model.name}'.", param="model"
         )
-    prompt = fmt.prompt(body)
+    prompt = _prompt(fmt, body, model)
     auto, flight, probe = _automatic(health, caller, model)
     try:
         if who.customer_id is None:  # project-level usage: metered, never stopped by a balance
@@ -273,7 +276,7 @@ def _admit_customer(
             completion = (share.tokens if share is not None else hold.tokens) - prompt.upper
             hard_cap = tier.terms.hard_cap if tier is not None else True
             key_hold = _key_budget(engine, caller, served, prompt, completion, hard_cap, hold.choices, now)
-        deployments = _route(served, hold.allowed_regions)
+        deployments = _route(served, hold.allowed_regions, fmt)
     except ProxyError:
         ticket.release()
         key_ticket.release()
@@ -296,6 +299,7 @@ def _admit_customer(
         key_hold,
         key_ticket,
         share_capped,
+        completion=max(1, hold.tokens - prompt.upper),
     )
 
 
@@ -314,21 +318,30 @@ def _admit_project_level(
     """No customer: the project's default shedding tier, and the key's own limits and budget."""
     _shed_project_level(engine, caller, auto)
     key_ticket, key_hold = _key_rate_limits(limiter, caller), None
+    completion = fmt.completion(body)
+    if completion is None:
+        completion = caller.terms_of(caller.project.defaults.tier_id).default_reserve_tokens
     try:
         if caller.key is not None and caller.key.budget:
-            completion = fmt.completion(body)
-            if completion is None:
-                completion = caller.terms_of(caller.project.defaults.tier_id).default_reserve_tokens
             choices = fmt.choices(body)
             key_hold = _key_budget(engine, caller, model, prompt, completion, True, choices, now)
-        deployments = _route(model, ())
+        deployments = _route(model, (), fmt)
     except ProxyError:
         key_ticket.release()
         if key_hold is not None:
             release(engine, None, None, key_hold)
         raise
     return Admitted(
-        caller, who, model, None, deployments, prompt, model.name, key_hold=key_hold, key_ticket=key_ticket
+        caller,
+        who,
+        model,
+        None,
+        deployments,
+        prompt,
+        model.name,
+        key_hold=key_hold,
+        key_ticket=key_ticket,
+        completion=max(1, completion),
     )
 
 
@@ -428,8 +441,34 @@ def rate_key(caller: Caller, who: Who) -> str:
     return f"{caller.project.id}:{who.customer_id}"
 
 
-def _route(model: ModelInfo, regions: tuple[str, ...]) -> list[DeploymentInfo]:
-    deployments = in_regions(model.deployments, regions)
+def _serving(model: ModelInfo, fmt: Format) -> list[DeploymentInfo]:
+    """The model's deployments that can serve a call in this format (natively or translated)."""
+    serving = [d for d in model.deployments if route(fmt, PROVIDERS[d.provider]) is not None]
+    if model.deployments and not serving:
+        raise ProxyError(
+            "invalid_request",
+            f"The model '{model.name}' does not serve /v1/{fmt.endpoint} calls.",
+            param="model",
+        )
+    return serving
+
+
+def _prompt(fmt: Format, body: dict, model: ModelInfo) -> estimate.PromptEstimate:
+    """The prompt estimate over every body the call may go out as (SPEC 5.2): its own, and its
+    translation for each kind of deployment that needs one. A body a translation refuses is
+    refused here, before anything is held."""
+    estimates = [fmt.prompt(body)]
+    bridges = {way[1] for d in _serving(model, fmt) if (way := route(fmt, PROVIDERS[d.provider]))}
+    for bridge in bridges - {None}:
+        assert bridge is not None
+        estimates.append(bridge.upstream.prompt(bridge.request(body, 1)))
+    if len(estimates) == 1:
+        return estimates[0]
+    return estimate.PromptEstimate(max(e.upper for e in estimates), max(e.likely for e in estimates))
+
+
+def _route(model: ModelInfo, regions: tuple[str, ...], fmt: Format) -> list[DeploymentInfo]:
+    deployments = in_regions(_serving(model, fmt), regions)
     if not deployments:
         raise ProxyError(
             "region_not_allowed",

@@ -1,4 +1,5 @@
-"""OpenAI-shaped errors (SPEC 3.3), so SDKs raise the right exception."""
+"""The proxy's errors (SPEC 3.3): OpenAI's shape, and Anthropic's for `/v1/messages`, so each
+SDK raises the right exception."""
 
 from __future__ import annotations
 
@@ -43,6 +44,23 @@ FINAL = frozenset(
 )
 
 
+# Anthropic's error type for each HTTP status (SPEC 3.3).
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+}
+MESSAGES_PATHS = ("/v1/messages", "/messages")
+
+
+def anthropic_body(status: int, message: str) -> dict:
+    kind = ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
 class ProxyError(Exception):
     def __init__(
         self, code: str, message: str, *, param: str | None = None, headers: dict[str, str] | None = None
@@ -70,11 +88,18 @@ class ProxyError(Exception):
             }
         }
 
-    def response(self, extra_headers: dict[str, str] | None = None) -> Response:
-        resp = Response(json.dumps(self.body()), status=self.status, mimetype="application/json")
+    def response(self, extra_headers: dict[str, str] | None = None, anthropic: bool = False) -> Response:
+        """The error in OpenAI's shape, or in Anthropic's (the message `<code>: <text>`)."""
+        body = anthropic_body(self.status, f"{self.code}: {self.message}") if anthropic else self.body()
+        resp = Response(json.dumps(body), status=self.status, mimetype="application/json")
         resp.headers.update(self.headers)
         if self.code in FINAL:
             resp.headers["x-should-retry"] = "false"
         if extra_headers:
             resp.headers.update(extra_headers)
         return resp
+
+
+def response_for(path: str, err: ProxyError) -> Response:
+    """The error in the shape of the endpoint at `path` (for errors met before a view runs)."""
+    return err.response(anthropic=path.rstrip("/").endswith(MESSAGES_PATHS))

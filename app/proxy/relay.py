@@ -24,9 +24,11 @@ from app.metering.settlement import Charge, Settled, release, settle
 from app.proxy import telemetry
 from app.proxy.admission import Admitted, key_rate_key
 from app.proxy.errors import ProxyError
+from app.proxy.formats import route
+from app.proxy.formats.bridge import Bridge
 from app.proxy.formats.format import Format, StreamReader, Usage
 from app.proxy.health import NO_FLIGHT, Flight
-from app.proxy.providers import send
+from app.proxy.providers import PROVIDERS, send
 from app.proxy.providers.deployment import DeploymentInfo
 from app.proxy.routing import order
 from app.upstream.client import Reply, UpstreamFailure
@@ -57,6 +59,26 @@ class Call:
     reached: bool = False
     flight: Flight = NO_FLIGHT  # the call counted in flight at the deployment serving it
     probed: bool = False  # it tried the deployment whose probe admission took
+    # The format the serving deployment speaks, and the bridge to it when that is not the call's.
+    upstream: Format | None = None
+    bridge: Bridge | None = None
+    bodies: dict[str, dict] = field(default_factory=dict)  # what goes out, per upstream format
+
+    def outgoing(self, body: dict, deployment: DeploymentInfo) -> tuple[dict, Format, Bridge | None]:
+        """The body for this deployment in the format it speaks, with hard_cap's completion limit
+        and the usage asked for; translated once per format."""
+        way = route(self.fmt, PROVIDERS[deployment.provider])
+        if way is None:  # admission keeps only deployments that can serve the call
+            raise ProxyError("invalid_request", f"Deployment {deployment.id} cannot serve this call.")
+        upstream, bridge = way
+        if upstream.name not in self.bodies:
+            out, self.client_wants_usage = self.fmt.outgoing(
+                body, self.admitted.completion_cap(), self.stream
+            )
+            if bridge is not None:
+                out, _ = upstream.outgoing(bridge.request(out, self.admitted.completion), None, self.stream)
+            self.bodies[upstream.name] = out
+        return self.bodies[upstream.name], upstream, bridge
 
     def settle(self, gw: Gateway, charge: Charge, record: dict) -> Settled | None:
         """Settle this call, then raise the balance events it caused."""
@@ -126,12 +148,6 @@ class Call:
         )
 
 
-def _outgoing(call: Call, body: dict) -> dict:
-    """The body every deployment gets: hard_cap's completion limit, usage always asked for."""
-    out, call.client_wants_usage = call.fmt.outgoing(body, call.admitted.completion_cap(), call.stream)
-    return out
-
-
 def forward(gw: Gateway, call: Call, body: dict) -> Reply:
     """Try each eligible deployment until one answers; fail over on errors before the first byte."""
     probe = call.admitted.probe
@@ -143,7 +159,6 @@ def forward(gw: Gateway, call: Call, body: dict) -> Reply:
 
 
 def _forward(gw: Gateway, call: Call, body: dict) -> Reply:
-    outgoing = _outgoing(call, body)
     last: UpstreamFailure | None = None
     health = gw.health
     candidates = order(call.admitted.deployments, health, gw.rng)
@@ -157,10 +172,15 @@ def _forward(gw: Gateway, call: Call, body: dict) -> Reply:
             probing or health.healthy(deployment.id) or health.take_probe(deployment.id, deployment.timeout_s)
         ):
             continue  # rested: another call is probing it right now
+        try:
+            outgoing, upstream, bridge = call.outgoing(body, deployment)
+        except ProxyError:  # a translation refused it (a restricted call's model may need one)
+            _give_back(gw, call, 400)
+            raise
         attempt = dict(outgoing, model=deployment.upstream_model)
         _, flight = health.fly(f"flight:d:{deployment.id}")
         try:
-            reply = send(gw.client, deployment, call.fmt.name, attempt, call.stream)
+            reply = send(gw.client, deployment, upstream.name, attempt, call.stream)
             call.reached = True
             if reply.status >= 500:
                 raise UpstreamFailure(f"deployment {deployment.id} answered {reply.status}")
@@ -173,7 +193,7 @@ def _forward(gw: Gateway, call: Call, body: dict) -> Reply:
             last = failure
             continue
         health.succeeded(deployment.id)
-        call.served, call.flight = deployment, flight
+        call.served, call.flight, call.upstream, call.bridge = deployment, flight, upstream, bridge
         return reply
     _give_back(gw, call, 504 if last and last.timeout else 502)
     if last is not None and last.timeout:
@@ -203,16 +223,23 @@ def _charge(call: Call, usage: Usage | None, output_tokens: int = 0) -> Charge:
 
 
 def finish_json(gw: Gateway, call: Call, reply: Reply) -> Response:
-    body = reply.body or b""
+    body, content_type = reply.body or b"", reply.content_type
     if reply.status != 200:
         _give_back(gw, call, reply.status)
-        return Response(
-            body, status=reply.status, content_type=reply.content_type, headers=call.headers(None)
-        )
+        if call.bridge is not None:  # the upstream's error, in the shape the client's SDK reads
+            body, content_type = call.bridge.error(reply.status, body), "application/json"
+        return Response(body, status=reply.status, content_type=content_type, headers=call.headers(None))
     try:
-        usage = call.fmt.usage(json.loads(body))
+        data = json.loads(body)
     except (ValueError, RecursionError):  # an upstream's reply is not trusted either
-        usage = None
+        data = None
+    assert call.upstream is not None
+    usage = call.upstream.usage(data)
+    if call.bridge is not None:
+        if not isinstance(data, dict):  # nothing to translate: the client gets no answer, pays nothing
+            _give_back(gw, call, 502)
+            raise ProxyError("upstream_error", "The upstream's reply could not be read.")
+        body, content_type = json.dumps(call.bridge.reply(data)).encode(), "application/json"
     charge = _charge(call, usage)
     try:
         settled = call.settle(gw, charge, call.record(200))
@@ -222,7 +249,7 @@ def finish_json(gw: Gateway, call: Call, reply: Reply) -> Response:
     return Response(
         body,
         status=200,
-        content_type=reply.content_type,
+        content_type=content_type,
         headers=call.headers(settled.available if settled else None, charge.cost_nusd),
     )
 
@@ -243,7 +270,11 @@ def finish_stream(gw: Gateway, call: Call, reply: Reply) -> Response:
 
 
 def _relay(gw: Gateway, call: Call, reply: Reply) -> Iterator[bytes]:
-    reader = call.fmt.reader(call.client_wants_usage)
+    assert call.upstream is not None
+    # A bridged stream is read whole (usage included) in the upstream's format, then translated.
+    bridged = call.bridge is not None
+    reader = call.upstream.reader(call.client_wants_usage or bridged)
+    translator = call.bridge.events(call.client_wants_usage) if call.bridge is not None else None
     pending = b""
     ended = settled = False
     admitted = call.admitted
@@ -260,7 +291,10 @@ def _relay(gw: Gateway, call: Call, reply: Reply) -> Iterator[bytes]:
             if b"\n\n" not in pending:
                 continue
             *complete, pending = pending.split(b"\n\n")
-            out = reader.feed([e for e in complete if e])
+            events = [e for e in complete if e]
+            out = reader.feed(events)
+            if translator is not None:
+                out = translator.feed(events)
             if reader.done and not settled:
                 # Charge before the client sees the stream's end: when it ends, the balance is final.
                 settled = True

@@ -1,4 +1,4 @@
-"""/v1: the OpenAI-compatible endpoints. Thin: authenticate, parse, admit, forward, answer."""
+"""/v1: one endpoint per API format (SPEC 3). Thin: authenticate, parse, admit, forward, answer."""
 
 from __future__ import annotations
 
@@ -81,6 +81,13 @@ def chat_completions() -> Response:
 @unprefixed.post("/embeddings")
 def embeddings() -> Response:
     return _serve(FORMATS["embeddings"])
+
+
+@bp.post("/messages")
+@unprefixed.post("/messages")
+def messages() -> Response:
+    """Anthropic's Messages API; `anthropic-version` is accepted and the format is its own."""
+    return _serve(FORMATS["messages"])
 
 
 @bp.get("/models")

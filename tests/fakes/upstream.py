@@ -1,4 +1,6 @@
-"""A fake OpenAI-compatible upstream, served over real HTTP for gateway tests.
+"""A fake OpenAI-compatible upstream, served over real HTTP for gateway tests. It also speaks
+Anthropic's Messages API at /v1/messages (JSON and its stream events, `x-api-key` and
+`anthropic-version` required, errors in Anthropic's shape).
 
 Standard library only. Usage::
 
@@ -110,6 +112,26 @@ def count_body_tokens(body: dict) -> int:
 def _fake_vector(text: str) -> list[float]:
     digest = hashlib.sha256(text.encode("utf-8")).digest()
     return [round((b / 127.5) - 1.0, 6) for b in digest[:8]]
+
+
+def _anthropic_error(status: int, message: str) -> dict:
+    kinds = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error"}
+    kind = kinds.get(status, "rate_limit_error" if status == 429 else "api_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def count_anthropic_tokens(body: dict) -> int:
+    """Words of the system prompt and of every message's text (tool results' included), plus 3
+    a message: the fake's tokenizer for Anthropic's API."""
+    total = _content_words(body.get("system"))
+    for message in body.get("messages") or []:
+        total += 3
+        content = message.get("content") if isinstance(message, dict) else None
+        total += _content_words(content)
+        for block in content if isinstance(content, list) else []:
+            if isinstance(block, dict) and block.get("type") == "tool_result":
+                total += _content_words(block.get("content"))
+    return total
 
 
 def _error_body(message: str, type_: str, code: Any = None) -> dict:
@@ -268,15 +290,14 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._record()
         fake = self.server.fake
         failure = fake._take_failure()
+        route = urlsplit(self.path).path.rstrip("/")
         if failure is not None:
-            self._send_json(
-                failure,
-                _error_body("fake failure", "server_error"),
-                extra_headers=fake.fail_headers,
-            )
+            body = _error_body("fake failure", "server_error")
+            if route == "/v1/messages":
+                body = _anthropic_error(failure, "fake failure")
+            self._send_json(failure, body, extra_headers=fake.fail_headers)
             return
 
-        route = urlsplit(self.path).path.rstrip("/")
         deployment: str | None = None
         parts = route.split("/")
         # /openai/deployments/{name}/chat/completions | /embeddings
@@ -293,7 +314,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._not_found()
             return
 
-        if route == "/v1/chat/completions":
+        if route == "/v1/messages":
+            self._messages(body)
+        elif route == "/v1/chat/completions":
             self._chat(body, deployment)
         elif route == "/v1/embeddings":
             self._embeddings(body, deployment)
@@ -353,7 +376,13 @@ class _Handler(BaseHTTPRequestHandler):
         if fake.raw_reply is not None:
             self._send_raw(200, fake.raw_reply)
             return
-        content = " ".join(f"tok{i}" for i in range(n))
+        message: dict[str, Any] = {"role": "assistant", "content": " ".join(f"tok{i}" for i in range(n))}
+        tools = body.get("tools")
+        if fake.tool_use and tools:
+            arguments = '{"city": "Paris"}'
+            function = {"name": tools[0]["function"]["name"], "arguments": arguments}
+            message["tool_calls"] = [{"id": "call_fake", "type": "function", "function": function}]
+            finish_reason = "tool_calls"
         self._send_json(
             200,
             {
@@ -364,7 +393,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "choices": [
                     {
                         "index": i,
-                        "message": {"role": "assistant", "content": content},
+                        "message": message,
                         "logprobs": None,
                         "finish_reason": finish_reason,
                     }
@@ -487,6 +516,103 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
 
+    def _messages(self, body: dict) -> None:
+        """Anthropic's Messages API, as api.anthropic.com answers it."""
+        fake = self.server.fake
+        if not self.headers.get("x-api-key") or not self.headers.get("anthropic-version"):
+            self._send_json(401, _anthropic_error(401, "x-api-key and anthropic-version are required"))
+            return
+        limit = body.get("max_tokens")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            self._send_json(400, _anthropic_error(400, "max_tokens: Field required"))
+            return
+        n = min(limit, int(fake.completion_tokens))
+        stop_reason = "max_tokens" if limit < fake.completion_tokens else "end_turn"
+        tool = fake.tool_use and body.get("tools") and body["tools"][0].get("name")
+        if tool:
+            stop_reason = "tool_use"
+        usage = {
+            "input_tokens": count_anthropic_tokens(body),
+            "cache_creation_input_tokens": fake.cache_write_tokens,
+            "cache_read_input_tokens": fake.cache_read_tokens,
+            "output_tokens": n,
+        }
+        message_id = "msg_" + fake._next_id()
+        if body.get("stream") is True:
+            self._message_events(message_id, body.get("model"), n, stop_reason, usage, tool)
+            return
+        content: list[dict] = [{"type": "text", "text": " ".join(f"tok{i}" for i in range(n))}]
+        if tool:
+            content.append({"type": "tool_use", "id": "toolu_fake", "name": tool, "input": {"city": "Paris"}})
+        self._send_json(
+            200,
+            {
+                "id": message_id,
+                "type": "message",
+                "role": "assistant",
+                "model": body.get("model"),
+                "content": content,
+                "stop_reason": stop_reason,
+                "stop_sequence": None,
+                "usage": usage,
+            },
+        )
+
+    def _message_events(
+        self, message_id: str, model: Any, n: int, stop_reason: str, usage: dict, tool: Any
+    ) -> None:
+        fake = self.server.fake
+        fake.chunks_sent = 0
+
+        def event(name: str, data: dict) -> bool:
+            return self._write_chunk(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+        except OSError:
+            fake.client_closed.set()
+            self.close_connection = True
+            return
+        start = dict(usage, output_tokens=1)
+        message = {"id": message_id, "type": "message", "role": "assistant", "model": model, "content": []}
+        message.update(stop_reason=None, stop_sequence=None, usage=start)
+        if not event("message_start", {"type": "message_start", "message": message}):
+            return
+        block = {"type": "text", "text": ""}
+        if not event(
+            "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
+        ):
+            return
+        event("ping", {"type": "ping"})
+        limit = fake.disconnect_after_chunks
+        for k in range(n):
+            gate = fake.stream_gate
+            if k == n - 1 and gate is not None and not self._wait(gate):
+                self.close_connection = True
+                return
+            delta = {"type": "text_delta", "text": f"tok{k} "}
+            if not event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}):
+                return
+            fake.chunks_sent += 1
+            if limit is not None and fake.chunks_sent >= limit:
+                self._drop()
+                return
+        event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        if tool:
+            block = {"type": "tool_use", "id": "toolu_fake", "name": tool, "input": {}}
+            event("content_block_start", {"type": "content_block_start", "index": 1, "content_block": block})
+            for part in ('{"city": ', '"Paris"}'):
+                delta = {"type": "input_json_delta", "partial_json": part}
+                event("content_block_delta", {"type": "content_block_delta", "index": 1, "delta": delta})
+            event("content_block_stop", {"type": "content_block_stop", "index": 1})
+        delta = {"stop_reason": stop_reason, "stop_sequence": None}
+        event("message_delta", {"type": "message_delta", "delta": delta, "usage": {"output_tokens": n}})
+        if event("message_stop", {"type": "message_stop"}):
+            self._write_raw(b"0\r\n\r\n")
+
     def _embeddings(self, body: dict, deployment: str | None) -> None:
         model = body.get("model") or deployment or "fake-model"
         raw = body.get("input")
@@ -552,6 +678,10 @@ class FakeUpstream:
         self.count_whole_body = False  # prompt_tokens by count_body_tokens, not by words
         self.stream_tool_calls = False  # stream tool-call argument deltas instead of content
         self.raw_reply: bytes | None = None  # a chat completion's whole 200 body, as given
+        # Anthropic's API: the cache counts its replies report, and a tool call when tools are given
+        self.cache_read_tokens = 0
+        self.cache_write_tokens = 0
+        self.tool_use = False
 
     # -- lifecycle ---------------------------------------------------------
 

@@ -1,0 +1,67 @@
+"""A call in one API format served by a deployment that speaks another (SPEC 3): the request goes
+out translated, the reply, the stream's events and the errors come back translated. A field with
+no counterpart is refused with 400 naming it, never dropped."""
+
+from __future__ import annotations
+
+import json
+
+from app.proxy.errors import ProxyError
+from app.proxy.formats.format import Format
+
+
+class EventTranslator:
+    """Turns the upstream's stream events (whole SSE events, without their blank-line ends) into
+    the client's."""
+
+    def feed(self, events: list[bytes]) -> bytes:
+        raise NotImplementedError
+
+
+class Bridge:
+    client: Format  # the format the call came in
+    upstream: Format  # the format the deployment speaks
+
+    def request(self, body: dict, completion: int) -> dict:
+        """The client's body (its completion limit already capped) in the upstream's format;
+        `completion` is the limit to send when the call gives none (what its hold covers)."""
+        raise NotImplementedError
+
+    def reply(self, data: dict) -> dict:
+        """The upstream's whole 200 reply in the client's format."""
+        raise NotImplementedError
+
+    def error(self, status: int, raw: bytes) -> bytes:
+        """The upstream's error reply in the client's error shape."""
+        raise NotImplementedError
+
+    def events(self, wants_usage: bool) -> EventTranslator:
+        raise NotImplementedError
+
+
+def no_counterpart(name: str, api: str) -> ProxyError:
+    return ProxyError(
+        "invalid_request",
+        f"{name} has no counterpart in {api}, which serves this model: remove it, or use another model.",
+        param=name,
+    )
+
+
+def sse(data: object, name: str | None = None) -> bytes:
+    """One server-sent event, with its blank-line end."""
+    head = f"event: {name}\n".encode() if name else b""
+    return head + b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+def upstream_message(raw: bytes) -> str:
+    """The message of an upstream's error body, whichever shape it has (OpenAI's and Anthropic's
+    both keep it at error.message)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        data = None
+    error = data.get("error") if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if isinstance(message, str) and message:
+        return message
+    return raw.decode("utf-8", "replace")[:1000] or "The upstream answered with an error."

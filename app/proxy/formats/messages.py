@@ -1,0 +1,126 @@
+"""Anthropic's Messages API: `POST /v1/messages` (SPEC 3), in Anthropic's own request, response,
+stream-event and error shapes, so the `anthropic` SDK works unchanged."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Response
+
+from app.metering import estimate
+from app.metering.estimate import PromptEstimate
+from app.proxy.bodies import positive_int
+from app.proxy.errors import ProxyError
+from app.proxy.formats.chat import output_tokens
+from app.proxy.formats.format import Format, StreamReader, Usage, data_of, valid_counts
+
+# Deltas that carry output: text, tool input, thinking.
+OUTPUT_DELTA = re.compile(rb'"(?:text|partial_json|thinking)": ?"((?:[^"\\]|\\.)+)"')
+ROLES = ("user", "assistant")
+
+
+class Messages(Format):
+    name = "messages"
+    endpoint = "messages"
+
+    def check(self, body: dict) -> bool:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ProxyError("invalid_request", "messages must be a non-empty list.", param="messages")
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict) or message.get("role") not in ROLES:
+                raise ProxyError(
+                    "invalid_request",
+                    f"messages[{i}] must be an object whose role is user or assistant.",
+                    param=f"messages[{i}]",
+                )
+            if not isinstance(message.get("content"), str | list):
+                raise ProxyError(
+                    "invalid_request",
+                    f"messages[{i}].content must be a string or a list of content blocks.",
+                    param=f"messages[{i}].content",
+                )
+        if body.get("max_tokens") is None:
+            raise ProxyError("invalid_request", "max_tokens is required.", param="max_tokens")
+        positive_int(body, "max_tokens")
+        system = body.get("system")
+        if system is not None and not isinstance(system, str | list):
+            raise ProxyError(
+                "invalid_request", "system must be a string or a list of text blocks.", param="system"
+            )
+        stream = body.get("stream", False)
+        if stream is not None and not isinstance(stream, bool):
+            raise ProxyError("invalid_request", "stream must be a boolean.", param="stream")
+        return bool(stream)
+
+    def prompt(self, body: dict) -> PromptEstimate:
+        # The whole body but its settings, as for chat: system, messages, tools and their schemas.
+        return estimate.chat_prompt(body)
+
+    def completion(self, body: dict) -> int | None:
+        return body["max_tokens"]
+
+    def outgoing(self, body: dict, cap: int | None, stream: bool) -> tuple[dict, bool]:
+        if cap is None or body["max_tokens"] <= cap:
+            return body, False
+        return dict(body, max_tokens=max(1, cap)), False
+
+    def usage(self, reply: object) -> Usage | None:
+        return usage_of(reply.get("usage") if isinstance(reply, dict) else None)
+
+    def reader(self, wants_usage: bool) -> StreamReader:
+        return MessagesStream()
+
+    def error(self, err: ProxyError, headers: dict[str, str] | None = None) -> Response:
+        return err.response(headers, anthropic=True)
+
+
+def usage_of(usage: object, start: Usage | None = None) -> Usage | None:
+    """Anthropic's usage block: input, cache writes and cache reads are the prompt (SPEC 3). A
+    message_delta's block updates the counts message_start gave (`start`) with those it carries."""
+    if not isinstance(usage, dict):
+        return None
+    base = start or Usage(0, 0)
+    uncached = base.prompt - base.cache_read - base.cache_write
+    fresh = usage.get("input_tokens", uncached)
+    written = usage.get("cache_creation_input_tokens", base.cache_write)
+    read = usage.get("cache_read_input_tokens", base.cache_read)
+    output = usage.get("output_tokens", base.completion)
+    fresh, written, read = fresh or 0, written or 0, read or 0  # the API sends null for "none"
+    if not valid_counts(fresh, written, read, output):
+        return None
+    return Usage(fresh + written + read, output, read, written)
+
+
+class MessagesStream(StreamReader):
+    """Passes Anthropic's events through untouched: usage from message_start and message_delta,
+    the end at message_stop."""
+
+    def feed(self, events: list[bytes]) -> bytes:
+        for event in events:
+            if b'"usage"' in event:
+                data = data_of(event)
+                if isinstance(data, dict):
+                    self._note(data)
+            elif b"message_stop" in event and _event_name(event) == b"message_stop":
+                self.done = True
+            else:
+                self.output += output_tokens(event, OUTPUT_DELTA)
+        return b"".join(event + b"\n\n" for event in events)
+
+    def _note(self, data: dict) -> None:
+        if data.get("type") == "message_start":
+            message = data.get("message")
+            self.usage = usage_of(message.get("usage") if isinstance(message, dict) else None)
+        elif data.get("type") == "message_delta":
+            self.usage = usage_of(data.get("usage"), self.usage) or self.usage
+
+
+def _event_name(event: bytes) -> bytes | None:
+    for line in event.split(b"\n"):
+        if line.startswith(b"event:"):
+            return line[6:].strip()
+    return None
+
+
+FORMAT = Messages()
