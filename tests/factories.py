@@ -154,7 +154,7 @@ def chat(base_url: str, key: str, user: str, model: str = "gpt-test", timeout: f
     )
 
 
-def raw_stream(base_url: str, key: str, body: dict):
+def raw_stream(base_url: str, key: str, body: dict, path: str = "/v1/chat/completions"):
     """Open a streamed call on a bare socket, so a test can hang up the way a client does."""
     import json
     import socket
@@ -163,7 +163,7 @@ def raw_stream(base_url: str, key: str, body: dict):
     host, port = base_url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)), timeout=10)
     sock.sendall(
-        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode()
         + f"Authorization: Bearer {key}\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
         + payload
     )
@@ -185,12 +185,14 @@ class Turnstile:
         return self._sem.acquire(timeout=timeout)
 
 
-def hang_up_after(world: World, body: dict, marker: bytes, relayed: int) -> UsageRecord:
+def hang_up_after(
+    world: World, body: dict, marker: bytes, relayed: int, path: str = "/v1/chat/completions"
+) -> UsageRecord:
     """Stream `body` on a bare socket, hang up once `relayed` events carrying `marker` arrived (the
     fake upstream sends a chunk per turn), and return the call's usage record once it is settled."""
     turnstile = Turnstile()
     world.upstream.stream_chunk_pause = turnstile
-    sock = raw_stream(world.url, world.key, body)
+    sock = raw_stream(world.url, world.key, body, path)
     seen = b""
     while seen.count(marker) < relayed:
         data = sock.recv(65536)
@@ -205,12 +207,13 @@ def hang_up_after(world: World, body: dict, marker: bytes, relayed: int) -> Usag
         if world.upstream.client_closed.wait(0.5):
             break
     assert world.upstream.client_closed.is_set(), "the gateway kept the upstream stream open"
-    records = world.usage_records(body["user"])
+    customer = body.get("user") or body["metadata"]["user_id"]
+    records = world.usage_records(customer)
     for _ in range(100):  # settlement runs as the gateway unwinds the stream
         if records:
             break
         world.upstream.client_closed.wait(0.05)
-        records = world.usage_records(body["user"])
+        records = world.usage_records(customer)
     [record] = records
     return record
 

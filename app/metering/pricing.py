@@ -15,16 +15,59 @@ class MoneyError(ValueError):
     """A money amount that is not a finite, non-negative number with at most 9 decimals."""
 
 
+# Anthropic's rates for prompt caching, as multiples of the input rate: a 5-minute cache write
+# costs 1.25 times it, a cache read a tenth. Used when neither the model's configured price nor
+# genai-prices gives the model's own cache rates.
+CACHE_WRITE_RATE = (5, 4)
+CACHE_READ_RATE = (1, 10)
+
+
 @dataclass(frozen=True)
 class Price:
     input_nusd_per_mtok: int
     output_nusd_per_mtok: int
     source: str  # "config" or "genai-prices"
+    cache_read_nusd_per_mtok: int | None = None  # None: CACHE_READ_RATE of the input rate
+    cache_write_nusd_per_mtok: int | None = None  # None: CACHE_WRITE_RATE of the input rate
 
-    def cost_nusd(self, prompt_tokens: int, completion_tokens: int) -> int:
-        """Cost of one call, rounded up to the next nano-USD so spend is never under-counted."""
-        numerator = prompt_tokens * self.input_nusd_per_mtok + completion_tokens * self.output_nusd_per_mtok
-        return -(-numerator // MTOK)
+    def cost_nusd(
+        self, prompt_tokens: int, completion_tokens: int, cache_read: int = 0, cache_write: int = 0
+    ) -> int:
+        """Cost of one call, rounded up to the next nano-USD so spend is never under-counted.
+        `prompt_tokens` counts every input token; `cache_read` and `cache_write` of them are
+        priced at the cache rates (SPEC 3)."""
+        fresh = prompt_tokens - cache_read - cache_write
+        numerator = (
+            fresh * self.input_nusd_per_mtok * _scale((1, 1))
+            + cache_read * _rate(self.cache_read_nusd_per_mtok, self.input_nusd_per_mtok, CACHE_READ_RATE)
+            + cache_write * _rate(self.cache_write_nusd_per_mtok, self.input_nusd_per_mtok, CACHE_WRITE_RATE)
+            + completion_tokens * self.output_nusd_per_mtok * _scale((1, 1))
+        )
+        return -(-numerator // (MTOK * _SCALE))
+
+    def upper_cost_nusd(self, prompt_tokens: int, completion_tokens: int) -> int:
+        """What a call may cost at most before its usage is known: every prompt token at the
+        dearest of the input and cache rates, so a hold always covers the charge."""
+        dearest = max(
+            self.input_nusd_per_mtok * _SCALE,
+            _rate(self.cache_read_nusd_per_mtok, self.input_nusd_per_mtok, CACHE_READ_RATE),
+            _rate(self.cache_write_nusd_per_mtok, self.input_nusd_per_mtok, CACHE_WRITE_RATE),
+        )
+        numerator = prompt_tokens * dearest + completion_tokens * self.output_nusd_per_mtok * _SCALE
+        return -(-numerator // (MTOK * _SCALE))
+
+
+# Rates are compared and summed in units of 1/_SCALE nano-USD per million tokens, so that the
+# default cache rates (1.25x, 0.1x) stay exact integers.
+_SCALE = 20
+
+
+def _scale(ratio: tuple[int, int]) -> int:
+    return _SCALE * ratio[0] // ratio[1]
+
+
+def _rate(own: int | None, input_rate: int, default: tuple[int, int]) -> int:
+    return own * _SCALE if own is not None else input_rate * _scale(default)
 
 
 def to_nusd(usd: object) -> int:
@@ -59,6 +102,10 @@ def configured_price(input_per_mtok: object, output_per_mtok: object) -> Price:
     return Price(to_nusd(input_per_mtok), to_nusd(output_per_mtok), "config")
 
 
+def _nusd_or_none(value: object) -> int | None:
+    return to_nusd(value) if isinstance(value, Decimal | int) else None
+
+
 @lru_cache(maxsize=4096)
 def genai_price(model: str) -> Price | None:
     """The price genai-prices ships for this model name (offline data), or None if it has none."""
@@ -71,11 +118,24 @@ def genai_price(model: str) -> Price | None:
     mp = found.model_price
     if not isinstance(mp.input_mtok, Decimal | int) or not isinstance(mp.output_mtok, Decimal | int):
         return None  # tiered prices: not representable as a flat rate
-    return Price(to_nusd(mp.input_mtok), to_nusd(mp.output_mtok), "genai-prices")
+    return Price(
+        to_nusd(mp.input_mtok),
+        to_nusd(mp.output_mtok),
+        "genai-prices",
+        _nusd_or_none(mp.cache_read_mtok),
+        _nusd_or_none(mp.cache_write_mtok),
+    )
 
 
-def resolve_price(input_nusd: int | None, output_nusd: int | None, model: str) -> Price | None:
-    """Configured price first, else genai-prices, else None (the model is "unpriced")."""
+def resolve_price(
+    input_nusd: int | None,
+    output_nusd: int | None,
+    model: str,
+    cache_read_nusd: int | None = None,
+    cache_write_nusd: int | None = None,
+) -> Price | None:
+    """Configured price first, else genai-prices, else None (the model is "unpriced"). Cache rates
+    not configured are Anthropic's multiples of the configured input rate."""
     if input_nusd is not None and output_nusd is not None:
-        return Price(input_nusd, output_nusd, "config")
+        return Price(input_nusd, output_nusd, "config", cache_read_nusd, cache_write_nusd)
     return genai_price(model)

@@ -33,9 +33,11 @@ from app.metering.quota import Hold, customers, usage_records
 class Charge:
     """What one served call costs, from the upstream's usage (or the estimate on a hang-up)."""
 
-    prompt_tokens: int
+    prompt_tokens: int  # every input token, cache reads and writes included
     completion_tokens: int
     cost_nusd: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -80,6 +82,8 @@ def settle(
         completion_tokens=charge.completion_tokens,
         total_tokens=charge.total_tokens,
         cost_nusd=charge.cost_nusd,
+        cache_read_tokens=charge.cache_read_tokens,
+        cache_write_tokens=charge.cache_write_tokens,
     )
     if share is None and key_hold is None and engine.dialect.name == "postgresql":
         with statements(engine) as conn:
@@ -196,6 +200,8 @@ USAGE_FIELDS = (
     "completion_tokens",
     "total_tokens",
     "cost_nusd",
+    "cache_read_tokens",
+    "cache_write_tokens",
 )
 RECORDED = (*USAGE_FIELDS, "tokens_charged", "tokens_unbilled")
 

@@ -40,6 +40,9 @@ class UsageRecord(Base):
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     total_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Of the prompt tokens, those Anthropic read from or wrote to its prompt cache (own prices).
+    cache_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     # What the balance was debited. For a customer's call it falls short of total_tokens only when
     # the upstream reported more than the hold and a prepaid hard-capped balance reached 0: the
     # difference is tokens_unbilled (SPEC 5.2), a leak the operator should see.

@@ -399,7 +399,7 @@ def _key_budget(
     price = model.price
 
     def cost_of(tokens: int) -> int:
-        return price.cost_nusd(prompt.upper, tokens) if price else 0
+        return price.upper_cost_nusd(prompt.upper, tokens) if price else 0
 
     try:
         return key_budget.reserve(
@@ -534,7 +534,7 @@ def _take(
         price = model.price
 
         def cost_of(completion: int) -> int:
-            return price.cost_nusd(prompt.upper, completion) if price else 0
+            return price.upper_cost_nusd(prompt.upper, completion) if price else 0
 
         return take_what_remains(engine, want, full, prompt.upper, cost_of, choices)
 
@@ -548,7 +548,7 @@ def _share(
     prompt: estimate.PromptEstimate,
     now: datetime,
 ) -> Share:
-    cost = model.price.cost_nusd(prompt.upper, hold.tokens - prompt.upper) if model.price else 0
+    cost = model.price.upper_cost_nusd(prompt.upper, hold.tokens - prompt.upper) if model.price else 0
     assert who.customer_id is not None and hold.period_start is not None
     own_start = None
     if hold.max_budget_nusd is not None:

@@ -218,8 +218,10 @@ def _charge(call: Call, usage: Usage | None, output_tokens: int = 0) -> Charge:
         # No usage from the upstream (a hang-up, or a server that omits it): charge the estimate.
         usage = Usage(call.admitted.prompt.likely, output_tokens)
     price = call.admitted.model.price
-    cost = price.cost_nusd(usage.prompt, usage.completion) if price else 0
-    return Charge(usage.prompt, usage.completion, cost)
+    cost = (
+        price.cost_nusd(usage.prompt, usage.completion, usage.cache_read, usage.cache_write) if price else 0
+    )
+    return Charge(usage.prompt, usage.completion, cost, usage.cache_read, usage.cache_write)
 
 
 def finish_json(gw: Gateway, call: Call, reply: Reply) -> Response:
@@ -334,7 +336,7 @@ class _HoldKeeper:
 
 
 def _settle_stream(gw: Gateway, call: Call, reader: StreamReader, disconnected: bool) -> None:
-    charge = _charge(call, reader.usage, reader.output)
+    charge = _charge(call, reader.charged(), reader.output)
     record = call.record(200, disconnected=disconnected)
     try:
         call.settle(gw, charge, record)

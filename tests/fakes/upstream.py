@@ -589,8 +589,10 @@ class _Handler(BaseHTTPRequestHandler):
         event("ping", {"type": "ping"})
         limit = fake.disconnect_after_chunks
         for k in range(n):
-            gate = fake.stream_gate
-            if k == n - 1 and gate is not None and not self._wait(gate):
+            pause, gate = fake.stream_chunk_pause, fake.stream_gate
+            if (k > 0 and pause is not None and not self._wait(pause)) or (
+                k == n - 1 and gate is not None and not self._wait(gate)
+            ):
                 self.close_connection = True
                 return
             delta = {"type": "text_delta", "text": f"tok{k} "}

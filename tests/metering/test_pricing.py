@@ -43,9 +43,44 @@ def test_bad_money_is_refused(bad):
 
 def test_configured_price_wins_then_genai_prices_then_unpriced():
     assert resolve_price(1, 2, "gpt-4o-mini") == Price(1, 2, "config")
-    assert resolve_price(None, None, "gpt-4o-mini") == Price(150_000_000, 600_000_000, "genai-prices")
+    # genai-prices' own cached-input rate comes with it ($0.075 per million for gpt-4o-mini)
+    assert resolve_price(None, None, "gpt-4o-mini") == Price(
+        150_000_000, 600_000_000, "genai-prices", 75_000_000
+    )
     assert genai_price("surely-not-a-model-xyz") is None
     assert resolve_price(None, None, "surely-not-a-model-xyz") is None
+
+
+def test_cache_tokens_are_priced_at_their_own_rates():
+    """SPEC 3: Anthropic's cache reads and writes are prompt tokens at their own prices: the
+    model's configured ones, else Anthropic's multiples of the input rate (0.1x and 1.25x)."""
+    price = Price(3_000_000_000, 15_000_000_000, "config")  # $3 in, $15 out per million
+    # 300 fresh at $3, 500 read at $0.30, 200 written at $3.75, 100 out at $15, per million
+    assert (
+        price.cost_nusd(1000, 100, cache_read=500, cache_write=200) == 900_000 + 150_000 + 750_000 + 1_500_000
+    )
+    assert price.cost_nusd(1000, 100) == 4_500_000
+    own = Price(3_000_000_000, 15_000_000_000, "config", 1_000_000_000, 4_000_000_000)
+    assert (
+        own.cost_nusd(1000, 100, cache_read=500, cache_write=200) == 900_000 + 500_000 + 800_000 + 1_500_000
+    )
+    # a hold prices every prompt token at the dearest rate, so the charge never passes it
+    assert price.upper_cost_nusd(1000, 100) == 3_750_000 + 1_500_000
+    assert price.upper_cost_nusd(1000, 100) >= price.cost_nusd(1000, 100, 0, 1000)
+
+
+@given(
+    prompt=st.integers(0, 10**7),
+    completion=st.integers(0, 10**6),
+    read=st.integers(0, 10**7),
+    written=st.integers(0, 10**7),
+    rates=st.tuples(*(st.integers(0, 10**11),) * 2, *(st.none() | st.integers(0, 10**11),) * 2),
+)
+def test_a_holds_cost_covers_any_mix_of_cache_tokens(prompt, completion, read, written, rates):
+    price = Price(rates[0], rates[1], "config", rates[2], rates[3])
+    read = min(read, prompt)
+    written = min(written, prompt - read)
+    assert price.upper_cost_nusd(prompt, completion) >= price.cost_nusd(prompt, completion, read, written)
 
 
 words = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200)

@@ -124,7 +124,7 @@ class ChatStream(StreamReader):
             elif b'"usage"' in event and b'"usage":null' not in event and b'"usage": null' not in event:
                 usage = _usage_in(event)
                 if usage is not None:
-                    self.usage = usage
+                    self.usage, self.usage_final = usage, True
                     if not self.wants_usage and b'"choices":[]' in event.replace(b" ", b""):
                         continue
             else:

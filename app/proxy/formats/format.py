@@ -5,7 +5,7 @@ shape an error. Admission, metering and settlement ask these questions and know 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flask import Response
 
@@ -37,8 +37,18 @@ class StreamReader:
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
+        # Whether `usage` is the call's last word; Anthropic's message_start gives the prompt
+        # early, with a completion of a token or so that only message_delta makes final.
+        self.usage_final = False
         self.output = 0  # completion tokens relayed, as estimated from the deltas
         self.done = False
+
+    def charged(self) -> Usage | None:
+        """What a call that ends now is charged for: the final usage, or, on a hang-up, the
+        prompt the upstream gave and the output relayed so far."""
+        if self.usage is None or self.usage_final:
+            return self.usage
+        return replace(self.usage, completion=max(self.usage.completion, self.output))
 
     def feed(self, events: list[bytes]) -> bytes:
         raise NotImplementedError

@@ -113,7 +113,9 @@ class MessagesStream(StreamReader):
             message = data.get("message")
             self.usage = usage_of(message.get("usage") if isinstance(message, dict) else None)
         elif data.get("type") == "message_delta":
-            self.usage = usage_of(data.get("usage"), self.usage) or self.usage
+            final = usage_of(data.get("usage"), self.usage)
+            if final is not None:
+                self.usage, self.usage_final = final, True
 
 
 def _event_name(event: bytes) -> bytes | None:

@@ -6,8 +6,9 @@ tools and `tool_choice` map across; `metadata.user_id` becomes `user`. Replies a
 come back as Anthropic's message and events, finish reasons as stop reasons.
 
 Two choices where chat has no exact counterpart, documented in docs/formats.md: `cache_control`
-marks are accepted and left to the upstream's own automatic prompt caching (they change the price,
-never the answer), and a tool result's `is_error` is said in its text ("Error: ...").
+marks (on the request or its blocks) are accepted and left to the upstream's own automatic prompt
+caching (they change the price, never the answer), and a tool result's `is_error` is said in its
+text ("Error: ...").
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ MAPPED = {
     "tools",
     "tool_choice",
     "metadata",
+    "cache_control",  # a caching mark: left to the upstream's automatic prompt caching
 }
 DEFAULTS = {"service_tier": ("auto",), "thinking": ({"type": "disabled"},)}
 
