@@ -11,7 +11,7 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 # The proxy's endpoints: /v1, and LiteLLM's unprefixed aliases (SPEC 3). GET /models is shared
 # with the admin's models page and told apart by the caller's key (app._models_for_keys).
-PROXY_PATHS = ("/v1/", "/chat/completions", "/embeddings", "/messages")
+PROXY_PATHS = ("/v1/", "/chat/completions", "/embeddings", "/messages", "/responses")
 # Stripe's webhook authenticates by its signature (the admin's own Integrations pages are
 # /integrations and /integrations/stripe-…, which keep their sessions).
 STRIPE_WEBHOOKS = "/integrations/stripe/"

@@ -107,8 +107,8 @@ def _string_id(value: object, field: str) -> str:
 
 
 def identify(body: dict, headers) -> Who:
-    """SPEC 3.1: body `customer`, then Tollgate's and LiteLLM's headers, then body `user`, then
-    `metadata.user_id` or `litellm_metadata.user`."""
+    """SPEC 3.1: body `customer`, then Tollgate's and LiteLLM's headers, then body `user` (or
+    `safety_identifier`), then `metadata.user_id` or `litellm_metadata.user`."""
     given = body.pop("customer", None)
     litellm_metadata = body.pop("litellm_metadata", None)  # LiteLLM's own field: no upstream knows it
     if given is not None:
@@ -128,9 +128,10 @@ def identify(body: dict, headers) -> Who:
     for litellm in ("x-litellm-customer-id", "x-litellm-end-user-id"):
         if headers.get(litellm):
             return Who(_string_id(headers[litellm], litellm), None)
-    user = body.get("user")
-    if user is not None:
-        return Who(_string_id(user, "user"), None)
+    # OpenAI's `user`, or `safety_identifier`, its successor (the Responses API's; chat's too).
+    for name in ("user", "safety_identifier"):
+        if body.get(name) is not None:
+            return Who(_string_id(body[name], name), None)
     # Anthropic's metadata.user_id (which LiteLLM also reads), then LiteLLM's litellm_metadata.user.
     for holder, name, fields in (
         ("metadata", "user_id", body.get("metadata")),

@@ -90,6 +90,13 @@ def messages() -> Response:
     return _serve(FORMATS["messages"])
 
 
+@bp.post("/responses")
+@unprefixed.post("/responses")
+def responses() -> Response:
+    """OpenAI's Responses API; nothing is stored (`store: true` is refused)."""
+    return _serve(FORMATS["responses"])
+
+
 @bp.get("/models")
 def models() -> Response:
     try:

@@ -1,6 +1,7 @@
 """A fake OpenAI-compatible upstream, served over real HTTP for gateway tests. It also speaks
 Anthropic's Messages API at /v1/messages (JSON and its stream events, `x-api-key` and
-`anthropic-version` required, errors in Anthropic's shape).
+`anthropic-version` required, errors in Anthropic's shape), and OpenAI's Responses API at
+/v1/responses (JSON and its stream events).
 
 Standard library only. Usage::
 
@@ -316,6 +317,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         if route == "/v1/messages":
             self._messages(body)
+        elif route == "/v1/responses":
+            self._responses(body)
         elif route == "/v1/chat/completions":
             self._chat(body, deployment)
         elif route == "/v1/embeddings":
@@ -614,6 +617,62 @@ class _Handler(BaseHTTPRequestHandler):
         event("message_delta", {"type": "message_delta", "delta": delta, "usage": {"output_tokens": n}})
         if event("message_stop", {"type": "message_stop"}):
             self._write_raw(b"0\r\n\r\n")
+
+    def _responses(self, body: dict) -> None:
+        """OpenAI's Responses API: `tok0 tok1 ...`, usage by words (3 an input item)."""
+        fake = self.server.fake
+        items = body.get("input")
+        items = [{"role": "user", "content": items}] if isinstance(items, str) else items or []
+        prompt = _words(body.get("instructions")) + sum(3 + _content_words(i.get("content")) for i in items)
+        limit = body.get("max_output_tokens")
+        n = min(limit, fake.completion_tokens) if isinstance(limit, int) else fake.completion_tokens
+        status = "incomplete" if isinstance(limit, int) and limit < fake.completion_tokens else "completed"
+        usage = {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": n,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + n,
+        }
+        response_id = "resp_" + fake._next_id()
+        text = " ".join(f"tok{i}" for i in range(n))
+        part = {"type": "output_text", "text": text, "annotations": []}
+        item = {
+            "type": "message",
+            "id": "msg_fake",
+            "status": "completed",
+            "role": "assistant",
+            "content": [part],
+        }
+        response = {
+            "id": response_id,
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": status,
+            "model": body.get("model"),
+            "output": [item],
+            "usage": usage,
+        }
+        if body.get("stream") is not True:
+            self._send_json(200, response)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        events = [
+            ("response.created", {"response": dict(response, status="in_progress", output=[], usage=None)})
+        ]
+        events.append(("response.output_item.added", {"output_index": 0, "item": dict(item, content=[])}))
+        for k in range(n):
+            events.append(("response.output_text.delta", {"item_id": "msg_fake", "delta": f"tok{k} "}))
+        events.append(("response.output_item.done", {"output_index": 0, "item": item}))
+        events.append((f"response.{status}", {"response": response}))
+        for number, (kind, data) in enumerate(events):
+            payload = json.dumps({"type": kind, "sequence_number": number, **data})
+            if not self._write_chunk(f"event: {kind}\ndata: {payload}\n\n".encode()):
+                return
+        self._write_raw(b"0\r\n\r\n")
 
     def _embeddings(self, body: dict, deployment: str | None) -> None:
         model = body.get("model") or deployment or "fake-model"

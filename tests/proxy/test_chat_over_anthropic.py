@@ -7,7 +7,7 @@ import openai
 import pytest
 
 from app.metering.pricing import Price
-from tests.factories import World, hang_up_after, hang_up_charges
+from tests.factories import World, hang_up_after
 
 MESSAGES = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Say hello"}]
 PROMPT = 3 + 2 + 2  # the fake's count: the system prompt's words, then 3 and the words a message
@@ -247,5 +247,8 @@ def test_a_hang_up_mid_stream_is_charged_for_what_was_streamed(claude: World):
     assert record.client_disconnected is True
     # Anthropic's message_start gave the prompt; the deltas relayed so far are the completion.
     assert record.prompt_tokens == PROMPT
-    assert record.completion_tokens in hang_up_charges([f"tok{k} " for k in range(200)], 4)
+    # Two tokens a relayed delta ("tok7 " is five bytes), at least the four the client read, and
+    # far from the 200 the upstream would have sent: it was closed a few writes after the hang-up
+    # (how many, TCP decides).
+    assert record.completion_tokens in {2 * relayed for relayed in range(4, 20)}
     assert claude.customer("acme").reserved_tokens == 0

@@ -3,14 +3,30 @@ in a format its deployment does not speak goes out and comes back translated."""
 
 from __future__ import annotations
 
-from app.proxy.formats import chat, chat_over_messages, embeddings, messages, messages_over_chat
-from app.proxy.formats.bridge import Bridge
+from app.proxy.formats import (
+    chat,
+    chat_over_messages,
+    embeddings,
+    messages,
+    messages_over_chat,
+    responses,
+    responses_over_chat,
+)
+from app.proxy.formats.bridge import Bridge, Chain
 from app.proxy.formats.format import Format
 from app.proxy.providers.deployment import Provider
 
-FORMATS: dict[str, Format] = {f.name: f for f in (chat.FORMAT, embeddings.FORMAT, messages.FORMAT)}
+FORMATS: dict[str, Format] = {
+    f.name: f for f in (chat.FORMAT, embeddings.FORMAT, messages.FORMAT, responses.FORMAT)
+}
 BRIDGES: dict[tuple[str, str], Bridge] = {
-    (b.client.name, b.upstream.name): b for b in (chat_over_messages.BRIDGE, messages_over_chat.BRIDGE)
+    (b.client.name, b.upstream.name): b
+    for b in (
+        chat_over_messages.BRIDGE,
+        messages_over_chat.BRIDGE,
+        responses_over_chat.BRIDGE,
+        Chain(responses_over_chat.BRIDGE, chat_over_messages.BRIDGE),
+    )
 }
 
 

@@ -39,6 +39,37 @@ class Bridge:
         raise NotImplementedError
 
 
+class Chain(Bridge):
+    """Two bridges one after the other: a Responses call to an anthropic deployment goes through
+    chat (Responses -> chat -> messages, and back)."""
+
+    def __init__(self, outer: Bridge, inner: Bridge) -> None:
+        assert outer.upstream is inner.client
+        self.outer, self.inner = outer, inner
+        self.client, self.upstream = outer.client, inner.upstream
+
+    def request(self, body: dict, completion: int) -> dict:
+        return self.inner.request(self.outer.request(body, completion), completion)
+
+    def reply(self, data: dict) -> dict:
+        return self.outer.reply(self.inner.reply(data))
+
+    def error(self, status: int, raw: bytes) -> bytes:
+        return self.outer.error(status, self.inner.error(status, raw))
+
+    def events(self, wants_usage: bool) -> EventTranslator:
+        return _Chained(self.inner.events(True), self.outer.events(wants_usage))
+
+
+class _Chained(EventTranslator):
+    def __init__(self, inner: EventTranslator, outer: EventTranslator) -> None:
+        self.inner, self.outer = inner, outer
+
+    def feed(self, events: list[bytes]) -> bytes:
+        middle = self.inner.feed(events)
+        return self.outer.feed([e for e in middle.split(b"\n\n") if e])
+
+
 def no_counterpart(name: str, api: str) -> ProxyError:
     return ProxyError(
         "invalid_request",

@@ -41,6 +41,7 @@ MAPPED = {
     "tool_choice",
     "parallel_tool_calls",
     "user",
+    "safety_identifier",
     "metadata",
     *COMPLETION_FIELDS,
 }
@@ -203,7 +204,10 @@ def _metadata(body: dict) -> dict | None:
     metadata = body.get("metadata")
     if metadata is not None and (not isinstance(metadata, dict) or set(metadata) - {"user_id"}):
         raise no_counterpart("metadata", API)
-    user = body.get("user") if body.get("user") is not None else (metadata or {}).get("user_id")
+    user = next(
+        (body[name] for name in ("user", "safety_identifier") if body.get(name) is not None),
+        (metadata or {}).get("user_id"),
+    )
     return {"user_id": user} if user is not None else None
 
 
