@@ -1,4 +1,6 @@
-"""The built-in `mock` provider: a deterministic model for demos and load tests, no vendor key."""
+"""The built-in `mock` provider: a deterministic model for demos and load tests, no vendor key. It
+speaks every format the proxy takes (chat completions, embeddings, Anthropic's Messages, OpenAI's
+Responses), JSON and streams, with usage that counts its words exactly."""
 
 from __future__ import annotations
 
@@ -49,10 +51,115 @@ def _usage(prompt: int, completion: int) -> dict:
 def answer(client: Client, d: DeploymentInfo, fmt: str, body: dict, stream: bool) -> Reply:
     """The mock's reply, made here: no connection, no key."""
     if fmt == "embeddings":
-        return Reply(200, "application/json", body=json.dumps(_embeddings(body)).encode())
+        return _json(_embeddings(body))
+    if fmt == "messages":
+        return (
+            Reply(200, "text/event-stream", chunks=_message_events(body)) if stream else _json(_message(body))
+        )
+    if fmt == "responses":
+        return (
+            Reply(200, "text/event-stream", chunks=_response_events(body))
+            if stream
+            else _json(_response(body))
+        )
     if stream:
         return Reply(200, "text/event-stream", chunks=_stream(body))
-    return Reply(200, "application/json", body=json.dumps(_completion(body)).encode())
+    return _json(_completion(body))
+
+
+def _json(body: dict) -> Reply:
+    return Reply(200, "application/json", body=json.dumps(body).encode())
+
+
+def _sse(data: dict) -> bytes:
+    kind = data["type"]
+    return f"event: {kind}\ndata: ".encode() + json.dumps(data).encode() + b"\n\n"
+
+
+def _message(body: dict) -> dict:
+    """Anthropic's message: max_tokens is its only completion limit."""
+    limit = min(DEFAULT_COMPLETION, body.get("max_tokens") or DEFAULT_COMPLETION)
+    usage = {"input_tokens": chat_prompt(body).likely, "output_tokens": limit}
+    return {
+        "id": f"msg_mock_{time.time_ns()}",
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model", "mock"),
+        "content": [{"type": "text", "text": " ".join(_text(limit))}],
+        "stop_reason": "max_tokens" if limit < DEFAULT_COMPLETION else "end_turn",
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
+def _message_events(body: dict) -> Iterator[bytes]:
+    message = _message(body)
+    words, usage = _text(message["usage"]["output_tokens"]), message["usage"]
+    start = dict(message, content=[], stop_reason=None, usage=dict(usage, output_tokens=1))
+    yield _sse({"type": "message_start", "message": start})
+    yield _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+    for i, word in enumerate(words):
+        delta = {"type": "text_delta", "text": word if i == 0 else " " + word}
+        yield _sse({"type": "content_block_delta", "index": 0, "delta": delta})
+    yield _sse({"type": "content_block_stop", "index": 0})
+    ending = {"stop_reason": message["stop_reason"], "stop_sequence": None}
+    yield _sse({"type": "message_delta", "delta": ending, "usage": {"output_tokens": len(words)}})
+    yield _sse({"type": "message_stop"})
+
+
+def _response(body: dict) -> dict:
+    """OpenAI's response: max_output_tokens is its completion limit."""
+    limit = min(DEFAULT_COMPLETION, body.get("max_output_tokens") or DEFAULT_COMPLETION)
+    items = body.get("input")
+    messages = [{"content": items}] if isinstance(items, str) else items
+    prompt = chat_prompt({"instructions": body.get("instructions"), "messages": messages}).likely
+    part = {"type": "output_text", "text": " ".join(_text(limit)), "annotations": []}
+    item = {
+        "type": "message",
+        "id": "msg_mock",
+        "status": "completed",
+        "role": "assistant",
+        "content": [part],
+    }
+    status = "incomplete" if limit < DEFAULT_COMPLETION else "completed"
+    return {
+        "id": f"resp_mock_{time.time_ns()}",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "model": body.get("model", "mock"),
+        "output": [item],
+        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "usage": {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": limit,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + limit,
+        },
+    }
+
+
+def _response_events(body: dict) -> Iterator[bytes]:
+    response = _response(body)
+    item = response["output"][0]
+    events: list[dict] = [
+        {"type": "response.created", "response": dict(response, status="in_progress", output=[], usage=None)},
+        {"type": "response.output_item.added", "output_index": 0, "item": dict(item, content=[])},
+    ]
+    ids = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    words = _text(response["usage"]["output_tokens"])
+    events += [
+        dict(ids, type="response.output_text.delta", delta=word if i == 0 else " " + word)
+        for i, word in enumerate(words)
+    ]
+    events += [
+        dict(ids, type="response.output_text.done", text=item["content"][0]["text"]),
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": f"response.{response['status']}", "response": response},
+    ]
+    for number, event in enumerate(events):
+        yield _sse(dict(event, sequence_number=number))
 
 
 def _completion(body: dict) -> dict:
@@ -124,4 +231,4 @@ def _embeddings(body: dict) -> dict:
     }
 
 
-PROVIDER = Provider("mock", frozenset(("chat", "embeddings")), "chat", answer)
+PROVIDER = Provider("mock", frozenset(("chat", "embeddings", "messages", "responses")), "chat", answer)
