@@ -1,5 +1,5 @@
-"""The README's quickstart, as a new user runs it: `make run`, then the README's curl call
-(acceptance 1). Runs the real gunicorn + gevent server that `make run` starts."""
+"""The README's quickstart, as a new user runs it: `make run`, then the README's curl call and its
+anthropic SDK snippet. Runs the real gunicorn + gevent server that `make run` starts."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ def readme_curl() -> str:
     text = (ROOT / "README.md").read_text()
     block = text.split("<!-- quickstart-curl -->", 1)[1]
     return re.search(r"```sh\n(curl .+?)\n```", block, re.S).group(1)
+
+
+def readme_anthropic() -> str:
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- quickstart-anthropic -->", 1)[1]
+    return re.search(r"```python\n(.+?)\n```", block, re.S).group(1)
 
 
 def test_make_run_then_readme_curl(tmp_path: Path):
@@ -59,6 +65,25 @@ def test_make_run_then_readme_curl(tmp_path: Path):
         with sqlite3.connect(tmp_path / "tollgate.db") as db:
             balance = db.execute("SELECT token_balance FROM customers WHERE external_id = 'acme'").fetchone()
         assert balance == (10_000 - used,)
+        # The anthropic SDK snippet, as printed: a message and a stream, for the same customer.
+        script = readme_anthropic().replace("127.0.0.1:8000", bind)
+        ran = subprocess.run(
+            [str(ROOT / ".venv/bin/python"), "-c", script],
+            env={**env, "TOLLGATE_KEY": key},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        first_line, streamed = ran.stdout.split("\n", 1)
+        text, tokens = first_line.rsplit(" ", 1)
+        assert text.startswith("Hello from Tollgate's mock model.") and streamed.startswith(text)
+        with sqlite3.connect(tmp_path / "tollgate.db") as db:
+            rows = db.execute("SELECT endpoint, total_tokens FROM usage_records ORDER BY id").fetchall()
+            after = db.execute("SELECT token_balance FROM customers WHERE external_id = 'acme'").fetchone()
+        assert [r[0] for r in rows] == ["chat/completions", "messages", "messages"]
+        assert rows[1][1] == int(tokens)
+        assert after == (10_000 - sum(r[1] for r in rows),)
     finally:
         stop_group(proc)
         log.close()

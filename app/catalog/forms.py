@@ -57,10 +57,16 @@ class NewModelForm(ModelForm):
 
 class DeploymentForm(_Form):
     provider = SelectField("Provider", choices=[SelectChoice(p, p) for p in PROVIDERS], default="openai")
-    base_url = StringField("Base URL", description="e.g. https://api.openai.com/v1; empty for mock.")
+    base_url = StringField(
+        "Base URL",
+        description="e.g. https://api.openai.com/v1 (anthropic: https://api.anthropic.com); empty for mock.",
+    )
     api_key = PasswordField("API key")
     remove_api_key = BooleanField("Remove the stored key")
-    api_version = StringField("API version", description="Azure only; empty for its default.")
+    api_version = StringField(
+        "API version",
+        description="Azure's api-version, or anthropic's anthropic-version; empty for the default.",
+    )
     model = StringField("Upstream model", description="The model name (Azure: deployment name) upstream.")
     region = StringField("Region", default="us")
     weight = IntegerField("Weight", default=1)

@@ -358,6 +358,29 @@ def test_the_test_button_makes_one_real_call_and_charges_nobody(owner, world: Wo
     assert world.count(UsageRecord) == 0
 
 
+def test_the_test_button_calls_an_anthropic_deployment_in_its_own_api(owner, world: World):
+    world.add_model(
+        "claude-test",
+        [
+            {
+                "provider": "anthropic",
+                "base_url": world.upstream.root_url,
+                "model": "claude-fake",
+                "api_key": "sk-ant",
+            }
+        ],
+    )
+    [stored] = deployments_of("claude-test")
+    page = f"/models/{model_id('claude-test')}"
+    resp = form_post(owner, f"{page}/deployments/{stored.id}/test", {}, page)
+    seen = world.upstream.requests[-1]
+    assert seen["path"] == "/v1/messages" and seen["headers"]["x-api-key"] == "sk-ant"
+    assert seen["headers"]["anthropic-version"] == "2023-06-01" and seen["json"]["max_tokens"] == 1
+    result = re.search(r'<tr class="probe ok" role="status">(.*?)</tr>', text(resp), re.S)
+    assert result and "status 200" in result.group(1) and "tok0" in result.group(1)  # the message's text
+    assert world.count(UsageRecord) == 0
+
+
 def test_the_test_button_shows_why_a_deployment_fails(owner, world: World):
     world.add_model(
         "gpt-down",
