@@ -25,6 +25,7 @@ ADMIN_KEY = "tg-bench-admin-key-0123456789ab"
 UPSTREAM_KEY = "sk-bench"
 MODEL = "bench-model"
 PACED_MODEL = "bench-model-paced"
+MESSAGES_MODEL = "bench-claude"  # an anthropic deployment on the same fake upstream
 UPSTREAM_MODEL = "bench-upstream"
 START_TIMEOUT_S = 90
 
@@ -104,6 +105,18 @@ def config_file(path: Path, upstream_port: int, pace_ms: int) -> Path:
                         "model_tier": "standard",
                         "price": price,
                         "deployments": [deployment(f"/pace/{pace_ms}")],
+                    },
+                    {
+                        "name": MESSAGES_MODEL,
+                        "model_tier": "standard",
+                        "price": price,
+                        "deployments": [
+                            dict(
+                                deployment(""),
+                                provider="anthropic",
+                                base_url=f"http://127.0.0.1:{upstream_port}",
+                            )
+                        ],
                     },
                 ],
                 "api_keys": [

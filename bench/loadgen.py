@@ -135,6 +135,7 @@ class Conn:
 @dataclass
 class Tally:
     expect_chunks: int | None
+    api: str = "chat"
     latencies: list[float] = field(default_factory=list)
     timeline: list[tuple[float, float]] = field(default_factory=list)  # (start, latency), if asked for
     keep_timeline: bool = False
@@ -151,7 +152,7 @@ class Tally:
         if out.status != 200:
             raise Failure(f"HTTP {out.status}")
         if self.expect_chunks is None:
-            if b'"choices"' not in out.body:
+            if b'"choices"' not in out.body and not (self.api == "messages" and b'"content"' in out.body):
                 raise Failure("no choices in body")
             return
         chunks = out.body.count(b'"content"')
@@ -179,7 +180,7 @@ class Load:
         self.requests = _requests(spec)
         self.offset = int(spec.get("customer_offset", 0))
         expect = int(spec.get("max_tokens", 16)) if spec.get("stream") else None
-        self.tally = Tally(expect, keep_timeline=bool(spec.get("timeline")))
+        self.tally = Tally(expect, keep_timeline=bool(spec.get("timeline")), api=spec.get("api", "chat"))
         self.idle: list[Conn] = []
 
     def _next_request(self) -> bytes:
@@ -267,9 +268,11 @@ def _requests(spec: dict) -> list[bytes]:
     prompt = json.dumps(spec.get("prompt") or "Say hello.")
     auth = f"Authorization: {spec['auth']}\r\n" if spec.get("auth") else ""
     out = []
+    # Anthropic's Messages API names the customer in metadata.user_id; chat completions in user.
+    who = '"metadata":{{"user_id":"cust-{}"}}' if spec.get("api") == "messages" else '"user":"cust-{}"'
     for i in range(int(spec.get("customers") or 1)):
         body = (
-            f'{{"model":"{spec["model"]}","user":"cust-{i}","messages":[{{"role":"user","content":{prompt}}}],'
+            f'{{"model":"{spec["model"]}",{who.format(i)},"messages":[{{"role":"user","content":{prompt}}}],'
             f'"max_tokens":{int(spec.get("max_tokens", 16))}{extra}}}'
         ).encode()
         head = (

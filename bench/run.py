@@ -74,6 +74,7 @@ class Target:
     model: str
     paced_model: str
     auth: str
+    messages_model: str
     pace_prefix: str = ""
     gateway: gw.Gateway | None = None
     db_marker: str | None = None  # text in the command line of the database's server processes
@@ -90,8 +91,12 @@ class Target:
         spec.update(
             host="127.0.0.1",
             port=self.port,
-            path=f"{prefix}/v1/chat/completions",
-            model=self.paced_model if scenario.paced else self.model,
+            path=f"{prefix}/v1/messages" if scenario.api == "messages" else f"{prefix}/v1/chat/completions",
+            model=self.messages_model
+            if scenario.api == "messages"
+            else self.paced_model
+            if scenario.paced
+            else self.model,
             auth=self.auth,
             customers=customers,
         )
@@ -243,7 +248,15 @@ def gateway_section(kind: str, settings: Settings, upstream: Upstream, work: Pat
         redis_url=settings.redis_url,
         workers=settings.workers,
     )
-    target = Target(label, gateway.port, gw.MODEL, gw.PACED_MODEL, f"Bearer {gw.API_KEY}", gateway=gateway)
+    target = Target(
+        label,
+        gateway.port,
+        gw.MODEL,
+        gw.PACED_MODEL,
+        f"Bearer {gw.API_KEY}",
+        gw.MESSAGES_MODEL,
+        gateway=gateway,
+    )
     if kind == "postgres":
         target.db_marker = f" {settings.pg_database} "
         target.db_counters = lambda: gw.pg_counters(settings.pg_dsn, settings.pg_database)
@@ -285,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log(f"fake upstream on 127.0.0.1:{upstream.port}")
         direct = Target("direct", upstream.port, gw.UPSTREAM_MODEL, gw.UPSTREAM_MODEL,
-                        f"Bearer {gw.UPSTREAM_KEY}", pace_prefix=f"/pace/{settings.pace_ms}")  # fmt: skip
+                        f"Bearer {gw.UPSTREAM_KEY}", gw.UPSTREAM_MODEL,
+                        pace_prefix=f"/pace/{settings.pace_ms}")  # fmt: skip
         warm_up(direct, settings, upstream)
         direct_results = run_suite(direct, settings, upstream)
         sections = [gateway_section(kind, settings, upstream, work) for kind in settings.databases]

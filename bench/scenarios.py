@@ -132,10 +132,12 @@ class Scenario:
     rate: float = 0.0
     count: int = 0
     timeout: float = 60.0
+    api: str = "chat"  # "chat": /v1/chat/completions; "messages": Anthropic's /v1/messages
 
     def load(self) -> dict:
         """The load generator's part of the spec (the target adds host, port, path, model, auth)."""
         return {
+            "api": self.api,
             "mode": self.mode,
             "stream": self.stream,
             "max_tokens": self.max_tokens,
@@ -166,6 +168,9 @@ def scenarios(s: Settings) -> list[Scenario]:
         Scenario("c2", f"(c2) streaming {s.chunks} chunks, open loop, {s.stream_rate:g} streams/s, "
                        f"{s.stream_calls} streams (from the scheduled send)",
                  "open", stream=True, max_tokens=s.chunks, rate=s.stream_rate, count=s.stream_calls),
+        Scenario("m", f"(m) Anthropic's /v1/messages, non-streaming, closed loop, concurrency "
+                      f"{s.concurrency}, {s.duration:g} s",
+                 "closed", concurrency=s.concurrency, duration=s.duration, api="messages"),
         Scenario("d", f"(d) {s.long_streams} concurrent streams of {s.long_seconds:g} s ({s.chunks} chunks "
                       f"{s.pace_ms} ms apart), opened at {s.long_streams / s.long_seconds:g}/s, "
                       f"{s.long_streams * s.long_rounds} streams",

@@ -11,6 +11,8 @@ accepts connections and serves until SIGTERM.
   ``stream_options.include_usage`` is true (and then ``"usage": null`` on every other chunk, as
   OpenAI does), and ``data: [DONE]``. Under ``/pace/<ms>`` the first token leaves at once and every
   later event ``<ms>`` after the previous one (against an absolute schedule, so no drift).
+- ``POST /v1/messages``: Anthropic's Messages API, non-streaming: a message of ``max_tokens``
+  one-word tokens with Anthropic's ``usage`` block.
 - ``GET /health``: 200, for the readiness probe.
 
 It parses only what it needs and keeps connections alive, so it costs a few tens of microseconds of
@@ -105,6 +107,29 @@ def _completion(body: dict, request_id: str) -> bytes:
     return head + data
 
 
+def _message(body: dict, message_id: str) -> bytes:
+    n = _completion_tokens(body)
+    text = "Hello" + "".join(json.loads(WORDS[i % len(WORDS)]) for i in range(1, n))
+    payload = {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": str(body.get("model", "bench-upstream")),
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "max_tokens",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": _prompt_tokens(body),
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "output_tokens": n,
+        },
+    }
+    data = json.dumps(payload, separators=(",", ":")).encode()
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(data)
+    return head + data
+
+
 def _frame(event: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(event), event)
 
@@ -164,6 +189,9 @@ def _answer(sock: socket.socket, method: bytes, path: bytes, raw: bytes) -> None
     pace_s, path = paced
     if method == b"GET" and path == b"/health":
         sock.sendall(HEALTH)
+        return
+    if method == b"POST" and path == b"/v1/messages" and not pace_s:
+        sock.sendall(_message(json.loads(raw), f"msg_bench_{next(_ids)}"))
         return
     if method != b"POST" or path != b"/v1/chat/completions":
         sock.sendall(NOT_FOUND)
