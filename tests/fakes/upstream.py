@@ -544,6 +544,10 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("stream") is True:
             self._message_events(message_id, body.get("model"), n, stop_reason, usage, tool)
             return
+        gate = fake.latency_gate
+        if gate is not None and not self._wait(gate):
+            self.close_connection = True
+            return
         content: list[dict] = [{"type": "text", "text": " ".join(f"tok{i}" for i in range(n))}]
         if tool:
             content.append({"type": "tool_use", "id": "toolu_fake", "name": tool, "input": {"city": "Paris"}})

@@ -296,6 +296,7 @@ def test_a_field_without_counterpart_is_refused_naming_it(claude: World):
         ("no tokens", anthropic.RateLimitError, 429),
         ("upstream fails", anthropic.InternalServerError, 502),
         ("shed", anthropic.ServiceUnavailableError, 503),
+        ("timeout", anthropic.GatewayTimeoutError, 504),
     ],
 )
 def test_every_error_class_in_anthropics_shape(claude: World, case, error, status):
@@ -322,15 +323,26 @@ def test_every_error_class_in_anthropics_shape(claude: World, case, error, statu
         claude.upstream.fail_status = 500
     elif case == "shed":
         claude.set(shedding_level="middle")
-    with pytest.raises(error) as raised:
-        client(claude, key).messages.create(**kwargs)
+    elif case == "timeout":
+        slow = {"provider": "anthropic", "base_url": claude.upstream.root_url, "model": "m", "timeout_s": 1}
+        claude.add_model("claude-slow", [dict(slow, api_key="k")])
+        kwargs["model"] = "claude-slow"
+        claude.upstream.latency_gate = threading.Event()  # never set: the upstream does not answer
+    try:
+        with pytest.raises(error) as raised:
+            client(claude, key).messages.create(**kwargs)
+    finally:
+        if claude.upstream.latency_gate is not None:
+            claude.upstream.latency_gate.set()
     assert raised.value.status_code == status
     body = raised.value.body
     assert body["type"] == "error" and set(body["error"]) == {"type", "message"}
     code = {400: "invalid_request", 401: "invalid_api_key", 403: "customer_blocked", 404: "model_not_found"}
     code |= {413: "request_too_large", 429: "insufficient_tokens", 502: "upstream_error", 503: "load_shed"}
+    code |= {504: "upstream_timeout"}
     assert body["error"]["message"].startswith(f"{code[status]}: ")
-    assert claude.usage_records() == [] or case == "upstream fails"
+    reached = case in ("upstream fails", "timeout")  # the upstream was called: a record, no charge
+    assert [r.tokens_charged for r in claude.usage_records()] == ([0] if reached else [])
 
 
 def test_an_upstream_error_reaches_the_client_in_anthropics_shape_when_translated(claude: World):
