@@ -67,6 +67,12 @@ class RequestOut(Schema):
     prompt_tokens = fields.Integer(required=True)
     completion_tokens = fields.Integer(required=True)
     total_tokens = fields.Integer(required=True)
+    cache_read_tokens = fields.Integer(
+        required=True, metadata={"description": "Of the prompt tokens, those read from Anthropic's cache"}
+    )
+    cache_write_tokens = fields.Integer(
+        required=True, metadata={"description": "Of the prompt tokens, those written to Anthropic's cache"}
+    )
     tokens_charged = fields.Integer(required=True)
     cost_usd = fields.String(required=True)
     overage = fields.Boolean(required=True)
@@ -135,6 +141,8 @@ def _request(r: UsageRecord) -> dict:
         "prompt_tokens": r.prompt_tokens,
         "completion_tokens": r.completion_tokens,
         "total_tokens": r.total_tokens,
+        "cache_read_tokens": r.cache_read_tokens,
+        "cache_write_tokens": r.cache_write_tokens,
         "tokens_charged": r.tokens_charged,
         "cost_usd": usd_str(r.cost_nusd),
         "overage": r.overage,

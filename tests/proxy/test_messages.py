@@ -15,6 +15,7 @@ import requests
 from app.extensions import db
 from app.metering import audit
 from app.metering.pricing import Price
+from tests.conftest import MASTER_KEY
 from tests.factories import World, hang_up_after
 
 MESSAGES = [{"role": "user", "content": "Say hello to the nice people"}]
@@ -93,6 +94,14 @@ def test_native_json_names_the_customer_by_metadata_and_charges_cache_tokens(cla
     assert sent["headers"]["anthropic-version"] == "2023-06-01"
     assert sent["json"]["model"] == "claude-fake" and sent["json"]["metadata"] == {"user_id": "acme"}
     assert sent["json"]["system"] == "You are terse."
+    # The API's requests list says the cache counts too.
+    shown = requests.get(
+        claude.url + "/api/customers/acme/requests",
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        timeout=10,
+    ).json()["data"][0]
+    assert (shown["endpoint"], shown["prompt_tokens"]) == ("messages", prompt)
+    assert (shown["cache_read_tokens"], shown["cache_write_tokens"]) == (40, 25)
 
 
 def test_native_stream_is_passed_through_and_charged(claude: World):
