@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 NANO = 1_000_000_000
 MTOK = 1_000_000
@@ -19,6 +19,7 @@ class MoneyError(ValueError):
 # costs 1.25 times it, a cache read a tenth. Used when neither the model's configured price nor
 # genai-prices gives the model's own cache rates.
 CACHE_WRITE_RATE = (5, 4)
+CACHE_WRITE_1H_RATE = (2, 1)  # a one-hour cache write
 CACHE_READ_RATE = (1, 10)
 
 
@@ -29,45 +30,55 @@ class Price:
     source: str  # "config" or "genai-prices"
     cache_read_nusd_per_mtok: int | None = None  # None: CACHE_READ_RATE of the input rate
     cache_write_nusd_per_mtok: int | None = None  # None: CACHE_WRITE_RATE of the input rate
+    cache_write_1h_nusd_per_mtok: int | None = None  # None: CACHE_WRITE_1H_RATE of the input rate
 
     def cost_nusd(
-        self, prompt_tokens: int, completion_tokens: int, cache_read: int = 0, cache_write: int = 0
+        self,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cache_read: int = 0,
+        cache_write: int = 0,
+        cache_write_1h: int = 0,
     ) -> int:
         """Cost of one call, rounded up to the next nano-USD so spend is never under-counted.
-        `prompt_tokens` counts every input token; `cache_read` and `cache_write` of them are
-        priced at the cache rates (SPEC 3)."""
+        `prompt_tokens` counts every input token; `cache_read` and `cache_write` of them (and of
+        the writes, `cache_write_1h` kept an hour) are priced at the cache rates (SPEC 3)."""
         fresh = prompt_tokens - cache_read - cache_write
         numerator = (
-            fresh * self.input_nusd_per_mtok * _scale((1, 1))
-            + cache_read * _rate(self.cache_read_nusd_per_mtok, self.input_nusd_per_mtok, CACHE_READ_RATE)
-            + cache_write * _rate(self.cache_write_nusd_per_mtok, self.input_nusd_per_mtok, CACHE_WRITE_RATE)
-            + completion_tokens * self.output_nusd_per_mtok * _scale((1, 1))
+            fresh * self.input_nusd_per_mtok * _SCALE
+            + cache_read * self._rate(self.cache_read_nusd_per_mtok, CACHE_READ_RATE)
+            + (cache_write - cache_write_1h) * self._rate(self.cache_write_nusd_per_mtok, CACHE_WRITE_RATE)
+            + cache_write_1h * self._rate(self.cache_write_1h_nusd_per_mtok, CACHE_WRITE_1H_RATE)
+            + completion_tokens * self.output_nusd_per_mtok * _SCALE
         )
         return -(-numerator // (MTOK * _SCALE))
 
     def upper_cost_nusd(self, prompt_tokens: int, completion_tokens: int) -> int:
         """What a call may cost at most before its usage is known: every prompt token at the
         dearest of the input and cache rates, so a hold always covers the charge."""
-        dearest = max(
-            self.input_nusd_per_mtok * _SCALE,
-            _rate(self.cache_read_nusd_per_mtok, self.input_nusd_per_mtok, CACHE_READ_RATE),
-            _rate(self.cache_write_nusd_per_mtok, self.input_nusd_per_mtok, CACHE_WRITE_RATE),
-        )
-        numerator = prompt_tokens * dearest + completion_tokens * self.output_nusd_per_mtok * _SCALE
+        numerator = prompt_tokens * self._dearest + completion_tokens * self.output_nusd_per_mtok * _SCALE
         return -(-numerator // (MTOK * _SCALE))
+
+    @cached_property
+    def _dearest(self) -> int:
+        """The dearest prompt rate, in 1/_SCALE nano-USD per million (worked out once a price)."""
+        return max(
+            self.input_nusd_per_mtok * _SCALE,
+            self._rate(self.cache_read_nusd_per_mtok, CACHE_READ_RATE),
+            self._rate(self.cache_write_nusd_per_mtok, CACHE_WRITE_RATE),
+            self._rate(self.cache_write_1h_nusd_per_mtok, CACHE_WRITE_1H_RATE),
+        )
+
+    def _rate(self, own: int | None, default: tuple[int, int]) -> int:
+        """A cache rate in 1/_SCALE nano-USD per million: its own, else its multiple of input."""
+        return (
+            own * _SCALE if own is not None else self.input_nusd_per_mtok * _SCALE * default[0] // default[1]
+        )
 
 
 # Rates are compared and summed in units of 1/_SCALE nano-USD per million tokens, so that the
 # default cache rates (1.25x, 0.1x) stay exact integers.
 _SCALE = 20
-
-
-def _scale(ratio: tuple[int, int]) -> int:
-    return _SCALE * ratio[0] // ratio[1]
-
-
-def _rate(own: int | None, input_rate: int, default: tuple[int, int]) -> int:
-    return own * _SCALE if own is not None else input_rate * _scale(default)
 
 
 def to_nusd(usd: object) -> int:
@@ -124,6 +135,7 @@ def genai_price(model: str) -> Price | None:
         "genai-prices",
         _nusd_or_none(mp.cache_read_mtok),
         _nusd_or_none(mp.cache_write_mtok),
+        _nusd_or_none(getattr(mp, "cache_write_1h_mtok", None)),
     )
 
 

@@ -37,7 +37,7 @@ class Charge:
     completion_tokens: int
     cost_nusd: int
     cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
+    cache_write_tokens: int = 0  # five-minute and one-hour writes
 
     @property
     def total_tokens(self) -> int:

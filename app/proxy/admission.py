@@ -36,6 +36,7 @@ from app.proxy.auth import Caller, ModelInfo, TierInfo
 from app.proxy.autoshed import OFF, AutoLevel, by_capacity, by_health, combined
 from app.proxy.errors import ProxyError
 from app.proxy.formats import route
+from app.proxy.formats.bridge import Bridge
 from app.proxy.formats.format import Format
 from app.proxy.health import NO_FLIGHT, Flight, Health
 from app.proxy.providers import PROVIDERS
@@ -74,7 +75,9 @@ class Admitted:
     flight: Flight = NO_FLIGHT  # the call counted in its project's calls in flight (capacity)
     probe: DeploymentInfo | None = None  # a rested deployment this call holds the probe of
     auto: AutoLevel = OFF  # the automatic shedding level this call was admitted under
-    completion: int = 1  # the completion tokens its hold covers: the limit a translation must send
+    # The completion tokens its hold covers: the limit a translation must send when the call gives
+    # none. None for a project-level call that gave none: the default tier's reserve, read if needed.
+    completion: int | None = None
 
     def rate_key(self) -> str:
         return rate_key(self.caller, self.who)
@@ -106,9 +109,10 @@ def _string_id(value: object, field: str) -> str:
     return value
 
 
-def identify(body: dict, headers) -> Who:
-    """SPEC 3.1: body `customer`, then Tollgate's and LiteLLM's headers, then body `user` (or
-    `safety_identifier`), then `metadata.user_id` or `litellm_metadata.user`."""
+def identify(body: dict, headers, fields: tuple[str, ...] = ("user",)) -> Who:
+    """SPEC 3.1: body `customer`, then Tollgate's and LiteLLM's headers, then body `user` (in
+    the Responses API, or `safety_identifier`: `fields`), then `metadata.user_id` or
+    `litellm_metadata.user`."""
     given = body.pop("customer", None)
     litellm_metadata = body.pop("litellm_metadata", None)  # LiteLLM's own field: no upstream knows it
     if given is not None:
@@ -128,17 +132,16 @@ def identify(body: dict, headers) -> Who:
     for litellm in ("x-litellm-customer-id", "x-litellm-end-user-id"):
         if headers.get(litellm):
             return Who(_string_id(headers[litellm], litellm), None)
-    # OpenAI's `user`, or `safety_identifier`, its successor (the Responses API's; chat's too).
-    for name in ("user", "safety_identifier"):
+    for name in fields:
         if body.get(name) is not None:
             return Who(_string_id(body[name], name), None)
     # Anthropic's metadata.user_id (which LiteLLM also reads), then LiteLLM's litellm_metadata.user.
-    for holder, name, fields in (
+    for holder, name, given in (
         ("metadata", "user_id", body.get("metadata")),
         ("litellm_metadata", "user", litellm_metadata),
     ):
-        if isinstance(fields, dict) and fields.get(name) is not None:
-            return Who(_string_id(fields[name], f"{holder}.{name}"), None)
+        if isinstance(given, dict) and given.get(name) is not None:
+            return Who(_string_id(given[name], f"{holder}.{name}"), None)
     return Who(None, None)
 
 
@@ -184,7 +187,7 @@ def admit(
     fmt: Format,
     now: datetime,
 ) -> Admitted:
-    who = identify(body, headers)
+    who = identify(body, headers, fmt.customer_fields)
     try:
         return _admit(engine, limiter, health, caller, who, body, fmt, now)
     except ProxyError as refused:  # counted against the customer (SPEC 5.5)
@@ -215,13 +218,13 @@ def _admit(
         raise ProxyError(
             "model_not_allowed", f"This key may not use the model '{model.name}'.", param="model"
         )
-    prompt = _prompt(fmt, body, model)
+    plan = _plan(fmt, body, model)
     auto, flight, probe = _automatic(health, caller, model)
     try:
         if who.customer_id is None:  # project-level usage: metered, never stopped by a balance
-            admitted = _admit_project_level(engine, limiter, caller, who, model, body, fmt, prompt, now, auto)
+            admitted = _admit_project_level(engine, limiter, caller, who, model, body, fmt, plan, now, auto)
         else:
-            admitted = _admit_customer(engine, limiter, caller, who, model, body, fmt, prompt, now, auto)
+            admitted = _admit_customer(engine, limiter, caller, who, model, body, fmt, plan, now, auto)
     except BaseException as refused:  # refused, or failed: nothing it took stays taken
         flight.release()
         if probe is not None:
@@ -262,10 +265,11 @@ def _admit_customer(
     model: ModelInfo,
     body: dict,
     fmt: Format,
-    prompt: estimate.PromptEstimate,
+    plan: Plan,
     now: datetime,
     auto: AutoLevel,
 ) -> Admitted:
+    prompt = plan.prompt
     hold = _hold(engine, caller, who, model, body, fmt, prompt, now, auto)
     share, ticket, key_ticket, key_hold = None, NO_TICKET, NO_TICKET, None
     try:
@@ -277,7 +281,7 @@ def _admit_customer(
             completion = (share.tokens if share is not None else hold.tokens) - prompt.upper
             hard_cap = tier.terms.hard_cap if tier is not None else True
             key_hold = _key_budget(engine, caller, served, prompt, completion, hard_cap, hold.choices, now)
-        deployments = _route(served, hold.allowed_regions, fmt)
+        deployments = _route(served, hold.allowed_regions, fmt, plan.refused)
     except ProxyError:
         ticket.release()
         key_ticket.release()
@@ -312,21 +316,22 @@ def _admit_project_level(
     model: ModelInfo,
     body: dict,
     fmt: Format,
-    prompt: estimate.PromptEstimate,
+    plan: Plan,
     now: datetime,
     auto: AutoLevel,
 ) -> Admitted:
     """No customer: the project's default shedding tier, and the key's own limits and budget."""
     _shed_project_level(engine, caller, auto)
+    prompt = plan.prompt
     key_ticket, key_hold = _key_rate_limits(limiter, caller), None
     completion = fmt.completion(body)
-    if completion is None:
-        completion = caller.terms_of(caller.project.defaults.tier_id).default_reserve_tokens
     try:
         if caller.key is not None and caller.key.budget:
+            if completion is None:
+                completion = caller.terms_of(caller.project.defaults.tier_id).default_reserve_tokens
             choices = fmt.choices(body)
             key_hold = _key_budget(engine, caller, model, prompt, completion, True, choices, now)
-        deployments = _route(model, (), fmt)
+        deployments = _route(model, (), fmt, plan.refused)
     except ProxyError:
         key_ticket.release()
         if key_hold is not None:
@@ -342,7 +347,7 @@ def _admit_project_level(
         model.name,
         key_hold=key_hold,
         key_ticket=key_ticket,
-        completion=max(1, completion),
+        completion=completion,
     )
 
 
@@ -442,9 +447,22 @@ def rate_key(caller: Caller, who: Who) -> str:
     return f"{caller.project.id}:{who.customer_id}"
 
 
-def _serving(model: ModelInfo, fmt: Format) -> list[DeploymentInfo]:
+@dataclass(frozen=True)
+class Plan:
+    """How a call may go out: its prompt estimate over every body it may go out as, and the
+    translations that refused it (their deployments are left out)."""
+
+    prompt: estimate.PromptEstimate
+    refused: frozenset[Bridge] = frozenset()
+
+
+def _serving(model: ModelInfo, fmt: Format, refused: frozenset[Bridge] = frozenset()) -> list[DeploymentInfo]:
     """The model's deployments that can serve a call in this format (natively or translated)."""
-    serving = [d for d in model.deployments if route(fmt, PROVIDERS[d.provider]) is not None]
+    serving = []
+    for d in model.deployments:
+        way = route(fmt, PROVIDERS[d.provider])
+        if way is not None and way[1] not in refused:
+            serving.append(d)
     if model.deployments and not serving:
         raise ProxyError(
             "invalid_request",
@@ -454,22 +472,37 @@ def _serving(model: ModelInfo, fmt: Format) -> list[DeploymentInfo]:
     return serving
 
 
-def _prompt(fmt: Format, body: dict, model: ModelInfo) -> estimate.PromptEstimate:
+def _plan(fmt: Format, body: dict, model: ModelInfo) -> Plan:
     """The prompt estimate over every body the call may go out as (SPEC 5.2): its own, and its
-    translation for each kind of deployment that needs one. A body a translation refuses is
-    refused here, before anything is held."""
+    translation for each kind of deployment that needs one. A translation that refuses the body
+    leaves its deployments out; when none is left, the call is refused, before anything is held."""
     estimates = [fmt.prompt(body)]
-    bridges = {way[1] for d in _serving(model, fmt) if (way := route(fmt, PROVIDERS[d.provider]))}
+    bridges = {way[1] for d in model.deployments if (way := route(fmt, PROVIDERS[d.provider]))}
+    if bridges == {None}:  # every deployment speaks the call's format: nothing to translate
+        return Plan(estimates[0])
+    if not bridges and model.deployments:
+        _serving(model, fmt)  # none can serve it: says why
+    refused: dict[Bridge, ProxyError] = {}
     for bridge in bridges - {None}:
         assert bridge is not None
-        estimates.append(bridge.upstream.prompt(bridge.request(body, 1)))
-    if len(estimates) == 1:
-        return estimates[0]
-    return estimate.PromptEstimate(max(e.upper for e in estimates), max(e.likely for e in estimates))
+        try:
+            estimates.append(bridge.upstream.prompt(bridge.request(body, 1)))
+        except ProxyError as refusal:
+            refused[bridge] = refusal
+        except (TypeError, AttributeError, KeyError, ValueError) as exc:  # a shape no check foresaw
+            refused[bridge] = ProxyError("invalid_request", f"The request could not be translated: {exc!r}")
+    if refused and len(refused) == len(bridges - {None}) and None not in bridges:
+        raise next(iter(refused.values()))  # no deployment can take it: say why
+    prompt = estimates[0]
+    if len(estimates) > 1:
+        prompt = estimate.PromptEstimate(max(e.upper for e in estimates), max(e.likely for e in estimates))
+    return Plan(prompt, frozenset(refused))
 
 
-def _route(model: ModelInfo, regions: tuple[str, ...], fmt: Format) -> list[DeploymentInfo]:
-    deployments = in_regions(_serving(model, fmt), regions)
+def _route(
+    model: ModelInfo, regions: tuple[str, ...], fmt: Format, refused: frozenset[Bridge]
+) -> list[DeploymentInfo]:
+    deployments = in_regions(_serving(model, fmt, refused), regions)
     if not deployments:
         raise ProxyError(
             "region_not_allowed",

@@ -101,5 +101,7 @@ class ProxyError(Exception):
 
 
 def response_for(path: str, err: ProxyError) -> Response:
-    """The error in the shape of the endpoint at `path` (for errors met before a view runs)."""
-    return err.response(anthropic=path.rstrip("/").endswith(MESSAGES_PATHS))
+    """The error in the shape of the endpoint at `path` (for errors met before a view runs):
+    Anthropic's under /v1/messages (count_tokens, batches... included)."""
+    anthropic = any(path == p or path.startswith(p + "/") for p in MESSAGES_PATHS)
+    return err.response(anthropic=anthropic)

@@ -76,9 +76,16 @@ class Call:
                 body, self.admitted.completion_cap(), self.stream
             )
             if bridge is not None:
-                out, _ = upstream.outgoing(bridge.request(out, self.admitted.completion), None, self.stream)
+                out, _ = upstream.outgoing(bridge.request(out, self._completion()), None, self.stream)
             self.bodies[upstream.name] = out
         return self.bodies[upstream.name], upstream, bridge
+
+    def _completion(self) -> int:
+        """The completion limit a translation sends when the call gives none: what its hold covers."""
+        if self.admitted.completion is not None:
+            return max(1, self.admitted.completion)
+        caller = self.admitted.caller
+        return caller.terms_of(caller.project.defaults.tier_id).default_reserve_tokens
 
     def settle(self, gw: Gateway, charge: Charge, record: dict) -> Settled | None:
         """Settle this call, then raise the balance events it caused."""
@@ -166,17 +173,15 @@ def _forward(gw: Gateway, call: Call, body: dict) -> Reply:
         candidates.remove(call.admitted.probe)
         candidates.insert(0, call.admitted.probe)
     for deployment in candidates:
+        # Translated before any probe is taken: a body the deployment's format refuses (a
+        # restricted call's model may need another translation) is given back at once.
+        outgoing, upstream, bridge = _translated(gw, call, body, deployment)
         probing = deployment is call.admitted.probe  # admission took its probe for this call
         call.probed = call.probed or probing
         if not (
             probing or health.healthy(deployment.id) or health.take_probe(deployment.id, deployment.timeout_s)
         ):
             continue  # rested: another call is probing it right now
-        try:
-            outgoing, upstream, bridge = call.outgoing(body, deployment)
-        except ProxyError:  # a translation refused it (a restricted call's model may need one)
-            _give_back(gw, call, 400)
-            raise
         attempt = dict(outgoing, model=deployment.upstream_model)
         _, flight = health.fly(f"flight:d:{deployment.id}")
         try:
@@ -201,6 +206,20 @@ def _forward(gw: Gateway, call: Call, body: dict) -> Reply:
     raise ProxyError("upstream_error", "Every eligible deployment failed or is unhealthy.")
 
 
+def _translated(
+    gw: Gateway, call: Call, body: dict, deployment: DeploymentInfo
+) -> tuple[dict, Format, Bridge | None]:
+    try:
+        return call.outgoing(body, deployment)
+    except ProxyError:
+        _give_back(gw, call, 400)
+        raise
+    except Exception as exc:  # a translation that fails on a body no check foresaw: a 400, no hold kept
+        _give_back(gw, call, 400)
+        log.exception("%s: translating the call for deployment %s failed", call.request_id, deployment.id)
+        raise ProxyError("invalid_request", "The request could not be translated for this model.") from exc
+
+
 def _give_back(gw: Gateway, call: Call, status: int) -> None:
     """Nothing was served: release the hold; a call that reached an upstream still gets its record."""
     admitted = call.admitted
@@ -218,9 +237,11 @@ def _charge(call: Call, usage: Usage | None, output_tokens: int = 0) -> Charge:
         # No usage from the upstream (a hang-up, or a server that omits it): charge the estimate.
         usage = Usage(call.admitted.prompt.likely, output_tokens)
     price = call.admitted.model.price
-    cost = (
-        price.cost_nusd(usage.prompt, usage.completion, usage.cache_read, usage.cache_write) if price else 0
-    )
+    cost = 0
+    if price is not None:
+        cost = price.cost_nusd(
+            usage.prompt, usage.completion, usage.cache_read, usage.cache_write, usage.cache_write_1h
+        )
     return Charge(usage.prompt, usage.completion, cost, usage.cache_read, usage.cache_write)
 
 
@@ -238,10 +259,7 @@ def finish_json(gw: Gateway, call: Call, reply: Reply) -> Response:
     assert call.upstream is not None
     usage = call.upstream.usage(data)
     if call.bridge is not None:
-        if not isinstance(data, dict):  # nothing to translate: the client gets no answer, pays nothing
-            _give_back(gw, call, 502)
-            raise ProxyError("upstream_error", "The upstream's reply could not be read.")
-        body, content_type = json.dumps(call.bridge.reply(data)).encode(), "application/json"
+        body, content_type = _translated_reply(gw, call, data), "application/json"
     charge = _charge(call, usage)
     try:
         settled = call.settle(gw, charge, call.record(200))
@@ -254,6 +272,20 @@ def finish_json(gw: Gateway, call: Call, reply: Reply) -> Response:
         content_type=content_type,
         headers=call.headers(settled.available if settled else None, charge.cost_nusd),
     )
+
+
+def _translated_reply(gw: Gateway, call: Call, data: object) -> bytes:
+    """The upstream's reply in the client's format; one that cannot be read, or translated, is
+    a failed call: the client gets upstream_error and pays nothing."""
+    try:
+        if isinstance(data, dict):
+            assert call.bridge is not None
+            return json.dumps(call.bridge.reply(data)).encode()
+    except Exception:
+        served = call.served.id if call.served is not None else None
+        log.exception("%s: translating deployment %s's reply failed", call.request_id, served)
+    _give_back(gw, call, 502)
+    raise ProxyError("upstream_error", "The upstream's reply could not be read.")
 
 
 def finish_stream(gw: Gateway, call: Call, reply: Reply) -> Response:

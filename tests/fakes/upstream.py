@@ -540,6 +540,12 @@ class _Handler(BaseHTTPRequestHandler):
             "cache_read_input_tokens": fake.cache_read_tokens,
             "output_tokens": n,
         }
+        if fake.cache_write_1h_tokens:  # Anthropic splits its writes by how long they are kept
+            hour = fake.cache_write_1h_tokens
+            usage["cache_creation"] = {
+                "ephemeral_5m_input_tokens": fake.cache_write_tokens - hour,
+                "ephemeral_1h_input_tokens": hour,
+            }
         message_id = "msg_" + fake._next_id()
         if body.get("stream") is True:
             self._message_events(message_id, body.get("model"), n, stop_reason, usage, tool)
@@ -656,6 +662,9 @@ class _Handler(BaseHTTPRequestHandler):
             "model": body.get("model"),
             "output": [item],
             "usage": usage,
+            # as OpenAI does: the request's tools and metadata, repeated in the response
+            "tools": body.get("tools") or [],
+            "metadata": body.get("metadata") or {},
         }
         if body.get("stream") is not True:
             self._send_json(200, response)
@@ -746,6 +755,7 @@ class FakeUpstream:
         # Anthropic's API: the cache counts its replies report, and a tool call when tools are given
         self.cache_read_tokens = 0
         self.cache_write_tokens = 0
+        self.cache_write_1h_tokens = 0  # of the writes, those kept an hour
         self.tool_use = False
 
     # -- lifecycle ---------------------------------------------------------

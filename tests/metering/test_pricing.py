@@ -64,9 +64,14 @@ def test_cache_tokens_are_priced_at_their_own_rates():
     assert (
         own.cost_nusd(1000, 100, cache_read=500, cache_write=200) == 900_000 + 500_000 + 800_000 + 1_500_000
     )
-    # a hold prices every prompt token at the dearest rate, so the charge never passes it
-    assert price.upper_cost_nusd(1000, 100) == 3_750_000 + 1_500_000
-    assert price.upper_cost_nusd(1000, 100) >= price.cost_nusd(1000, 100, 0, 1000)
+    # of 200 writes, 80 kept an hour: those at twice the input rate, $6 per million
+    assert (
+        price.cost_nusd(1000, 100, 500, 200, cache_write_1h=80)
+        == 900_000 + 150_000 + 450_000 + 480_000 + 1_500_000
+    )
+    # a hold prices every prompt token at the dearest rate (an hour's write), so the charge never passes it
+    assert price.upper_cost_nusd(1000, 100) == 6_000_000 + 1_500_000
+    assert price.upper_cost_nusd(1000, 100) == price.cost_nusd(1000, 100, 0, 1000, 1000)
 
 
 @given(
@@ -74,13 +79,17 @@ def test_cache_tokens_are_priced_at_their_own_rates():
     completion=st.integers(0, 10**6),
     read=st.integers(0, 10**7),
     written=st.integers(0, 10**7),
-    rates=st.tuples(*(st.integers(0, 10**11),) * 2, *(st.none() | st.integers(0, 10**11),) * 2),
+    hour=st.integers(0, 10**7),
+    rates=st.tuples(*(st.integers(0, 10**11),) * 2, *(st.none() | st.integers(0, 10**11),) * 3),
 )
-def test_a_holds_cost_covers_any_mix_of_cache_tokens(prompt, completion, read, written, rates):
-    price = Price(rates[0], rates[1], "config", rates[2], rates[3])
+def test_a_holds_cost_covers_any_mix_of_cache_tokens(prompt, completion, read, written, hour, rates):
+    price = Price(rates[0], rates[1], "config", *rates[2:])
     read = min(read, prompt)
     written = min(written, prompt - read)
-    assert price.upper_cost_nusd(prompt, completion) >= price.cost_nusd(prompt, completion, read, written)
+    hour = min(hour, written)
+    assert price.upper_cost_nusd(prompt, completion) >= price.cost_nusd(
+        prompt, completion, read, written, hour
+    )
 
 
 words = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200)

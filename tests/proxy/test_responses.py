@@ -166,10 +166,11 @@ def test_what_needs_a_stored_response_is_refused(claude: World):
     assert refused.value.body["param"] == "previous_response_id"
 
 
-def test_a_built_in_tool_has_no_counterpart_on_anthropic(claude: World):
+@pytest.mark.parametrize("model", ["gpt-test", "claude-test"])
+def test_a_tool_run_upstream_is_refused(claude: World, model):
+    """Web search and the other built-in tools are billed per use and by results Tollgate never
+    sees: no hold could cover them."""
     with pytest.raises(openai.BadRequestError) as refused:
-        client(claude).responses.create(
-            model="claude-test", input="hi", tools=[{"type": "web_search"}], user="acme"
-        )
-    assert refused.value.body["param"] == "tools[0].type=web_search"
-    assert claude.upstream.requests == []
+        client(claude).responses.create(model=model, input="hi", tools=[{"type": "web_search"}], user="acme")
+    assert refused.value.body["param"] == "tools[0].type"
+    assert claude.upstream.requests == [] and claude.customer("acme") is None

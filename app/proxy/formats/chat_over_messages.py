@@ -118,7 +118,12 @@ def _assistant_blocks(message: dict, i: int) -> list[dict]:
     blocks: list[dict[str, object]] = (
         [] if content in (None, "") else [{"type": "text", "text": _text(content, f"messages[{i}].content")}]
     )
-    for j, call in enumerate(message.get("tool_calls") or ()):
+    calls = message.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise ProxyError(
+            "invalid_request", f"messages[{i}].tool_calls must be a list.", param=f"messages[{i}].tool_calls"
+        )
+    for j, call in enumerate(calls):
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict) or call.get("type", "function") != "function":
             raise no_counterpart(f"messages[{i}].tool_calls[{j}].type", API)
@@ -165,8 +170,10 @@ def _turns(chat_messages: list[dict]) -> tuple[list[str], list[dict]]:
 
 
 def _tools(tools: object) -> list[dict]:
+    if not isinstance(tools, list):
+        raise ProxyError("invalid_request", "tools must be a list.", param="tools")
     out = []
-    for i, tool in enumerate(tools if isinstance(tools, list) else ()):
+    for i, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(function, dict) or tool.get("type") != "function":
             raise no_counterpart(f"tools[{i}].type", API)

@@ -23,6 +23,7 @@ class Usage:
     completion: int
     cache_read: int = 0
     cache_write: int = 0
+    cache_write_1h: int = 0  # of the cache writes, those kept an hour (dearer than five minutes)
 
 
 def valid_counts(*counts: object) -> bool:
@@ -57,6 +58,7 @@ class StreamReader:
 class Format:
     name = ""  # chat, embeddings, responses, messages
     endpoint = ""  # as usage records and metrics name it: the path after /v1/
+    customer_fields: tuple[str, ...] = ("user",)  # body fields that name the customer (SPEC 3.1 step 3)
 
     def check(self, body: dict) -> bool:
         """Validate the request (400 naming the field); returns whether it streams."""
@@ -88,6 +90,23 @@ class Format:
     def error(self, err: ProxyError, headers: dict[str, str] | None = None) -> Response:
         """A refusal or failure in this format's error shape (SPEC 3.3)."""
         return err.response(headers)
+
+
+def unmetered(name: str, why: str) -> ProxyError:
+    """A refusal of what a hold cannot cover (SPEC 5.1), naming the field."""
+    return ProxyError(
+        "invalid_request",
+        f"{name} is not accepted: {why}, so Tollgate cannot hold or charge for it.",
+        param=name,
+    )
+
+
+def event_name(event: bytes) -> bytes | None:
+    """The name on an SSE event's `event:` line, if it has one."""
+    for line in event.split(b"\n"):
+        if line.startswith(b"event:"):
+            return line[6:].strip()
+    return None
 
 
 def data_of(event: bytes) -> object:

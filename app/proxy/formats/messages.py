@@ -12,11 +12,27 @@ from app.metering.estimate import PromptEstimate
 from app.proxy.bodies import positive_int
 from app.proxy.errors import ProxyError
 from app.proxy.formats.chat import output_tokens
-from app.proxy.formats.format import Format, StreamReader, Usage, data_of, valid_counts
+from app.proxy.formats.format import (
+    Format,
+    StreamReader,
+    Usage,
+    data_of,
+    event_name,
+    unmetered,
+    valid_counts,
+)
 
 # Deltas that carry output: text, tool input, thinking.
 OUTPUT_DELTA = re.compile(rb'"(?:text|partial_json|thinking)": ?"((?:[^"\\]|\\.)+)"')
 ROLES = ("user", "assistant")
+# Anthropic adds a system prompt of its own when tools are given: up to about 530 tokens (Claude 3
+# Opus; 313-346 on later models). A hold must cover it.
+TOOLS_PROMPT = 600
+# What the call's prompt estimate cannot size, or whose fees Tollgate cannot meter: server tools
+# (web search, code execution... billed per use and in tokens of results never seen here),
+# documents and files held elsewhere or sized by pages, servers the upstream calls itself.
+UNMETERED = ("mcp_servers", "container")
+SIZED_SOURCES = ("text", "base64", "url", "content")
 
 
 class Messages(Format):
@@ -51,11 +67,16 @@ class Messages(Format):
         stream = body.get("stream", False)
         if stream is not None and not isinstance(stream, bool):
             raise ProxyError("invalid_request", "stream must be a boolean.", param="stream")
+        _check_metered(body)
         return bool(stream)
 
     def prompt(self, body: dict) -> PromptEstimate:
-        # The whole body but its settings, as for chat: system, messages, tools and their schemas.
-        return estimate.chat_prompt(body)
+        # The whole body but its settings, as for chat: system, messages, tools and their schemas,
+        # and the system prompt Anthropic adds for tools.
+        found = estimate.chat_prompt(body)
+        if not body.get("tools"):
+            return found
+        return PromptEstimate(found.upper + TOOLS_PROMPT, found.likely + TOOLS_PROMPT)
 
     def completion(self, body: dict) -> int | None:
         return body["max_tokens"]
@@ -75,21 +96,59 @@ class Messages(Format):
         return err.response(headers, anthropic=True)
 
 
+def _check_metered(body: dict) -> None:
+    """Refuse what a hold cannot cover (SPEC 5.1): server tools, documents held elsewhere."""
+    for name in UNMETERED:
+        if body.get(name) is not None:
+            raise unmetered(name, "the upstream acts on it by itself")
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise ProxyError("invalid_request", "tools must be a list.", param="tools")
+    for i, tool in enumerate(tools or ()):
+        if not isinstance(tool, dict) or tool.get("type") not in (None, "custom"):
+            raise unmetered(
+                f"tools[{i}].type", "server tools are billed per use and by results never seen here"
+            )
+    for i, message in enumerate(body["messages"]):
+        for j, block in enumerate(message["content"] if isinstance(message["content"], list) else ()):
+            if not isinstance(block, dict):
+                raise ProxyError(
+                    "invalid_request", "content blocks must be objects.", param=f"messages[{i}].content[{j}]"
+                )
+            source = block.get("source")
+            kind = source.get("type") if isinstance(source, dict) else None
+            if block.get("type") == "document" and kind != "text":
+                raise unmetered(
+                    f"messages[{i}].content[{j}]",
+                    "a document is billed by pages, not its size; send its text",
+                )
+            if source is not None and kind not in SIZED_SOURCES:
+                raise unmetered(f"messages[{i}].content[{j}].source", "a file held upstream cannot be sized")
+
+
 def usage_of(usage: object, start: Usage | None = None) -> Usage | None:
     """Anthropic's usage block: input, cache writes and cache reads are the prompt (SPEC 3). A
     message_delta's block updates the counts message_start gave (`start`) with those it carries."""
     if not isinstance(usage, dict):
         return None
     base = start or Usage(0, 0)
-    uncached = base.prompt - base.cache_read - base.cache_write
-    fresh = usage.get("input_tokens", uncached)
-    written = usage.get("cache_creation_input_tokens", base.cache_write)
-    read = usage.get("cache_read_input_tokens", base.cache_read)
-    output = usage.get("output_tokens", base.completion)
-    fresh, written, read = fresh or 0, written or 0, read or 0  # the API sends null for "none"
-    if not valid_counts(fresh, written, read, output):
+
+    def count(name: str, before: int) -> object:
+        # A message_delta leaves out, or sends null for, what it does not update; a whole
+        # reply or message_start sends null for "none".
+        value = usage.get(name)
+        return value if value is not None else (before if start is not None else 0)
+
+    fresh = count("input_tokens", base.prompt - base.cache_read - base.cache_write)
+    written = count("cache_creation_input_tokens", base.cache_write)
+    read = count("cache_read_input_tokens", base.cache_read)
+    output = count("output_tokens", base.completion)
+    split = usage.get("cache_creation")
+    hour = split.get("ephemeral_1h_input_tokens") if isinstance(split, dict) else None
+    hour = hour if hour is not None else base.cache_write_1h
+    if not valid_counts(fresh, written, read, output, hour) or hour > written:  # type: ignore[operator]
         return None
-    return Usage(fresh + written + read, output, read, written)
+    return Usage(fresh + written + read, output, read, written, hour)  # type: ignore[operator, arg-type]
 
 
 class MessagesStream(StreamReader):
@@ -102,7 +161,7 @@ class MessagesStream(StreamReader):
                 data = data_of(event)
                 if isinstance(data, dict):
                     self._note(data)
-            elif b"message_stop" in event and _event_name(event) == b"message_stop":
+            elif b"message_stop" in event and event_name(event) == b"message_stop":
                 self.done = True
             else:
                 self.output += output_tokens(event, OUTPUT_DELTA)
@@ -116,13 +175,6 @@ class MessagesStream(StreamReader):
             final = usage_of(data.get("usage"), self.usage)
             if final is not None:
                 self.usage, self.usage_final = final, True
-
-
-def _event_name(event: bytes) -> bytes | None:
-    for line in event.split(b"\n"):
-        if line.startswith(b"event:"):
-            return line[6:].strip()
-    return None
 
 
 FORMAT = Messages()

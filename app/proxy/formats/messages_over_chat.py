@@ -66,7 +66,9 @@ def _kind(block: object) -> object:
 
 
 def _image(block: dict, where: str) -> dict:
-    source = block.get("source") or {}
+    source = block.get("source")
+    if not isinstance(source, dict):
+        raise ProxyError("invalid_request", f"{where}.source must be an object.", param=f"{where}.source")
     url: object
     if source.get("type") == "base64":
         url = f"data:{source.get('media_type')};base64,{source.get('data')}"
@@ -90,6 +92,12 @@ def _user(content: object, i: int) -> list[dict]:
         elif kind == "image":
             parts.append(_image(block, where))
         elif kind == "tool_result":
+            if not isinstance(block.get("content"), str | list | None):
+                raise ProxyError(
+                    "invalid_request",
+                    f"{where}.content must be text or text blocks.",
+                    param=f"{where}.content",
+                )
             text = _text_of(block.get("content") or "", f"{where}.content")
             if block.get("is_error"):
                 text = f"Error: {text}"
@@ -135,7 +143,7 @@ def _tool_choice(choice: object, out: dict) -> None:
     if not isinstance(choice, dict):
         raise ProxyError("invalid_request", "tool_choice must be an object.", param="tool_choice")
     kind = choice.get("type")
-    if kind in TOOL_CHOICES:
+    if isinstance(kind, str) and kind in TOOL_CHOICES:
         out["tool_choice"] = TOOL_CHOICES[kind]
     elif kind == "tool":
         out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
@@ -151,8 +159,12 @@ def to_chat(body: dict) -> dict:
     turns: list[dict] = []
     if body.get("system") is not None:
         turns.append({"role": "system", "content": _text_of(body["system"], "system")})
+    last = len(body["messages"]) - 1
     for i, message in enumerate(body["messages"]):
         content = message.get("content")
+        if message["role"] == "assistant" and i == last:
+            # Anthropic continues a final assistant turn (a prefill); chat would answer it anew.
+            raise no_counterpart(f"messages[{i}] (a final assistant turn, which Anthropic continues)", API)
         turns.extend(_user(content, i) if message["role"] == "user" else [_assistant(content, i)])
     out: dict = {"model": body["model"], "messages": turns, "max_tokens": body["max_tokens"]}
     if body.get("stop_sequences") is not None:
@@ -206,6 +218,10 @@ def to_message(data: dict) -> dict:
     content: list[dict] = []
     if message.get("content"):
         content.append({"type": "text", "text": message["content"]})
+    stop_reason = STOP.get(str(choice.get("finish_reason")), "end_turn")
+    if message.get("refusal"):  # the model declined: its words, and Anthropic's reason for it
+        content.append({"type": "text", "text": message["refusal"]})
+        stop_reason = "refusal"
     for call in message.get("tool_calls") or ():
         function = call.get("function") or {}
         content.append(
@@ -222,7 +238,7 @@ def to_message(data: dict) -> dict:
         "role": "assistant",
         "model": data.get("model"),
         "content": content,
-        "stop_reason": STOP.get(str(choice.get("finish_reason")), "end_turn"),
+        "stop_reason": stop_reason,
         "stop_sequence": None,
         "usage": anthropic_usage(usage_with_cache(data.get("usage"))),
     }
@@ -246,7 +262,9 @@ class ToEvents(EventTranslator):
         self.started = False
         self.block: str | None = None  # the open content block: "text", "tool_use" or None
         self.index = -1  # the open block's index
+        self.tool: object = None  # the open tool_use block's tool call index in the chunks
         self.stop_reason = "end_turn"
+        self.refused = False  # the model sent a refusal
         self.usage: object = None
 
     def feed(self, events: list[bytes]) -> bytes:
@@ -264,17 +282,22 @@ class ToEvents(EventTranslator):
         if isinstance(data.get("error"), dict):
             message = upstream_message(json.dumps(data).encode())
             return sse(anthropic_body(500, message), "error")
-        out = [] if self.started else [self._start(data)]
-        self.started = True
         if data.get("usage"):
             self.usage = data["usage"]
-        for choice in data.get("choices") or ():
+        choices = data.get("choices")
+        if not self.started and not choices:
+            return b""  # Azure's first chunk: no id, no model, only its prompt filter's results
+        out = [] if self.started else [self._start(data)]
+        self.started = True
+        for choice in choices if isinstance(choices, list) else ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
-            if delta.get("content"):
+            text = delta.get("content") or delta.get("refusal")
+            self.refused = self.refused or bool(delta.get("refusal"))
+            if isinstance(text, str) and text:
                 out.append(self._open("text", {"type": "text", "text": ""}))
-                out.append(self._delta({"type": "text_delta", "text": delta["content"]}))
+                out.append(self._delta({"type": "text_delta", "text": text}))
             for call in delta.get("tool_calls") or ():
                 out.append(self._tool_delta(call))
             if choice.get("finish_reason"):
@@ -318,16 +341,18 @@ class ToEvents(EventTranslator):
             return b""
         function = call.get("function") or {}
         out = b""
-        if call.get("id"):  # a new call
+        position = call.get("index", 0)
+        if call.get("id") and (self.block != "tool_use" or position != self.tool):  # a new call
             block = {"type": "tool_use", "id": call["id"], "name": function.get("name"), "input": {}}
             out = self._open("tool_use", block)
+            self.tool = position
         if function.get("arguments") and self.block == "tool_use":
             out += self._delta({"type": "input_json_delta", "partial_json": function["arguments"]})
         return out
 
     def _finish(self) -> bytes:
         out = self._close() if self.started else self._start({})
-        delta = {"stop_reason": self.stop_reason, "stop_sequence": None}
+        delta = {"stop_reason": "refusal" if self.refused else self.stop_reason, "stop_sequence": None}
         usage = anthropic_usage(usage_with_cache(self.usage))
         out += sse({"type": "message_delta", "delta": delta, "usage": usage}, "message_delta")
         return out + sse({"type": "message_stop"}, "message_stop")

@@ -14,17 +14,30 @@ from app.metering.estimate import PromptEstimate
 from app.proxy.bodies import positive_int
 from app.proxy.errors import ProxyError
 from app.proxy.formats.chat import output_tokens
-from app.proxy.formats.format import Format, StreamReader, Usage, data_of, valid_counts
+from app.proxy.formats.format import (
+    Format,
+    StreamReader,
+    Usage,
+    data_of,
+    event_name,
+    unmetered,
+    valid_counts,
+)
 
 # Deltas that carry output: text, refusals, function-call arguments, reasoning summaries.
 OUTPUT_DELTA = re.compile(rb'"delta": ?"((?:[^"\\]|\\.)+)"')
 ENDS = frozenset(("response.completed", "response.incomplete", "response.failed"))
+END_NAMES = frozenset(end.encode() for end in ENDS)
 NEEDS_STORE = ("previous_response_id", "conversation")
+# Tools the model calls back through the client; the others (web search, file search, code
+# interpreter, image generation, MCP...) run upstream, billed per use and by results never seen here.
+CLIENT_TOOLS = ("function", "custom")
 
 
 class Responses(Format):
     name = "responses"
     endpoint = "responses"
+    customer_fields = ("user", "safety_identifier")  # the successor of `user`, in this API
 
     def check(self, body: dict) -> bool:
         if body.get("store") not in (None, False):
@@ -55,6 +68,7 @@ class Responses(Format):
         stream = body.get("stream", False)
         if stream is not None and not isinstance(stream, bool):
             raise ProxyError("invalid_request", "stream must be a boolean.", param="stream")
+        _check_metered(body)
         return bool(stream)
 
     def prompt(self, body: dict) -> PromptEstimate:
@@ -81,23 +95,42 @@ class Responses(Format):
         return ResponsesStream()
 
 
+def _check_metered(body: dict) -> None:
+    """Refuse what a hold cannot cover (SPEC 5.1): tools run upstream, files and prompts held there."""
+    if body.get("prompt") is not None:
+        raise unmetered("prompt", "a prompt stored upstream cannot be sized")
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise ProxyError("invalid_request", "tools must be a list.", param="tools")
+    for i, tool in enumerate(tools or ()):
+        if not isinstance(tool, dict) or tool.get("type") not in CLIENT_TOOLS:
+            raise unmetered(
+                f"tools[{i}].type", "tools run upstream are billed per use and by results never seen here"
+            )
+    items = body["input"] if isinstance(body["input"], list) else ()
+    for i, item in enumerate(items):
+        content = item.get("content")
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "input_file" or (isinstance(part, dict) and part.get("file_id") is not None):
+                raise unmetered(f"input[{i}].content[{j}]", "a file is billed by its pages or held upstream")
+
+
 def _parts(item: dict) -> object:
     """An item's content, its `input_image` parts kept as images so they count at a fixed cost."""
     return item.get("content", {k: v for k, v in item.items() if k != "type"})
 
 
 def usage_of(usage: object) -> Usage | None:
-    """The Responses API's usage: input (cached ones among them) and output tokens."""
+    """The Responses API's usage: input and output tokens."""
     if not isinstance(usage, dict):
         return None
     prompt, completion = usage.get("input_tokens"), usage.get("output_tokens")
     if not valid_counts(prompt, completion):
         return None
-    details = usage.get("input_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, dict) else None
-    if not (valid_counts(cached) and cached <= prompt):  # type: ignore[operator]
-        cached = 0
-    return Usage(prompt, completion, cached)  # type: ignore[arg-type]
+    # OpenAI's cached tokens are part of input_tokens, charged at the input rate as for chat
+    # completions (their discount differs by model; Anthropic's cache rates do not apply).
+    return Usage(prompt, completion)  # type: ignore[arg-type]
 
 
 class ResponsesStream(StreamReader):
@@ -106,14 +139,17 @@ class ResponsesStream(StreamReader):
 
     def feed(self, events: list[bytes]) -> bytes:
         for event in events:
-            if b'"delta"' in event:
-                self.output += output_tokens(event, OUTPUT_DELTA)
-            elif (
-                b"response.completed" in event
-                or b"response.incomplete" in event
-                or b"response.failed" in event
-            ):
+            # Decided by the event's name, never by what its data holds: response.completed
+            # repeats the request's tools, schemas and metadata, which may hold any word.
+            name = event_name(event)
+            if name is None:
+                data = data_of(event)
+                kind = data.get("type") if isinstance(data, dict) else None
+                name = kind.encode() if isinstance(kind, str) else b""
+            if name in END_NAMES:
                 self._end(data_of(event))
+            elif name.endswith(b".delta"):
+                self.output += output_tokens(event, OUTPUT_DELTA)
         return b"".join(event + b"\n\n" for event in events)
 
     def _end(self, data: object) -> None:

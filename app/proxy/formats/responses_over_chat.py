@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 
+from app.proxy.errors import ProxyError
 from app.proxy.formats import chat, responses
 from app.proxy.formats.bridge import Bridge, EventTranslator, no_counterpart, sse, upstream_message
 from app.proxy.formats.chat import DONE
@@ -125,6 +126,8 @@ def _response_format(text: object) -> dict | None:
     fmt = text.get("format") if isinstance(text, dict) else None
     if not isinstance(text, dict) or set(text) - {"format"}:
         raise no_counterpart("text", API)
+    if fmt is not None and not isinstance(fmt, dict):
+        raise ProxyError("invalid_request", "text.format must be an object.", param="text.format")
     if fmt is None or fmt.get("type") == "text":
         return None
     if fmt.get("type") == "json_object":
@@ -177,7 +180,20 @@ def usage_with_cache(usage: object) -> Usage:
     return Usage(counted.prompt, counted.completion, read, written)
 
 
-def _shell(response_id: str, model: object, status: str, output: list, usage: dict | None) -> dict:
+# A chat finish reason that leaves a response incomplete, and the reason the Responses API gives.
+INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
+
+
+def _shell(
+    response_id: str,
+    model: object,
+    output: list,
+    usage: dict | None,
+    finish: object = None,
+    done: bool = True,
+) -> dict:
+    reason = INCOMPLETE.get(str(finish))
+    status = "in_progress" if not done else "incomplete" if reason else "completed"
     return {
         "id": response_id,
         "object": "response",
@@ -187,7 +203,7 @@ def _shell(response_id: str, model: object, status: str, output: list, usage: di
         "output": output,
         "usage": usage,
         "error": None,
-        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "incomplete_details": {"reason": reason} if done and reason else None,
         "parallel_tool_calls": True,
         "tool_choice": "auto",
         "tools": [],
@@ -222,9 +238,8 @@ def to_response(data: dict) -> dict:
     if message.get("content"):
         output.append(_text_item(f"msg_{base}", str(message["content"])))
     output.extend(_call_item(call) for call in message.get("tool_calls") or () if isinstance(call, dict))
-    status = "incomplete" if choice.get("finish_reason") == "length" else "completed"
     usage = responses_usage(usage_with_cache(data.get("usage")))
-    return _shell(f"resp_{base}", data.get("model"), status, output, usage)
+    return _shell(f"resp_{base}", data.get("model"), output, usage, choice.get("finish_reason"))
 
 
 class ToResponseEvents(EventTranslator):
@@ -258,9 +273,11 @@ class ToResponseEvents(EventTranslator):
         if isinstance(data.get("error"), dict):
             error = {"code": "server_error", "message": upstream_message(json.dumps(data).encode())}
             return self._event("error", **error)
-        out = [b""] if self.started else [self._start(data)]
         if data.get("usage"):
             self.usage = data["usage"]
+        if not self.started and not data.get("choices"):
+            return b""  # Azure's first chunk: no id, no model, only its prompt filter's results
+        out = [b""] if self.started else [self._start(data)]
         for choice in data.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
@@ -277,7 +294,7 @@ class ToResponseEvents(EventTranslator):
     def _start(self, data: dict) -> bytes:
         self.started = True
         self.id, self.model = f"resp_{data.get('id') or 'tollgate'}", data.get("model")
-        shell = _shell(self.id, self.model, "in_progress", [], None)
+        shell = _shell(self.id, self.model, [], None, done=False)
         return self._event("response.created", response=shell) + self._event(
             "response.in_progress", response=shell
         )
@@ -356,10 +373,9 @@ class ToResponseEvents(EventTranslator):
             )
             out += self._event("response.output_item.done", output_index=index, item=item)
             output.append(item)
-        status = "incomplete" if self.finish == "length" else "completed"
         usage = responses_usage(usage_with_cache(self.usage))
-        shell = _shell(self.id, self.model, status, output, usage)
-        return out + self._event(f"response.{status}", response=shell)
+        shell = _shell(self.id, self.model, output, usage, self.finish)
+        return out + self._event(f"response.{shell['status']}", response=shell)
 
 
 class ResponsesOverChat(Bridge):
