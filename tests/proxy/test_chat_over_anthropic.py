@@ -14,25 +14,6 @@ PROMPT = 3 + 2 + 2  # the fake's count: the system prompt's words, then 3 and th
 PRICE = Price(3_000_000_000, 15_000_000_000, "config")
 
 
-@pytest.fixture
-def claude(world: World) -> World:
-    world.add_model(
-        "claude-test",
-        [
-            {
-                "provider": "anthropic",
-                "base_url": world.upstream.root_url,
-                "model": "claude-fake",
-                "region": "us",
-                "api_key": "sk-ant-upstream",
-                "api_version": "2023-06-01",
-            }
-        ],
-        price={"input_per_mtok": "3", "output_per_mtok": "15"},
-    )
-    return world
-
-
 def client(world: World) -> openai.OpenAI:
     return openai.OpenAI(base_url=world.url + "/v1", api_key=world.key, max_retries=0)
 

@@ -22,23 +22,6 @@ MESSAGES = [{"role": "user", "content": "Say hello to the nice people"}]
 PRICE = Price(3_000_000_000, 15_000_000_000, "config")
 
 
-@pytest.fixture
-def claude(world: World) -> World:
-    world.add_model(
-        "claude-test",
-        [
-            {
-                "provider": "anthropic",
-                "base_url": world.upstream.root_url,
-                "model": "claude-fake",
-                "api_key": "k",
-            }
-        ],
-        price={"input_per_mtok": "3", "output_per_mtok": "15"},
-    )
-    return world
-
-
 def anthropic_client(world: World) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=world.url, api_key=world.key, max_retries=0)
 

@@ -30,25 +30,6 @@ TOOLS = [
 ]
 
 
-@pytest.fixture
-def claude(world: World) -> World:
-    """Model `claude-test` served by an anthropic deployment; `gpt-test` (openai) stays."""
-    world.add_model(
-        "claude-test",
-        [
-            {
-                "provider": "anthropic",
-                "base_url": world.upstream.root_url,
-                "model": "claude-fake",
-                "region": "us",
-                "api_key": "sk-ant-upstream",
-            }
-        ],
-        price={"input_per_mtok": "3", "output_per_mtok": "15"},
-    )
-    return world
-
-
 def client(world: World, key: str | None = None) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=world.url, api_key=key or world.key, max_retries=0)
 

@@ -14,24 +14,6 @@ PRICE = Price(3_000_000_000, 15_000_000_000, "config")
 GPT_PRICE = Price(150_000_000, 600_000_000, "config")
 
 
-@pytest.fixture
-def claude(world: World) -> World:
-    world.add_model(
-        "claude-test",
-        [
-            {
-                "provider": "anthropic",
-                "base_url": world.upstream.root_url,
-                "model": "claude-fake",
-                "region": "us",
-                "api_key": "sk-ant-upstream",
-            }
-        ],
-        price={"input_per_mtok": "3", "output_per_mtok": "15"},
-    )
-    return world
-
-
 def client(world: World) -> openai.OpenAI:
     return openai.OpenAI(base_url=world.url + "/v1", api_key=world.key, max_retries=0)
 

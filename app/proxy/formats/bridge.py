@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 
 from app.proxy.errors import ProxyError
-from app.proxy.formats.format import Format
+from app.proxy.formats.chat import DONE
+from app.proxy.formats.format import Format, data_of
 
 
 class EventTranslator:
@@ -15,6 +16,28 @@ class EventTranslator:
     the client's."""
 
     def feed(self, events: list[bytes]) -> bytes:
+        raise NotImplementedError
+
+
+class FromChunks(EventTranslator):
+    """Chat completion chunks in, another format's events out: each chunk as it comes, and the
+    closing events at `[DONE]`."""
+
+    def feed(self, events: list[bytes]) -> bytes:
+        out = []
+        for event in events:
+            if event.startswith(DONE):
+                out.append(self.finish())
+                continue
+            data = data_of(event)
+            if isinstance(data, dict):
+                out.append(self.chunk(data))
+        return b"".join(out)
+
+    def chunk(self, data: dict) -> bytes:
+        raise NotImplementedError
+
+    def finish(self) -> bytes:
         raise NotImplementedError
 
 
@@ -68,6 +91,26 @@ class _Chained(EventTranslator):
     def feed(self, events: list[bytes]) -> bytes:
         middle = self.inner.feed(events)
         return self.outer.feed([e for e in middle.split(b"\n\n") if e])
+
+
+def check_fields(body: dict, mapped: set[str], defaults: dict[str, tuple], api: str) -> None:
+    """Every field is taken across (`mapped`), or left out as null, or comes at a value that means
+    the default (`defaults`); any other is refused, naming it."""
+    for name, value in body.items():
+        if name in mapped or value is None:
+            continue
+        if name not in defaults or value not in defaults[name]:
+            raise no_counterpart(name, api)
+
+
+def openai_error(raw: bytes) -> bytes:
+    """An upstream's error body (Anthropic's) in OpenAI's error shape, its type kept."""
+    try:
+        kind = json.loads(raw)["error"]["type"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        kind = "api_error"
+    error = {"message": upstream_message(raw), "type": kind, "param": None, "code": None}
+    return json.dumps({"error": error}).encode()
 
 
 def no_counterpart(name: str, api: str) -> ProxyError:

@@ -14,7 +14,14 @@ import time
 from app.metering.estimate import COMPLETION_FIELDS
 from app.proxy.errors import ProxyError
 from app.proxy.formats import chat, messages
-from app.proxy.formats.bridge import Bridge, EventTranslator, no_counterpart, sse, upstream_message
+from app.proxy.formats.bridge import (
+    Bridge,
+    EventTranslator,
+    check_fields,
+    no_counterpart,
+    openai_error,
+    sse,
+)
 from app.proxy.formats.format import Usage, data_of
 
 API = "Anthropic's Messages API"
@@ -59,14 +66,6 @@ DEFAULTS = {
     "seed": (),
     "top_logprobs": (),
 }
-
-
-def _check_defaults(body: dict) -> None:
-    for name, value in body.items():
-        if name in MAPPED or value is None:
-            continue
-        if name not in DEFAULTS or value not in DEFAULTS[name]:
-            raise no_counterpart(name, API)
 
 
 def _text(content: object, where: str) -> str:
@@ -220,7 +219,7 @@ def _metadata(body: dict) -> dict | None:
 
 def to_messages(body: dict, completion: int) -> dict:
     """A chat completion request as Anthropic's Messages request."""
-    _check_defaults(body)
+    check_fields(body, MAPPED, DEFAULTS, API)
     system, turns = _turns(body["messages"])
     limits = [body[name] for name in COMPLETION_FIELDS if isinstance(body.get(name), int)]
     out: dict = {"model": body["model"], "max_tokens": min(limits) if limits else max(1, completion)}
@@ -374,12 +373,7 @@ class ChatOverMessages(Bridge):
         return to_completion(data)
 
     def error(self, status: int, raw: bytes) -> bytes:
-        try:
-            kind = json.loads(raw)["error"]["type"]
-        except (ValueError, KeyError, TypeError, RecursionError):
-            kind = "api_error"
-        error = {"message": upstream_message(raw), "type": kind, "param": None, "code": None}
-        return json.dumps({"error": error}).encode()
+        return openai_error(raw)
 
     def events(self, wants_usage: bool) -> EventTranslator:
         return ToChunks(wants_usage)

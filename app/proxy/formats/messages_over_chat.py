@@ -17,9 +17,16 @@ import json
 
 from app.proxy.errors import ProxyError, anthropic_body
 from app.proxy.formats import chat, messages
-from app.proxy.formats.bridge import Bridge, EventTranslator, no_counterpart, sse, upstream_message
-from app.proxy.formats.chat import DONE
-from app.proxy.formats.format import Usage, data_of
+from app.proxy.formats.bridge import (
+    Bridge,
+    EventTranslator,
+    FromChunks,
+    check_fields,
+    no_counterpart,
+    sse,
+    upstream_message,
+)
+from app.proxy.formats.format import Usage
 
 API = "chat completions"
 STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use"}
@@ -40,14 +47,6 @@ MAPPED = {
     "cache_control",  # a caching mark: left to the upstream's automatic prompt caching
 }
 DEFAULTS = {"service_tier": ("auto",), "thinking": ({"type": "disabled"},)}
-
-
-def _check_fields(body: dict) -> None:
-    for name, value in body.items():
-        if name in MAPPED or value is None:
-            continue
-        if name not in DEFAULTS or value not in DEFAULTS[name]:
-            raise no_counterpart(name, API)
 
 
 def _text_of(blocks: object, where: str) -> str:
@@ -155,7 +154,7 @@ def _tool_choice(choice: object, out: dict) -> None:
 
 def to_chat(body: dict) -> dict:
     """Anthropic's Messages request as a chat completion request."""
-    _check_fields(body)
+    check_fields(body, MAPPED, DEFAULTS, API)
     turns: list[dict] = []
     if body.get("system") is not None:
         turns.append({"role": "system", "content": _text_of(body["system"], "system")})
@@ -255,7 +254,7 @@ def _object(function: dict) -> dict:
     return value if isinstance(value, dict) else {"arguments": value}
 
 
-class ToEvents(EventTranslator):
+class ToEvents(FromChunks):
     """Chat completion chunks as Anthropic's stream events."""
 
     def __init__(self) -> None:
@@ -267,18 +266,7 @@ class ToEvents(EventTranslator):
         self.refused = False  # the model sent a refusal
         self.usage: object = None
 
-    def feed(self, events: list[bytes]) -> bytes:
-        out = []
-        for event in events:
-            if event.startswith(DONE):
-                out.append(self._finish())
-                continue
-            data = data_of(event)
-            if isinstance(data, dict):
-                out.append(self._chunk(data))
-        return b"".join(out)
-
-    def _chunk(self, data: dict) -> bytes:
+    def chunk(self, data: dict) -> bytes:
         if isinstance(data.get("error"), dict):
             message = upstream_message(json.dumps(data).encode())
             return sse(anthropic_body(500, message), "error")
@@ -350,7 +338,7 @@ class ToEvents(EventTranslator):
             out += self._delta({"type": "input_json_delta", "partial_json": function["arguments"]})
         return out
 
-    def _finish(self) -> bytes:
+    def finish(self) -> bytes:
         out = self._close() if self.started else self._start({})
         delta = {"stop_reason": "refusal" if self.refused else self.stop_reason, "stop_sequence": None}
         usage = anthropic_usage(usage_with_cache(self.usage))

@@ -14,9 +14,17 @@ import time
 
 from app.proxy.errors import ProxyError
 from app.proxy.formats import chat, responses
-from app.proxy.formats.bridge import Bridge, EventTranslator, no_counterpart, sse, upstream_message
-from app.proxy.formats.chat import DONE
-from app.proxy.formats.format import Usage, data_of
+from app.proxy.formats.bridge import (
+    Bridge,
+    EventTranslator,
+    FromChunks,
+    check_fields,
+    no_counterpart,
+    openai_error,
+    sse,
+    upstream_message,
+)
+from app.proxy.formats.format import Usage
 from app.proxy.formats.messages_over_chat import cached
 
 API = "chat completions"
@@ -38,14 +46,6 @@ MAPPED = {
 }
 DEFAULTS = {"truncation": ("disabled",), "include": ([],), "service_tier": ("auto",), "metadata": ({},)}
 ROLES = ("user", "system", "developer", "assistant")
-
-
-def _check_fields(body: dict) -> None:
-    for name, value in body.items():
-        if name in MAPPED or value is None:
-            continue
-        if name not in DEFAULTS or value not in DEFAULTS[name]:
-            raise no_counterpart(name, API)
 
 
 def _content(content: object, where: str) -> object:
@@ -140,7 +140,7 @@ def _response_format(text: object) -> dict | None:
 
 def to_chat(body: dict, completion: int) -> dict:
     """A Responses request as a chat completion request."""
-    _check_fields(body)
+    check_fields(body, MAPPED, DEFAULTS, API)
     out: dict = {"model": body["model"], "messages": _messages(body)}
     if body.get("max_output_tokens") is not None:
         out["max_tokens"] = body["max_output_tokens"]
@@ -242,7 +242,7 @@ def to_response(data: dict) -> dict:
     return _shell(f"resp_{base}", data.get("model"), output, usage, choice.get("finish_reason"))
 
 
-class ToResponseEvents(EventTranslator):
+class ToResponseEvents(FromChunks):
     """Chat completion chunks as the Responses API's stream events."""
 
     def __init__(self) -> None:
@@ -251,25 +251,14 @@ class ToResponseEvents(EventTranslator):
         self.started = False
         self.text: str | None = None  # the message item's text, once one is open
         self.calls: dict[int, dict] = {}  # chat's tool call index -> its call, arguments so far
-        self.finish: str | None = None
+        self.finish_reason: str | None = None
         self.usage: object = None
 
     def _event(self, kind: str, **fields: object) -> bytes:
         self.sequence += 1
         return sse({"type": kind, "sequence_number": self.sequence - 1, **fields}, kind)
 
-    def feed(self, events: list[bytes]) -> bytes:
-        out = []
-        for event in events:
-            if event.startswith(DONE):
-                out.append(self._finish())
-                continue
-            data = data_of(event)
-            if isinstance(data, dict):
-                out.append(self._chunk(data))
-        return b"".join(out)
-
-    def _chunk(self, data: dict) -> bytes:
+    def chunk(self, data: dict) -> bytes:
         if isinstance(data.get("error"), dict):
             error = {"code": "server_error", "message": upstream_message(json.dumps(data).encode())}
             return self._event("error", **error)
@@ -288,7 +277,7 @@ class ToResponseEvents(EventTranslator):
                 if isinstance(call, dict):
                     out.append(self._call_delta(call))
             if choice.get("finish_reason"):
-                self.finish = choice["finish_reason"]
+                self.finish_reason = choice["finish_reason"]
         return b"".join(out)
 
     def _start(self, data: dict) -> bytes:
@@ -351,7 +340,7 @@ class ToResponseEvents(EventTranslator):
             )
         return out
 
-    def _finish(self) -> bytes:
+    def finish(self) -> bytes:
         out = b"" if self.started else self._start({})
         output = []
         if self.text is not None:
@@ -374,7 +363,7 @@ class ToResponseEvents(EventTranslator):
             out += self._event("response.output_item.done", output_index=index, item=item)
             output.append(item)
         usage = responses_usage(usage_with_cache(self.usage))
-        shell = _shell(self.id, self.model, output, usage, self.finish)
+        shell = _shell(self.id, self.model, output, usage, self.finish_reason)
         return out + self._event(f"response.{shell['status']}", response=shell)
 
 
@@ -389,12 +378,7 @@ class ResponsesOverChat(Bridge):
         return to_response(data)
 
     def error(self, status: int, raw: bytes) -> bytes:
-        try:
-            kind = json.loads(raw)["error"]["type"]
-        except (ValueError, KeyError, TypeError, RecursionError):
-            kind = "api_error"
-        error = {"message": upstream_message(raw), "type": kind, "param": None, "code": None}
-        return json.dumps({"error": error}).encode()
+        return openai_error(raw)
 
     def events(self, wants_usage: bool) -> EventTranslator:
         return ToResponseEvents()
