@@ -80,9 +80,22 @@ def _usage(prompt: int, completion: int) -> dict:
     }
 
 
+def _text(n: int) -> str:
+    return "Hello" + "".join(json.loads(WORDS[i % len(WORDS)]) for i in range(1, n))
+
+
+def _json_reply(payload: dict, request_id: str) -> bytes:
+    data = json.dumps(payload, separators=(",", ":")).encode()
+    head = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: %s\r\ncontent-length: %d\r\n\r\n"
+        % (request_id.encode(), len(data))
+    )
+    return head + data
+
+
 def _completion(body: dict, request_id: str) -> bytes:
     n = _completion_tokens(body)
-    text = "Hello" + "".join(json.loads(WORDS[i % len(WORDS)]) for i in range(1, n))
+    text = _text(n)
     payload = {
         "id": request_id,
         "object": "chat.completion",
@@ -99,23 +112,17 @@ def _completion(body: dict, request_id: str) -> bytes:
         ],
         "usage": _usage(_prompt_tokens(body), n),
     }
-    data = json.dumps(payload, separators=(",", ":")).encode()
-    head = (
-        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: %s\r\ncontent-length: %d\r\n\r\n"
-        % (request_id.encode(), len(data))
-    )
-    return head + data
+    return _json_reply(payload, request_id)
 
 
 def _message(body: dict, message_id: str) -> bytes:
     n = _completion_tokens(body)
-    text = "Hello" + "".join(json.loads(WORDS[i % len(WORDS)]) for i in range(1, n))
     payload = {
         "id": message_id,
         "type": "message",
         "role": "assistant",
         "model": str(body.get("model", "bench-upstream")),
-        "content": [{"type": "text", "text": text}],
+        "content": [{"type": "text", "text": _text(n)}],
         "stop_reason": "max_tokens",
         "stop_sequence": None,
         "usage": {
@@ -125,9 +132,7 @@ def _message(body: dict, message_id: str) -> bytes:
             "output_tokens": n,
         },
     }
-    data = json.dumps(payload, separators=(",", ":")).encode()
-    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(data)
-    return head + data
+    return _json_reply(payload, message_id)
 
 
 def _frame(event: bytes) -> bytes:

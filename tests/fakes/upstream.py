@@ -436,15 +436,7 @@ class _Handler(BaseHTTPRequestHandler):
             event = f"data: {data}\n\n".encode()
             return self._write_chunk(event)
 
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-        except OSError:
-            fake.client_closed.set()
-            self.close_connection = True
+        if not self._open_events():
             return
 
         if not write_event(chunk({"role": "assistant", "content": ""}, None)):
@@ -494,6 +486,20 @@ class _Handler(BaseHTTPRequestHandler):
         if not write_event("[DONE]"):
             return
         self._write_raw(b"0\r\n\r\n")
+
+    def _open_events(self) -> bool:
+        """Start a 200 event stream in chunked encoding; False if the client is already gone."""
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+        except OSError:
+            self.server.fake.client_closed.set()
+            self.close_connection = True
+            return False
+        return True
 
     def _write_chunk(self, data: bytes) -> bool:
         return self._write_raw(b"%x\r\n%s\r\n" % (len(data), data))
@@ -580,14 +586,7 @@ class _Handler(BaseHTTPRequestHandler):
         def event(name: str, data: dict) -> bool:
             return self._write_chunk(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
 
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-        except OSError:
-            fake.client_closed.set()
-            self.close_connection = True
+        if not self._open_events():
             return
         start = dict(usage, output_tokens=1)
         message = {"id": message_id, "type": "message", "role": "assistant", "model": model, "content": []}
@@ -669,10 +668,8 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("stream") is not True:
             self._send_json(200, response)
             return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
+        if not self._open_events():
+            return
         events = [
             ("response.created", {"response": dict(response, status="in_progress", output=[], usage=None)})
         ]
