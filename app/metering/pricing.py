@@ -31,6 +31,9 @@ class Price:
     cache_read_nusd_per_mtok: int | None = None  # None: CACHE_READ_RATE of the input rate
     cache_write_nusd_per_mtok: int | None = None  # None: CACHE_WRITE_RATE of the input rate
     cache_write_1h_nusd_per_mtok: int | None = None  # None: CACHE_WRITE_1H_RATE of the input rate
+    # Whether calls may write to a prompt cache (the model has a deployment whose usage reports
+    # cache writes, Anthropic's): only then does a hold price prompt tokens at the write rates.
+    caches: bool = False
 
     def cost_nusd(
         self,
@@ -62,9 +65,12 @@ class Price:
     @cached_property
     def _dearest(self) -> int:
         """The dearest prompt rate, in 1/_SCALE nano-USD per million (worked out once a price)."""
+        read = self._rate(self.cache_read_nusd_per_mtok, CACHE_READ_RATE)
+        if not self.caches:  # nothing writes to a cache: the input rate, or a read's if dearer
+            return max(self.input_nusd_per_mtok * _SCALE, read)
         return max(
             self.input_nusd_per_mtok * _SCALE,
-            self._rate(self.cache_read_nusd_per_mtok, CACHE_READ_RATE),
+            read,
             self._rate(self.cache_write_nusd_per_mtok, CACHE_WRITE_RATE),
             self._rate(self.cache_write_1h_nusd_per_mtok, CACHE_WRITE_1H_RATE),
         )

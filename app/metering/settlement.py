@@ -112,11 +112,11 @@ def _one_statement(params: dict) -> dict:
 
 def _settle_then_record(conn: Connection, params: dict) -> Settled | None:
     """Settle and record in the caller's transaction; updates params to what was charged."""
-    row = conn.execute(SETTLE, params).first() if params["pk"] is not None else None
+    row = conn.execute(SETTLE, _settle_params(params)).first() if params["pk"] is not None else None
     if row is None and params["pk"] is not None:
         # The usage passed what the balance may pay (or the customer was deleted meanwhile).
         params.update(_billable(conn, params))
-        row = conn.execute(SETTLE, params).first() if params["pk"] is not None else None
+        row = conn.execute(SETTLE, _settle_params(params)).first() if params["pk"] is not None else None
     available = None
     if row is not None:
         available = Settled(
@@ -127,6 +127,12 @@ def _settle_then_record(conn: Connection, params: dict) -> Settled | None:
         )
     conn.execute(INSERT_USAGE, dict(_usage_values(params), customer_id=params["pk"]))
     return available
+
+
+def _settle_params(params: dict) -> dict:
+    """SETTLE's own parameters only: an execution parameter named like a column of `customers`
+    (the record's `created_at`, `project_id`) would be set on the customer's row as well."""
+    return {name: params[name] for name in SETTLE_PARAMS}
 
 
 def _billable(conn: Connection, params: dict) -> dict:
@@ -174,6 +180,7 @@ SETTLE = (
     )
     .returning(customers.c.token_balance, customers.c.reserved_tokens, customers.c.low_balance_notified)
 )
+SETTLE_PARAMS = ("pk", "held", "capped", "charged", "unbilled", "cost")
 RELEASE = update(customers).where(customers.c.id == bindparam("pk")).values(reserved_tokens=_others)
 INSERT_USAGE = usage_records.insert()
 

@@ -11,7 +11,7 @@ import hmac
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -71,6 +71,8 @@ class ProjectInfo:
     shedding_level: str = "off"  # as of the snapshot: for the health view and metrics only
 
 
+# Provider kinds whose usage reports prompt-cache writes (priced dearer than input, SPEC 3).
+CACHE_WRITERS = frozenset(("anthropic",))
 MAX_UNKNOWN = 100_000  # digests remembered between two snapshot checks (about 6 MB at most)
 
 
@@ -166,6 +168,8 @@ def load_snapshot(engine: Engine, secret_key: str, webhook_url: str | None = Non
         for m in session.scalars(select(Model).options(selectinload(Model.deployments))):
             deployments = tuple(_deployment(d, secret_key) for d in m.deployments if d.enabled)
             price = resolve_price(m.input_nusd_per_mtok, m.output_nusd_per_mtok, m.name)
+            if price is not None and any(d.provider in CACHE_WRITERS for d in deployments):
+                price = replace(price, caches=True)
             models_by_project.setdefault(m.project_id, {})[m.name] = ModelInfo(
                 m.id, m.name, m.model_tier, price, deployments
             )

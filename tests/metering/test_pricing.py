@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -69,9 +70,12 @@ def test_cache_tokens_are_priced_at_their_own_rates():
         price.cost_nusd(1000, 100, 500, 200, cache_write_1h=80)
         == 900_000 + 150_000 + 450_000 + 480_000 + 1_500_000
     )
-    # a hold prices every prompt token at the dearest rate (an hour's write), so the charge never passes it
-    assert price.upper_cost_nusd(1000, 100) == 6_000_000 + 1_500_000
-    assert price.upper_cost_nusd(1000, 100) == price.cost_nusd(1000, 100, 0, 1000, 1000)
+    # a hold prices every prompt token at the dearest rate (an hour's write), so the charge never
+    # passes it; a model no deployment of which writes to a cache holds at the input rate
+    assert price.upper_cost_nusd(1000, 100) == 3_000_000 + 1_500_000 == price.cost_nusd(1000, 100)
+    caching = replace(price, caches=True)
+    assert caching.upper_cost_nusd(1000, 100) == 6_000_000 + 1_500_000
+    assert caching.upper_cost_nusd(1000, 100) == caching.cost_nusd(1000, 100, 0, 1000, 1000)
 
 
 @given(
@@ -83,13 +87,16 @@ def test_cache_tokens_are_priced_at_their_own_rates():
     rates=st.tuples(*(st.integers(0, 10**11),) * 2, *(st.none() | st.integers(0, 10**11),) * 3),
 )
 def test_a_holds_cost_covers_any_mix_of_cache_tokens(prompt, completion, read, written, hour, rates):
-    price = Price(rates[0], rates[1], "config", *rates[2:])
+    price = Price(rates[0], rates[1], "config", *rates[2:], caches=True)
     read = min(read, prompt)
     written = min(written, prompt - read)
     hour = min(hour, written)
     assert price.upper_cost_nusd(prompt, completion) >= price.cost_nusd(
         prompt, completion, read, written, hour
     )
+    # where nothing writes to a cache, reads alone never pass the hold either
+    plain = replace(price, caches=False)
+    assert plain.upper_cost_nusd(prompt, completion) >= plain.cost_nusd(prompt, completion, read)
 
 
 words = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200)

@@ -21,7 +21,7 @@ from app.metering import audit
 from app.metering.settlement import release_expired
 from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, sign_in
 from tests.conftest import MASTER_KEY
-from tests.factories import Turnstile, World, assign, hang_up_after, hang_up_charges
+from tests.factories import Turnstile, World, assign, chat, hang_up_after, hang_up_charges
 from tests.fakes.upstream import count_body_tokens
 
 HELLO = [{"role": "user", "content": "hello there"}]
@@ -350,3 +350,20 @@ def test_a_call_whose_customer_was_deleted_mid_call_is_recorded_unbilled(world: 
     assert settle(db.engine, hold, Charge(20, 30, 7), record) is None
     [kept] = world.usage_records()
     assert kept.customer_id is None and kept.tokens_charged == 0 and kept.tokens_unbilled == 50
+
+
+@pytest.mark.parametrize("budgeted", [False, True])
+def test_a_call_leaves_the_customers_own_fields_alone(world: World, budgeted):
+    """Settlement sets the balance and spend, nothing else of the customer: it once set the
+    customer's created_at to each call's time (the record's, passed along to its statement)."""
+    if budgeted:  # a tier with a $ budget settles in a transaction with the period's share
+        tier = world.add_tier({"key": "capped", "name": "Capped", "max_budget_usd": "10"})
+        world.give_customer("acme", 100_000)
+        assign(world, "acme", tier)
+    assert chat(world.url, world.key, "acme").status_code == 200
+    before = world.customer("acme")
+    created, project = before.created_at, before.project_id
+    assert chat(world.url, world.key, "acme").status_code == 200
+    after = world.customer("acme")
+    assert (after.created_at, after.project_id) == (created, project)
+    assert len(world.usage_records("acme")) == 2
