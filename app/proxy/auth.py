@@ -302,7 +302,10 @@ class SnapshotCache:
     def authenticate(self, raw_key: str | None, project_slug: str | None) -> Caller:
         """Key -> caller; the master key acts as admin on the project named by the header."""
         if not raw_key:
-            raise ProxyError("invalid_api_key", "Missing API key. Send 'Authorization: Bearer <key>'.")
+            raise ProxyError(
+                "invalid_api_key",
+                "Missing API key. Send 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
+            )
         snap = self.current()
         if self.is_master(raw_key):
             project_id = snap.by_slug.get(project_slug or "default")

@@ -286,3 +286,26 @@ def test_a_tool_call_whose_chunks_repeat_its_id_stays_one_block():
     assert len(starts) == 1 and starts[0]["content_block"]["id"] == "call_1"
     parts = [e["delta"]["partial_json"] for e in events if e["type"] == "content_block_delta"]
     assert "".join(parts) == '{"a": 1}'
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"web_search_options": {}}, "web_search_options"),
+        ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1"}}]}]},
+            "messages[0].content[0]",
+        ),
+    ],
+)
+def test_what_no_hold_covers_is_refused_on_chat_completions_too(world: World, extra, named):
+    body = dict({"model": "gpt-test", "messages": MESSAGES, "user": "acme"}, **extra)
+    resp = post(world, "/v1/chat/completions", body)
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == named
+    assert world.upstream.requests == [] and world.customer("acme") is None
+
+
+def test_a_stored_prompt_is_named_even_without_input(world: World):
+    resp = post(world, "/v1/responses", {"model": "gpt-test", "prompt": {"id": "pmpt_1"}})
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "prompt"

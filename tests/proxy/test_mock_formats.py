@@ -53,3 +53,14 @@ def test_responses_json_and_stream(demo: World):
     assert events[-1].type == "response.completed" and len(done.output_text.split()) == 24
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == done.output_text
     charged_as_reported(demo, "b", done.usage.input_tokens, 24, "responses")
+
+
+def test_the_openai_sdks_responses_stream_helper(demo: World):
+    """`client.responses.stream()` checks every event's place in the stream (content parts
+    included) and gives the final response."""
+    sdk = openai.OpenAI(base_url=demo.url + "/v1", api_key=demo.key, max_retries=0)
+    with sdk.responses.stream(model="demo", input=ASK, user="a") as stream:
+        text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        final = stream.get_final_response()
+    assert final.output_text == text and len(text.split()) == 24
+    charged_as_reported(demo, "a", final.usage.input_tokens, 24, "responses")

@@ -156,3 +156,11 @@ def test_a_tool_run_upstream_is_refused(claude: World, model):
         client(claude).responses.create(model=model, input="hi", tools=[{"type": "web_search"}], user="acme")
     assert refused.value.body["param"] == "tools[0].type"
     assert claude.upstream.requests == [] and claude.customer("acme") is None
+
+
+def test_the_sdks_stream_helper_through_an_anthropic_deployment(claude: World):
+    with client(claude).responses.stream(model="claude-test", input="Say hello", user="acme") as stream:
+        text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        final = stream.get_final_response()
+    assert final.output_text == text == "".join(f"tok{k} " for k in range(10))
+    assert len(claude.usage_records("acme")) == 1

@@ -9,7 +9,7 @@ from app.metering import estimate
 from app.metering.estimate import COMPLETION_FIELDS, PromptEstimate
 from app.proxy.bodies import positive_int
 from app.proxy.errors import ProxyError
-from app.proxy.formats.format import Format, StreamReader, Usage, valid_counts
+from app.proxy.formats.format import Format, StreamReader, Usage, unmetered, valid_counts
 
 MAX_N = 128
 DONE = b"data: [DONE]"
@@ -25,6 +25,32 @@ def output_tokens(event: bytes, pattern: re.Pattern[bytes] = OUTPUT_DELTA) -> in
     """What a hang-up is charged for: a token per four bytes of output, at least one a delta
     (servers differ in how many tokens a delta carries)."""
     return sum(max(1, (len(text) + 3) // 4) for text in pattern.findall(event))
+
+
+# Tools the client runs; others (a search model's web search, a provider's server tools) run
+# upstream, billed per use and by results never seen here.
+CLIENT_TOOLS = ("function", "custom")
+
+
+def _check_metered(body: dict) -> None:
+    """Refuse what a hold cannot cover (SPEC 5.1): web search, server tools, files."""
+    if body.get("web_search_options") is not None:
+        raise unmetered("web_search_options", "web searches are billed per use")
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise ProxyError("invalid_request", "tools must be a list.", param="tools")
+    for i, tool in enumerate(tools or ()):
+        if not isinstance(tool, dict) or tool.get("type") not in CLIENT_TOOLS:
+            raise unmetered(
+                f"tools[{i}].type", "tools run upstream are billed per use and by results never seen here"
+            )
+    for i, message in enumerate(body["messages"]):
+        content = message.get("content")
+        for j, part in enumerate(content if isinstance(content, list) else ()):
+            if isinstance(part, dict) and part.get("type") == "file":
+                raise unmetered(
+                    f"messages[{i}].content[{j}]", "a file is billed by its pages or held upstream"
+                )
 
 
 class Chat(Format):
@@ -65,6 +91,7 @@ class Chat(Format):
         options = body.get("stream_options")
         if options is not None and not isinstance(options, dict):
             raise ProxyError("invalid_request", "stream_options must be an object.", param="stream_options")
+        _check_metered(body)
         return bool(stream)
 
     def prompt(self, body: dict) -> PromptEstimate:

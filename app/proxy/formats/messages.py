@@ -120,7 +120,7 @@ def _check_metered(body: dict) -> None:
             if block.get("type") == "document" and kind != "text":
                 raise unmetered(
                     f"messages[{i}].content[{j}]",
-                    "a document is billed by pages, not its size; send its text",
+                    "a document is billed by its pages, not its size",
                 )
             if source is not None and kind not in SIZED_SOURCES:
                 raise unmetered(f"messages[{i}].content[{j}].source", "a file held upstream cannot be sized")

@@ -55,8 +55,12 @@ class Responses(Format):
                 )
         if body.get("background"):
             raise ProxyError(
-                "invalid_request", "background responses need store: not supported.", param="background"
+                "invalid_request",
+                "background is not supported: it needs a stored response.",
+                param="background",
             )
+        if body.get("prompt") is not None:
+            raise unmetered("prompt", "a prompt stored upstream cannot be sized")
         value = body.get("input")
         if not (isinstance(value, str) and value) and not (isinstance(value, list) and value):
             raise ProxyError(
@@ -97,8 +101,6 @@ class Responses(Format):
 
 def _check_metered(body: dict) -> None:
     """Refuse what a hold cannot cover (SPEC 5.1): tools run upstream, files and prompts held there."""
-    if body.get("prompt") is not None:
-        raise unmetered("prompt", "a prompt stored upstream cannot be sized")
     tools = body.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise ProxyError("invalid_request", "tools must be a list.", param="tools")

@@ -141,20 +141,29 @@ def _response(body: dict) -> dict:
 
 
 def _response_events(body: dict) -> Iterator[bytes]:
+    """The Responses API's events, as OpenAI sends them (the SDK's stream helper checks each)."""
     response = _response(body)
-    item = response["output"][0]
-    events: list[dict] = [
-        {"type": "response.created", "response": dict(response, status="in_progress", output=[], usage=None)},
-        {"type": "response.output_item.added", "output_index": 0, "item": dict(item, content=[])},
-    ]
+    item, part = response["output"][0], response["output"][0]["content"][0]
+    started = dict(response, status="in_progress", output=[], usage=None, incomplete_details=None)
     ids = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+    events: list[dict] = [
+        {"type": "response.created", "response": started},
+        {"type": "response.in_progress", "response": started},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": dict(item, status="in_progress", content=[]),
+        },
+        dict(ids, type="response.content_part.added", part=dict(part, text="")),
+    ]
     words = _text(response["usage"]["output_tokens"])
     events += [
         dict(ids, type="response.output_text.delta", delta=word if i == 0 else " " + word)
         for i, word in enumerate(words)
     ]
     events += [
-        dict(ids, type="response.output_text.done", text=item["content"][0]["text"]),
+        dict(ids, type="response.output_text.done", text=part["text"]),
+        dict(ids, type="response.content_part.done", part=part),
         {"type": "response.output_item.done", "output_index": 0, "item": item},
         {"type": f"response.{response['status']}", "response": response},
     ]
