@@ -5,18 +5,19 @@ no counterpart is refused with 400 naming it, never dropped."""
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 
 from app.proxy.errors import ProxyError
 from app.proxy.formats.chat import DONE
 from app.proxy.formats.format import Format, data_of
 
 
-class EventTranslator:
+class EventTranslator(ABC):
     """Turns the upstream's stream events (whole SSE events, without their blank-line ends) into
     the client's."""
 
-    def feed(self, events: list[bytes]) -> bytes:
-        raise NotImplementedError
+    @abstractmethod
+    def feed(self, events: list[bytes]) -> bytes: ...
 
 
 class FromChunks(EventTranslator):
@@ -34,32 +35,35 @@ class FromChunks(EventTranslator):
                 out.append(self.chunk(data))
         return b"".join(out)
 
-    def chunk(self, data: dict) -> bytes:
-        raise NotImplementedError
+    @abstractmethod
+    def chunk(self, data: dict) -> bytes: ...
 
-    def finish(self) -> bytes:
-        raise NotImplementedError
+    @abstractmethod
+    def finish(self) -> bytes: ...
 
 
-class Bridge:
+class Bridge(ABC):
     client: Format  # the format the call came in
     upstream: Format  # the format the deployment speaks
 
+    @abstractmethod
     def request(self, body: dict, completion: int) -> dict:
         """The client's body (its completion limit already capped) in the upstream's format;
         `completion` is the limit to send when the call gives none (what its hold covers)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def reply(self, data: dict) -> dict:
         """The upstream's whole 200 reply in the client's format."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def error(self, status: int, raw: bytes) -> bytes:
         """The upstream's error reply in the client's error shape."""
-        raise NotImplementedError
+        ...
 
-    def events(self, wants_usage: bool) -> EventTranslator:
-        raise NotImplementedError
+    @abstractmethod
+    def events(self, wants_usage: bool) -> EventTranslator: ...
 
 
 class Chain(Bridge):

@@ -6,7 +6,7 @@ from app.metering import estimate
 from app.metering.estimate import PromptEstimate
 from app.proxy.errors import ProxyError
 from app.proxy.formats.chat import usage_of
-from app.proxy.formats.format import Format, Usage
+from app.proxy.formats.format import Format, StreamReader, Usage
 
 
 class Embeddings(Format):
@@ -41,6 +41,9 @@ class Embeddings(Format):
 
     def usage(self, reply: object) -> Usage | None:
         return usage_of(reply.get("usage") if isinstance(reply, dict) else None)
+
+    def reader(self, wants_usage: bool) -> StreamReader:
+        raise ProxyError("invalid_request", "Embeddings do not stream.", param="stream")
 
 
 FORMAT = Embeddings()

@@ -5,6 +5,7 @@ shape an error. Admission, metering and settlement ask these questions and know 
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 
 from flask import Response
@@ -31,7 +32,7 @@ def valid_counts(*counts: object) -> bool:
     return all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
 
 
-class StreamReader:
+class StreamReader(ABC):
     """Reads a stream's server-sent events as they pass: the usage, the output relayed so far (what
     a hang-up is charged for, SPEC 5.2), and whether the upstream has finished. `feed` gets whole
     events (without their blank-line ends) and returns the bytes to send on."""
@@ -51,21 +52,22 @@ class StreamReader:
             return self.usage
         return replace(self.usage, completion=max(self.usage.completion, self.output))
 
-    def feed(self, events: list[bytes]) -> bytes:
-        raise NotImplementedError
+    @abstractmethod
+    def feed(self, events: list[bytes]) -> bytes: ...
 
 
-class Format:
+class Format(ABC):
     name = ""  # chat, embeddings, responses, messages
     endpoint = ""  # as usage records and metrics name it: the path after /v1/
     customer_fields: tuple[str, ...] = ("user",)  # body fields that name the customer (SPEC 3.1 step 3)
 
+    @abstractmethod
     def check(self, body: dict) -> bool:
         """Validate the request (400 naming the field); returns whether it streams."""
-        raise NotImplementedError
+        ...
 
-    def prompt(self, body: dict) -> PromptEstimate:
-        raise NotImplementedError
+    @abstractmethod
+    def prompt(self, body: dict) -> PromptEstimate: ...
 
     def completion(self, body: dict) -> int | None:
         """The completion tokens the call asks for at most, all choices; None: the tier's default."""
@@ -80,12 +82,13 @@ class Format:
         Also says whether the client asked for the stream's usage itself."""
         return body, False
 
+    @abstractmethod
     def usage(self, reply: object) -> Usage | None:
         """The usage of a whole (non-stream) reply, parsed; None when it has none."""
-        raise NotImplementedError
+        ...
 
-    def reader(self, wants_usage: bool) -> StreamReader:
-        raise NotImplementedError
+    @abstractmethod
+    def reader(self, wants_usage: bool) -> StreamReader: ...
 
     def error(self, err: ProxyError, headers: dict[str, str] | None = None) -> Response:
         """A refusal or failure in this format's error shape (SPEC 3.3)."""
