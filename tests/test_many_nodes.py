@@ -18,8 +18,10 @@ import psycopg
 import pytest
 import redis
 import requests
+from flask import Flask
 from sqlalchemy.engine import make_url
 
+from app.extensions import db
 from tests.conftest import REDIS_URL, ROOT, Served, gunicorn_serving, stop_group
 from tests.fakes.upstream import FakeUpstream, refusing_url
 from tests.test_gevent_postgres import libpq, server_url
@@ -48,7 +50,11 @@ projects:
 
 
 @pytest.fixture
-def nodes(upstream: FakeUpstream, tmp_path: Path) -> Iterator[tuple[Served, Served, dict]]:
+def nodes(app: Flask, upstream: FakeUpstream, tmp_path: Path) -> Iterator[tuple[Served, Served, dict]]:
+    # The suite's own idle pooled connections (up to TOLLGATE_DB_POOL_SIZE, kept after its
+    # concurrency tests) would crowd the server's 100 connections the four workers need.
+    with app.app_context():
+        db.engine.dispose()
     url = make_url(server_url())
     with psycopg.connect(libpq(str(url), url.database), autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
