@@ -62,6 +62,7 @@ class RefusalCounter:
         self.clock = clock
         self.every_s = every_s
         self._lock = threading.Lock()
+        self._writing = threading.Lock()  # one flush writes at a time (the flusher's, atexit's, a test's)
         self._counts: Counter[tuple[int, str, datetime, str]] = Counter()
         self._last: dict[tuple[int, str], Last] = {}
         self._flusher: threading.Thread | None = None
@@ -79,20 +80,22 @@ class RefusalCounter:
                 self._start()
 
     def flush(self) -> int:
-        """Write what gathered; returns how many statements wrote (0 when nothing had)."""
-        with self._lock:
-            counts, self._counts = self._counts, Counter()
-            last, self._last = self._last, {}
-        if not counts:
-            return 0
-        try:
-            with write_transaction(self.engine) as conn:
-                ids = self._ids(conn, set(last))
-                return self._write_counts(conn, counts, ids) + self._write_last(conn, last, ids)
-        except Exception:
-            log.exception("refusal counts could not be written; they are kept for the next flush")
-            self._keep(counts, last)
-            return 0
+        """Write what gathered; returns how many statements wrote (0 when nothing had). When it
+        returns, nothing noted before the call is still being written."""
+        with self._writing:
+            with self._lock:
+                counts, self._counts = self._counts, Counter()
+                last, self._last = self._last, {}
+            if not counts:
+                return 0
+            try:
+                with write_transaction(self.engine) as conn:
+                    ids = self._ids(conn, set(last))
+                    return self._write_counts(conn, counts, ids) + self._write_last(conn, last, ids)
+            except Exception:
+                log.exception("refusal counts could not be written; they are kept for the next flush")
+                self._keep(counts, last)
+                return 0
 
     def _keep(self, counts: Counter, last: dict[tuple[int, str], Last]) -> None:
         """A batch that could not be written goes back, merged with what gathered since."""
