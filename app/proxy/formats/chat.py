@@ -9,7 +9,7 @@ from app.metering import estimate
 from app.metering.estimate import COMPLETION_FIELDS, PromptEstimate
 from app.proxy.bodies import positive_int
 from app.proxy.errors import ProxyError
-from app.proxy.formats.format import Format, StreamReader, Usage, unmetered, valid_counts
+from app.proxy.formats.format import Format, StreamReader, Usage, check_tools, unmetered, valid_counts
 
 MAX_N = 128
 DONE = b"data: [DONE]"
@@ -36,14 +36,7 @@ def _check_metered(body: dict) -> None:
     """Refuse what a hold cannot cover (SPEC 5.1): web search, server tools, files."""
     if body.get("web_search_options") is not None:
         raise unmetered("web_search_options", "web searches are billed per use")
-    tools = body.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise ProxyError("invalid_request", "tools must be a list.", param="tools")
-    for i, tool in enumerate(tools or ()):
-        if not isinstance(tool, dict) or tool.get("type") not in CLIENT_TOOLS:
-            raise unmetered(
-                f"tools[{i}].type", "tools run upstream are billed per use and by results never seen here"
-            )
+    check_tools(body, CLIENT_TOOLS)
     for i, message in enumerate(body["messages"]):
         content = message.get("content")
         for j, part in enumerate(content if isinstance(content, list) else ()):

@@ -104,6 +104,19 @@ def unmetered(name: str, why: str) -> ProxyError:
     )
 
 
+def check_tools(body: dict, runs_in_client: tuple[object, ...]) -> None:
+    """Tools the client runs are fine; one the upstream runs (web search, code execution...) is
+    billed per use and by results never seen here: refused, naming it (SPEC 5.1)."""
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise ProxyError("invalid_request", "tools must be a list.", param="tools")
+    for i, tool in enumerate(tools or ()):
+        if not isinstance(tool, dict) or tool.get("type") not in runs_in_client:
+            raise unmetered(
+                f"tools[{i}].type", "tools run upstream are billed per use and by results never seen here"
+            )
+
+
 def event_name(event: bytes) -> bytes | None:
     """The name on an SSE event's `event:` line, if it has one."""
     for line in event.split(b"\n"):

@@ -16,6 +16,7 @@ from app.proxy.formats.format import (
     Format,
     StreamReader,
     Usage,
+    check_tools,
     data_of,
     event_name,
     unmetered,
@@ -101,14 +102,7 @@ def _check_metered(body: dict) -> None:
     for name in UNMETERED:
         if body.get(name) is not None:
             raise unmetered(name, "the upstream acts on it by itself")
-    tools = body.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise ProxyError("invalid_request", "tools must be a list.", param="tools")
-    for i, tool in enumerate(tools or ()):
-        if not isinstance(tool, dict) or tool.get("type") not in (None, "custom"):
-            raise unmetered(
-                f"tools[{i}].type", "server tools are billed per use and by results never seen here"
-            )
+    check_tools(body, (None, "custom"))  # a tool without a type is a custom one: the client runs it
     for i, message in enumerate(body["messages"]):
         for j, block in enumerate(message["content"] if isinstance(message["content"], list) else ()):
             if not isinstance(block, dict):

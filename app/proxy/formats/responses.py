@@ -18,6 +18,7 @@ from app.proxy.formats.format import (
     Format,
     StreamReader,
     Usage,
+    check_tools,
     data_of,
     event_name,
     unmetered,
@@ -101,14 +102,7 @@ class Responses(Format):
 
 def _check_metered(body: dict) -> None:
     """Refuse what a hold cannot cover (SPEC 5.1): tools run upstream, files and prompts held there."""
-    tools = body.get("tools")
-    if tools is not None and not isinstance(tools, list):
-        raise ProxyError("invalid_request", "tools must be a list.", param="tools")
-    for i, tool in enumerate(tools or ()):
-        if not isinstance(tool, dict) or tool.get("type") not in CLIENT_TOOLS:
-            raise unmetered(
-                f"tools[{i}].type", "tools run upstream are billed per use and by results never seen here"
-            )
+    check_tools(body, CLIENT_TOOLS)
     items = body["input"] if isinstance(body["input"], list) else ()
     for i, item in enumerate(items):
         content = item.get("content")
