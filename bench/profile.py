@@ -42,23 +42,32 @@ def record(
     workers = gateway.workers()
     if not workers:
         return ["profile: no worker to profile"]
-    raw = base.with_suffix(".txt")
+    raw, svg = base.with_suffix(".txt"), base.with_suffix(".svg")
     seconds = max(1, round(settings.profile))
-    sampler = subprocess.Popen(
-        [pyspy, "record", "--pid", str(workers[0]), "--duration", str(seconds), "--rate", "200",
-         "--format", "raw", "--function", "--output", str(raw)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    # Two samplers on the one worker: raw stacks for the summary, and a flame graph to look at.
+    samplers = [
+        subprocess.Popen(
+            [pyspy, "record", "--pid", str(workers[0]), "--duration", str(seconds), "--rate", "200",
+             "--format", fmt, "--function", "--output", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        for fmt, out in (("raw", raw), ("flamegraph", svg))
+    ]  # fmt: skip
     load = Scenario("profile", "profile", "closed", concurrency=settings.concurrency, duration=seconds + 1)
     run_load(load)
-    try:
-        _, err = sampler.communicate(timeout=seconds + 60)
-    except subprocess.TimeoutExpired:
-        sampler.kill()
-        return ["profile: py-spy did not finish"]
-    if sampler.returncode != 0 or not raw.exists():
-        return [f"profile: py-spy failed: {(err or '').strip().splitlines()[-1:]}"]
-    return summarize(raw, f"profile of the worker under (a), {seconds} s, py-spy raw stacks in {raw}")
+    errors = []
+    for sampler in samplers:
+        try:
+            _, err = sampler.communicate(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            sampler.kill()
+            return ["profile: py-spy did not finish"]
+        if sampler.returncode != 0:
+            errors.append((err or "").strip().splitlines()[-1:])
+    if errors or not raw.exists():
+        return [f"profile: py-spy failed: {errors}"]
+    title = f"profile of the worker under (a), {seconds} s, py-spy raw stacks in {raw}, flame graph in {svg}"
+    return summarize(raw, title)
 
 
 def _app_modules() -> dict[str, str]:

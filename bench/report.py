@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.history import Summary
 from bench.scenarios import Settings, scenarios
 
 if TYPE_CHECKING:
@@ -219,12 +220,40 @@ def _notes(direct: dict[str, Measured], sections: list[Section]) -> list[str]:
     return out
 
 
+def summaries(direct: dict[str, Measured], sections: list[Section]) -> dict[str, Summary]:
+    """One line of figures per database: what the targets judge, and what a change moves."""
+    out = {}
+    for s in sections:
+        if s.skipped:
+            continue
+        r = s.results
+
+        def added(key: str, metric: str, q: str, r: dict[str, Measured] = r) -> float | None:
+            g, d = _pct(r.get(key), metric, q), _pct(direct.get(key), metric, q)
+            return None if g is None or d is None else g - d
+
+        figures = {
+            "cpu_a": _per_call(r["a"].gateway_cpu_s, r["a"]) if "a" in r else None,
+            "cpu_b": _per_call(r["b"].gateway_cpu_s, r["b"]) if "b" in r else None,
+            "db_cpu_a": _per_call(r["a"].db_cpu_s, r["a"]) if "a" in r else None,
+            "added_b_p50": added("b", "latency", "p50"),
+            "added_b_p99": added("b", "latency", "p99"),
+            "ttfc_c2": added("c2", "ttfc", "p50"),
+            "cpu_c": _per_call(r["c"].gateway_cpu_s, r["c"]) if "c" in r else None,
+            "cpu_m": _per_call(r["m"].gateway_cpu_s, r["m"]) if "m" in r else None,
+        }
+        label = s.label.replace(" ", "")
+        out[label] = Summary(label, {k: v for k, v in figures.items() if v is not None})
+    return out
+
+
 def render(
     settings: Settings,
     direct: dict[str, Measured],
     sections: list[Section],
     elapsed_s: float,
     environment: str,
+    compared: list[str] | None = None,
 ) -> str:
     live = [s for s in sections if not s.skipped]
     lines = [
@@ -248,6 +277,8 @@ def render(
         ),
         f"  Redis: {settings.redis_url or 'none (each process keeps its own view)'}",
         "=" * 100,
+        *(summary.line() for summary in summaries(direct, sections).values()),
+        *(compared or []),
     ]
     for sc in scenarios(settings):
         lines.append("")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import gateway as gw
-from bench import procstat, profile, report
+from bench import history, procstat, profile, report
 from bench.scenarios import Scenario, Settings, parse, scenarios
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -306,10 +306,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         upstream.stop()
         shutil.rmtree(work, ignore_errors=True)
-    text = report.render(settings, direct_results, sections, time.monotonic() - started, environment())
+    kept = history.file_name()
+    compared = history.against(report.summaries(direct_results, sections), history.previous(kept))
+    text = report.render(
+        settings, direct_results, sections, time.monotonic() - started, environment(), compared
+    )
     print(text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.txt").write_text(text + "\n")
+    (RESULTS / kept).write_text(text + "\n")  # commit it: the next change's run compares with it
+    log(f"results kept in bench/results/{kept}")
     return 0
 
 
