@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
-from functools import cache
 
 from sqlalchemy import Connection, DateTime, Engine, MetaData, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -88,24 +87,9 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-@cache
-def _autocommit(engine: Engine) -> Engine:
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
-
-
-@contextmanager
-def statements(engine: Engine) -> Iterator[Connection]:
-    """For statements that are each atomic on their own (the hot path's reserve and settle).
-
-    PostgreSQL runs them in autocommit: one round trip each, no BEGIN or COMMIT. SQLite has no
-    round trips to save and takes its writers' lock, as in write_transaction.
-    """
-    if engine.dialect.name == "sqlite":
-        with write_transaction(engine) as conn:
-            yield conn
-        return
-    with _autocommit(engine).connect() as conn:
-        yield conn
+def writer_lock(engine: Engine) -> AbstractContextManager:
+    """The process's SQLite writers' lock; nothing on PostgreSQL."""
+    return _sqlite_writer if engine.dialect.name == "sqlite" else nullcontext()
 
 
 def chunks(ids: Sequence[int], size: int = 500) -> Iterator[Sequence[int]]:

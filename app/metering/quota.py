@@ -12,7 +12,6 @@ from typing import cast
 
 from sqlalchemy import (
     BigInteger,
-    Connection,
     Engine,
     Table,
     and_,
@@ -25,12 +24,13 @@ from sqlalchemy import (
     update,
 )
 
-from app.db import UTCDateTime, statements
+from app.db import UTCDateTime
 from app.metering.shedding import MANUAL, MANUAL_RETRY_AFTER_S, SHED, refusal, sheds
 from app.models.customer import Customer
 from app.models.ledger import LedgerEntry
 from app.models.tier import UsageTier
 from app.models.usage import UsageRecord
+from app.prepared import Prepared, Raw, statements
 
 customers = cast(Table, Customer.__table__)
 tiers = cast(Table, UsageTier.__table__)
@@ -107,8 +107,8 @@ def _tier_value(column: str, default: object):
     return func.coalesce(sub, default)
 
 
-# The hot-path statements are built once: SQLAlchemy then reuses their memoised cache keys and
-# compiled forms, and a call only binds its values.
+# The hot-path statements are built once and compiled once per dialect (app/prepared.py): a call
+# only binds its values.
 _available = customers.c.token_balance - customers.c.reserved_tokens
 _expiry = case(
     (
@@ -165,24 +165,30 @@ def _full_hold():
     prepaid = _tier_value("prepaid", True)
     hard_cap = _tier_value("hard_cap", True)
     room = or_(not_(prepaid), and_(hard_cap, _available >= need), and_(not_(hard_cap), _available > 0))
-    return _hold(need, room)
+    return Prepared(_hold(need, room))
 
 
 HOLD_FULL = _full_hold()
-HOLD_FIXED = _hold(bindparam("fixed", type_=BigInteger), _available >= bindparam("fixed", type_=BigInteger))
-STATE = select(
-    customers.c.id,
-    customers.c.blocked,
-    customers.c.tier_id,
-    customers.c.token_balance,
-    _available.label("available"),
-    customers.c.period_start,
-    customers.c.period_end,
-    customers.c.tier_assigned_at,
-    customers.c.shedding_tier,
-    SHED.label("shed"),
-    MANUAL.label("manual_level"),
-).where(customers.c.project_id == bindparam("b_project"), customers.c.external_id == bindparam("b_customer"))
+HOLD_FIXED = Prepared(
+    _hold(bindparam("fixed", type_=BigInteger), _available >= bindparam("fixed", type_=BigInteger))
+)
+STATE = Prepared(
+    select(
+        customers.c.id,
+        customers.c.blocked,
+        customers.c.tier_id,
+        customers.c.token_balance,
+        _available.label("available"),
+        customers.c.period_start,
+        customers.c.period_end,
+        customers.c.tier_assigned_at,
+        customers.c.shedding_tier,
+        SHED.label("shed"),
+        MANUAL.label("manual_level"),
+    ).where(
+        customers.c.project_id == bindparam("b_project"), customers.c.external_id == bindparam("b_customer")
+    )
+)
 
 
 def _params(ask: Ask, **extra) -> dict:
@@ -231,7 +237,7 @@ def reserve(engine: Engine, ask: Ask, terms_of) -> Hold | None:
     # Each statement below is atomic by itself: the hold is conditional on the room it needs.
     with statements(engine) as conn:
         for _ in range(RETRIES):
-            row = conn.execute(HOLD_FULL, params).first()
+            row = conn.first(HOLD_FULL, params)
             if row is not None:
                 return _hold_from_row(row, ask, terms_of(row.tier_id))
             state = _state(conn, ask)
@@ -257,22 +263,24 @@ def _shed(ask: Ask, state) -> QuotaRefused:
 
 
 RETRIES = 3
-KEEP = update(customers).where(customers.c.id == bindparam("pk")).values(reservation_expires_at=_expiry)
+KEEP = Prepared(
+    update(customers).where(customers.c.id == bindparam("pk")).values(reservation_expires_at=_expiry)
+)
 
 
 def keep(engine: Engine, hold: Hold, until: datetime) -> None:
     """A call still running (a long stream) keeps its hold past its first expiry: the scheduler
     releases a customer's holds only once the latest expiry of its calls has passed."""
     with statements(engine) as conn:
-        conn.execute(KEEP, {"pk": hold.customer_pk, "expires_at": until})
+        conn.run(KEEP, {"pk": hold.customer_pk, "expires_at": until})
 
 
-def _state(conn: Connection, ask: Ask):
+def _state(conn: Raw, ask: Ask):
     params = {"b_project": ask.project_id, "b_customer": ask.external_id, "auto_level": ask.auto_level}
-    return conn.execute(STATE, params).first()
+    return conn.first(STATE, params)
 
 
-def _hold_what_remains(conn: Connection, ask: Ask, state, terms: TierTerms) -> Hold | None:
+def _hold_what_remains(conn: Raw, ask: Ask, state, terms: TierTerms) -> Hold | None:
     """The full hold did not fit: say why, or with hard_cap hold what is left (SPEC 5.1).
 
     None means the state changed since the hold was tried (the row was just created, or
@@ -301,5 +309,5 @@ def _hold_what_remains(conn: Connection, ask: Ask, state, terms: TierTerms) -> H
             f"is estimated at up to {ask.prompt_upper}.",
         )
     fixed = int(state.available)
-    row = conn.execute(HOLD_FIXED, _params(ask, fixed=fixed)).first()
+    row = conn.first(HOLD_FIXED, _params(ask, fixed=fixed))
     return _hold_from_row(row, ask, terms, tokens=fixed) if row is not None else None

@@ -10,7 +10,6 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    Connection,
     Engine,
     Integer,
     bindparam,
@@ -23,10 +22,11 @@ from sqlalchemy import (
     update,
 )
 
-from app.db import statements, write_transaction
+from app.db import write_transaction
 from app.metering import allowance, key_budget
 from app.metering.key_budget import KeyHold
 from app.metering.quota import Hold, customers, usage_records
+from app.prepared import Prepared, Raw, statements
 
 
 @dataclass(frozen=True)
@@ -85,15 +85,19 @@ def settle(
         cache_read_tokens=charge.cache_read_tokens,
         cache_write_tokens=charge.cache_write_tokens,
     )
-    if share is None and key_hold is None and engine.dialect.name == "postgresql":
+    if share is None and key_hold is None:
         with statements(engine) as conn:
-            row = conn.execute(SETTLE_AND_RECORD, _one_statement(params)).first()
-            if row is not None:  # else the transaction path below settles
-                if row.available is None:
-                    return None
-                return Settled(row.available, row.balance, params["charged"], row.notified)
+            if conn.dialect.name == "sqlite":  # one transaction, under the writers' lock
+                return _settle_then_record(conn, params)
+            row = conn.first(SETTLE_AND_RECORD, _one_statement(params))
+        if row is not None:  # else the transaction path below settles
+            return (
+                Settled(row.available, row.balance, params["charged"], row.notified)
+                if row.available is not None
+                else None
+            )
     with write_transaction(engine) as conn:
-        available = _settle_then_record(conn, params)
+        available = _settle_then_record(Raw.within(conn), params)
         if share is not None and charge.total_tokens + charge.cost_nusd > 0:
             standings = allowance.use(conn, share, params["charged"], charge.cost_nusd)
             allowance.announce(conn, share, standings, record["created_at"])
@@ -110,13 +114,13 @@ def _one_statement(params: dict) -> dict:
     return only
 
 
-def _settle_then_record(conn: Connection, params: dict) -> Settled | None:
+def _settle_then_record(conn: Raw, params: dict) -> Settled | None:
     """Settle and record in the caller's transaction; updates params to what was charged."""
-    row = conn.execute(SETTLE, _settle_params(params)).first() if params["pk"] is not None else None
+    row = conn.first(SETTLE, params) if params["pk"] is not None else None
     if row is None and params["pk"] is not None:
         # The usage passed what the balance may pay (or the customer was deleted meanwhile).
         params.update(_billable(conn, params))
-        row = conn.execute(SETTLE, _settle_params(params)).first() if params["pk"] is not None else None
+        row = conn.first(SETTLE, params) if params["pk"] is not None else None
     available = None
     if row is not None:
         available = Settled(
@@ -125,25 +129,14 @@ def _settle_then_record(conn: Connection, params: dict) -> Settled | None:
             params["charged"],
             row.low_balance_notified,
         )
-    conn.execute(INSERT_USAGE, dict(_usage_values(params), customer_id=params["pk"]))
+    conn.run(INSERT_USAGE, dict(_usage_values(params), customer_id=params["pk"]))
     return available
 
 
-def _settle_params(params: dict) -> dict:
-    """SETTLE's own parameters only: an execution parameter named like a column of `customers`
-    (the record's `created_at`, `project_id`) would be set on the customer's row as well."""
-    return {name: params[name] for name in SETTLE_PARAMS}
-
-
-def _billable(conn: Connection, params: dict) -> dict:
+def _billable(conn: Raw, params: dict) -> dict:
     """What a prepaid hard-capped customer can pay for this call: the balance down to what its
     other calls in flight hold, never below 0; the rest is unbilled. Locks the row until commit."""
-    row = conn.execute(
-        select(customers.c.token_balance, _others.label("others"))
-        .where(customers.c.id == params["pk"])
-        .with_for_update(),
-        params,
-    ).first()
+    row = conn.first(BILLABLE, params)
     if row is None:  # the customer was deleted while its call was in flight: served, paid by no one
         return {"pk": None, "charged": 0, "unbilled": params["total_tokens"]}
     charged = min(params["total_tokens"], max(0, row.token_balance - row.others))
@@ -164,7 +157,7 @@ _others = case(
     else_=0,
 )
 _charged = bindparam("charged", type_=BigInteger)
-SETTLE = (
+_SETTLE = (
     update(customers)
     .where(
         customers.c.id == bindparam("pk"),
@@ -180,9 +173,13 @@ SETTLE = (
     )
     .returning(customers.c.token_balance, customers.c.reserved_tokens, customers.c.low_balance_notified)
 )
-SETTLE_PARAMS = ("pk", "held", "capped", "charged", "unbilled", "cost")
-RELEASE = update(customers).where(customers.c.id == bindparam("pk")).values(reserved_tokens=_others)
-INSERT_USAGE = usage_records.insert()
+SETTLE = Prepared(_SETTLE)
+BILLABLE = Prepared(
+    select(customers.c.token_balance, _others.label("others"))
+    .where(customers.c.id == bindparam("pk"))
+    .with_for_update()
+)
+RELEASE = Prepared(update(customers).where(customers.c.id == bindparam("pk")).values(reserved_tokens=_others))
 
 # What a call's record carries besides its customer and charge (relay.Call.record gives them).
 USAGE_FIELDS = (
@@ -211,6 +208,12 @@ USAGE_FIELDS = (
     "cache_write_tokens",
 )
 RECORDED = (*USAGE_FIELDS, "tokens_charged", "tokens_unbilled")
+# Every column named: a prepared statement fills in no defaults (created_at comes with the record).
+INSERT_USAGE = Prepared(
+    usage_records.insert()
+    .values({name: bindparam(name, type_=usage_records.c[name].type) for name in (*RECORDED, "customer_id")})
+    .inline()  # nothing to read back: no RETURNING of the new row's id
+)
 
 
 def _settle_and_record():
@@ -220,7 +223,7 @@ def _settle_and_record():
     hard-capped balance may pay: then settle() takes the transaction path, which handles both.
     Project-level calls (no customer) are recorded as they are.
     """
-    settled = SETTLE.returning(
+    settled = _SETTLE.returning(
         customers.c.id, (customers.c.token_balance - customers.c.reserved_tokens).label("available")
     ).cte("settled")
     after = [
@@ -244,7 +247,7 @@ def _settle_and_record():
     )
 
 
-SETTLE_AND_RECORD = _settle_and_record()
+SETTLE_AND_RECORD = Prepared(_settle_and_record())
 
 
 def release(
@@ -254,9 +257,14 @@ def release(
     key_hold: KeyHold | None = None,
 ) -> None:
     """Give a hold (and its period share, and its key's budget hold) back untouched: nothing was served."""
-    with statements(engine) if share is None and key_hold is None else write_transaction(engine) as conn:
+    if share is None and key_hold is None:
         if hold is not None:
-            conn.execute(RELEASE, {"pk": hold.customer_pk, "held": hold.tokens})
+            with statements(engine) as conn:
+                conn.run(RELEASE, {"pk": hold.customer_pk, "held": hold.tokens})
+        return
+    with write_transaction(engine) as conn:
+        if hold is not None:
+            Raw.within(conn).run(RELEASE, {"pk": hold.customer_pk, "held": hold.tokens})
         if share is not None:
             allowance.give_back(conn, share)
         if key_hold is not None:

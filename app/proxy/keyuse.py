@@ -12,10 +12,10 @@ from datetime import datetime
 
 from sqlalchemy import Engine, bindparam, update
 
-from app.db import statements
 from app.models.api_key import ApiKey
+from app.prepared import Prepared, statements
 
-_TOUCH = update(ApiKey).where(ApiKey.id == bindparam("key_id")).values(last_used_at=bindparam("at"))
+_TOUCH = Prepared(update(ApiKey).where(ApiKey.id == bindparam("key_id")).values(last_used_at=bindparam("at")))
 
 
 class KeyUse:
@@ -35,4 +35,4 @@ class KeyUse:
             return
         self._written[key_id] = now  # before the write: concurrent calls of this key skip it
         with statements(self.engine) as conn:
-            conn.execute(_TOUCH, {"key_id": key_id, "at": at})
+            conn.run(_TOUCH, {"key_id": key_id, "at": at})
