@@ -3,7 +3,6 @@ the call's format (app/proxy/formats) says what its body, usage and stream event
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -12,8 +11,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from flask import Response
-from urllib3.exceptions import HTTPError
 
+from app import json_codec
 from app.db import now_utc
 from app.metering import key_budget
 from app.metering.alerts import Whose, after_settlement
@@ -253,7 +252,7 @@ def finish_json(gw: Gateway, call: Call, reply: Reply) -> Response:
             body, content_type = call.bridge.error(reply.status, body), "application/json"
         return Response(body, status=reply.status, content_type=content_type, headers=call.headers(None))
     try:
-        data = json.loads(body)
+        data = json_codec.loads(body)
     except (ValueError, RecursionError):  # an upstream's reply is not trusted either
         data = None
     assert call.upstream is not None
@@ -280,7 +279,7 @@ def _translated_reply(gw: Gateway, call: Call, data: object) -> bytes:
     try:
         if isinstance(data, dict):
             assert call.bridge is not None
-            return json.dumps(call.bridge.reply(data)).encode()
+            return json_codec.dumps(call.bridge.reply(data))
     except Exception:
         served = call.served.id if call.served is not None else None
         log.exception("%s: translating deployment %s's reply failed", call.request_id, served)
@@ -336,7 +335,7 @@ def _relay(gw: Gateway, call: Call, reply: Reply) -> Iterator[bytes]:
             if out:
                 yield out
         ended = True
-    except (HTTPError, OSError):
+    except OSError:
         pass  # the upstream broke mid-stream: the client keeps what it got, and pays for that much
     finally:
         reply.close(finished=ended)

@@ -1,21 +1,29 @@
-"""One pooled HTTP client per process: connect and read timeouts, streams passed through as raw bytes."""
+"""One pooled HTTP/1.1 client per process: connect and read timeouts, streams passed through as raw
+bytes (DESIGN "The hot path").
+
+It speaks just what an upstream call needs (a POST with a JSON body; a reply read whole, or a
+stream read as it arrives) on the standard `socket` and `ssl` modules, which are gevent's once the
+worker has patched the process, and parses replies with httptools (llhttp, in C). A target's
+request line and headers are prepared once; a call adds its length and body. Generic clients
+spend more CPU on each call than the gateway's own work, most of it parsing headers in Python.
+"""
 
 from __future__ import annotations
 
-import json
+import socket
+import ssl
 from collections.abc import Iterator
+from functools import cache
+from urllib.parse import urlsplit
 
-import urllib3
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    HTTPError,
-    NewConnectionError,
-    ProtocolError,
-    ReadTimeoutError,
-)
+import httptools
+
+from app import json_codec
 
 CONNECT_TIMEOUT_S = 5.0
 READ_SIZE = 65536
+IDLE_PER_ORIGIN = 512  # connections kept open per upstream origin between calls
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class UpstreamFailure(Exception):
@@ -27,32 +35,137 @@ class UpstreamFailure(Exception):
         self.reached = reached  # False when no connection was ever made
 
 
+class BrokenReply(OSError):
+    """The upstream's reply stopped, or stopped making sense, before its end."""
+
+
+class Target:
+    """Where calls go: the origin, and the request head (request line, Host, headers) as bytes."""
+
+    __slots__ = ("head", "host", "origin", "port", "tls")
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        self.tls = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port or DEFAULT_PORTS[parts.scheme]
+        self.origin = (parts.scheme, self.host, self.port)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        lines = [f"POST {path} HTTP/1.1", f"Host: {parts.netloc.rpartition('@')[2]}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines.append("Accept-Encoding: identity")  # relayed as it comes: nothing to decode
+        if any(c in line for line in lines for c in "\r\n\0"):
+            raise ValueError("a header holds a line break")
+        self.head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+
+
+@cache
+def _tls() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+class _Parsed:
+    """httptools' callbacks for one reply: its content type, its body as it arrives, its end."""
+
+    __slots__ = ("complete", "connection", "content_type", "framed", "headers_done", "parts")
+
+    def __init__(self) -> None:
+        self.content_type = "application/json"
+        self.parts: list[bytes] = []
+        self.headers_done = self.complete = self.framed = False
+        self.connection = b""  # the Connection header, lowercased
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lower = name.lower()
+        if lower == b"content-type":
+            self.content_type = value.decode("latin-1")
+        elif lower in (b"content-length", b"transfer-encoding"):
+            self.framed = True  # else the body ends when the connection closes
+        elif lower == b"connection":
+            self.connection = value.lower()
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.parts.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+class _Exchange:
+    """One request and its reply on one connection."""
+
+    def __init__(self, client: Client, target: Target, sock: socket.socket) -> None:
+        self.client, self.target, self.sock = client, target, sock
+        self.parsed = _Parsed()
+        self.parser = httptools.HttpResponseParser(self.parsed)
+
+    def read_more(self) -> None:
+        """Read what the upstream sent next and parse it; a close before the reply's end breaks it."""
+        data = self.sock.recv(READ_SIZE)
+        if not data:
+            if self.parsed.headers_done and not self.parsed.framed:
+                self.parsed.complete = True  # a body that ends with its connection
+                return
+            raise BrokenReply("the upstream closed the connection before the end of its reply")
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            raise BrokenReply(f"the upstream's reply is not valid HTTP: {exc}") from exc
+
+    def taken(self) -> bytes:
+        parts = self.parsed.parts
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.clear()
+        return data
+
+    def finish(self, *, reuse: bool) -> None:
+        """Keep the connection for the next call if the reply was read to its end, else close it:
+        closing the socket is how the upstream learns the client went away."""
+        if reuse and self.reusable():
+            self.client.keep(self.target, self.sock)
+        else:
+            self.sock.close()
+
+    def reusable(self) -> bool:
+        """Read to its end, with the connection left open (the parser's own answer is gone once
+        the reply is complete)."""
+        parsed = self.parsed
+        if not (parsed.complete and parsed.framed) or b"close" in parsed.connection:
+            return False
+        return self.parser.get_http_version() == "1.1" or b"keep-alive" in parsed.connection
+
+
 class Reply:
-    """An upstream answer: status, headers, and either a body or a stream of SSE events."""
+    """An upstream answer: status, content type, and either a body or a stream of raw bytes."""
 
     def __init__(
         self,
         status: int,
         content_type: str,
         body: bytes | None = None,
-        raw: urllib3.BaseHTTPResponse | None = None,
         chunks: Iterator[bytes] | None = None,
+        exchange: _Exchange | None = None,
     ):
         self.status = status
         self.content_type = content_type
         self.body = body
-        self._raw = raw
         self._chunks = chunks
+        self._exchange = exchange
         self._first = b""
 
     def prime(self, name: str) -> None:
         """Read the first bytes of a stream now, while failing over is still possible."""
         try:
             self._first = next(self.chunks(), b"")
-        except ReadTimeoutError as exc:
+        except TimeoutError as exc:
             self.close(finished=False)
             raise UpstreamFailure(f"{name} timed out before its first byte", timeout=True) from exc
-        except (ProtocolError, HTTPError, OSError) as exc:
+        except OSError as exc:
             self.close(finished=False)
             raise UpstreamFailure(f"{name} broke before its first byte: {exc}") from exc
         if not self._first:
@@ -60,84 +173,129 @@ class Reply:
             raise UpstreamFailure(f"{name} closed the stream before its first byte")
 
     def chunks(self) -> Iterator[bytes]:
-        """Raw bytes as they arrive, with no buffering."""
+        """Body bytes as they arrive (chunked framing removed), with no buffering. A failure
+        raises OSError (a timeout, a reset, a reply cut short)."""
         if self._first:
             first, self._first = self._first, b""
             yield first
         if self._chunks is not None:
             yield from self._chunks
             return
-        assert self._raw is not None
+        exchange = self._exchange
+        assert exchange is not None
         while True:
-            data = self._raw.read1(READ_SIZE)
-            if not data:
+            if exchange.parsed.parts:  # what came with the headers, then each read's
+                yield exchange.taken()
+            if exchange.parsed.complete:
                 return
-            yield data
+            exchange.read_more()
 
     def close(self, *, finished: bool) -> None:
         """Return the connection to the pool if the body was read to the end, else drop it."""
-        if self._raw is None:
-            return
-        if finished:
-            self._raw.release_conn()
-        else:
-            # Closing the socket is how the upstream learns the client went away.
-            self._raw.close()
+        if self._exchange is not None:
+            self._exchange.finish(reuse=finished)
+            self._exchange = None
 
 
 class Client:
-    def __init__(self, maxsize: int = 512):
-        # block=False: a burst beyond the pool opens extra connections rather than queueing.
-        self.pool = urllib3.PoolManager(num_pools=64, maxsize=maxsize, block=False, retries=False)
+    def __init__(self, maxsize: int = IDLE_PER_ORIGIN):
+        self.maxsize = maxsize
+        # Idle connections per origin, most recently used last. A burst beyond them opens more
+        # connections rather than queueing; at most `maxsize` stay open afterwards.
+        self._idle: dict[tuple[str, str, int], list[socket.socket]] = {}
 
     def post(
         self, url: str, headers: dict[str, str], body: dict, read_timeout_s: float, stream: bool, name: str
     ) -> Reply:
+        """POST a JSON body to a URL (the admin's probe; the proxy prepares its targets once)."""
+        try:
+            target = Target(url, headers)
+        except ValueError as exc:
+            raise UpstreamFailure(f"{name}: {exc}", reached=False) from exc
+        return self.send(target, body, read_timeout_s, stream, name)
+
+    def send(self, target: Target, body: dict, read_timeout_s: float, stream: bool, name: str) -> Reply:
         """POST a JSON body; a 200 stream is primed (its first bytes read) so that a failure before
         them is still an UpstreamFailure. `name` says whom the failures are about."""
-        reply = self._post(url, headers, body, read_timeout_s, stream, name)
+        reply = self._send(target, json_codec.dumps(body), read_timeout_s, stream, name)
         if stream and reply.status == 200:
             reply.prime(name)
         return reply
 
-    def _post(
-        self, url: str, headers: dict[str, str], body: dict, read_timeout_s: float, stream: bool, name: str
-    ) -> Reply:
-        timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=read_timeout_s)
+    def _send(self, target: Target, payload: bytes, read_timeout_s: float, stream: bool, name: str) -> Reply:
+        exchange = _Exchange(self, target, self._connection(target, name))
         try:
-            raw = self.pool.urlopen(
-                "POST",
-                url,
-                body=json.dumps(body).encode(),
-                headers=headers,
-                timeout=timeout,
-                preload_content=False,
-                redirect=False,
-            )
-        except NewConnectionError as exc:
-            raise UpstreamFailure(f"cannot connect to {name}", reached=False) from exc
-        except ConnectTimeoutError as exc:
-            raise UpstreamFailure(
-                f"{name} did not accept a connection in time", timeout=True, reached=False
-            ) from exc
-        except ReadTimeoutError as exc:
+            exchange.sock.settimeout(read_timeout_s)
+            exchange.sock.sendall(b"%sContent-Length: %d\r\n\r\n%s" % (target.head, len(payload), payload))
+            while not exchange.parsed.headers_done:
+                exchange.read_more()
+            status = exchange.parser.get_status_code()
+            if stream and status == 200:
+                return Reply(status, exchange.parsed.content_type, exchange=exchange)
+            while not exchange.parsed.complete:
+                exchange.read_more()
+        except TimeoutError as exc:
+            exchange.finish(reuse=False)
             raise UpstreamFailure(f"{name} timed out", timeout=True) from exc
-        except (ProtocolError, HTTPError) as exc:
+        except OSError as exc:
+            exchange.finish(reuse=False)
             raise UpstreamFailure(f"{name} failed: {exc}") from exc
-        content_type = raw.headers.get("content-type", "application/json")
-        if stream and raw.status == 200:
-            return Reply(raw.status, content_type, raw=raw)
-        return Reply(raw.status, content_type, body=_read_all(raw, name))
+        except BaseException:
+            exchange.finish(reuse=False)
+            raise
+        body = exchange.taken()
+        exchange.finish(reuse=True)
+        return Reply(status, exchange.parsed.content_type, body=body)
+
+    def _connection(self, target: Target, name: str) -> socket.socket:
+        idle = self._idle.get(target.origin)
+        while idle:
+            try:
+                sock = idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if _still_open(sock):
+                return sock
+            sock.close()
+        return _connect(target, name)
+
+    def keep(self, target: Target, sock: socket.socket) -> None:
+        idle = self._idle.setdefault(target.origin, [])
+        if len(idle) < self.maxsize:
+            idle.append(sock)
+        else:
+            sock.close()
 
 
-def _read_all(raw: urllib3.BaseHTTPResponse, name: str) -> bytes:
+def _connect(target: Target, name: str) -> socket.socket:
     try:
-        data = raw.read()
-    except ReadTimeoutError as exc:
-        raw.close()
-        raise UpstreamFailure(f"{name} timed out", timeout=True) from exc
-    except (ProtocolError, HTTPError) as exc:
-        raw.close()
-        raise UpstreamFailure(f"{name} failed: {exc}") from exc
-    raw.release_conn()
-    return data
+        sock = socket.create_connection((target.host, target.port), timeout=CONNECT_TIMEOUT_S)
+    except TimeoutError as exc:
+        raise UpstreamFailure(
+            f"{name} did not accept a connection in time", timeout=True, reached=False
+        ) from exc
+    except OSError as exc:
+        raise UpstreamFailure(f"cannot connect to {name}", reached=False) from exc
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if not target.tls:
+        return sock
+    try:
+        return _tls().wrap_socket(sock, server_hostname=target.host)
+    except TimeoutError as exc:
+        sock.close()
+        raise UpstreamFailure(f"{name} did not complete TLS in time", timeout=True, reached=False) from exc
+    except OSError as exc:  # ssl.SSLError included: a bad certificate is no connection
+        sock.close()
+        raise UpstreamFailure(f"cannot connect to {name} over TLS: {exc}", reached=False) from exc
+
+
+def _still_open(sock: socket.socket) -> bool:
+    """An idle connection the upstream has not closed: nothing to read on it yet."""
+    sock.settimeout(0.0)
+    try:
+        sock.recv(1, socket.MSG_PEEK)  # b"": closed; bytes: out of step with us, unusable
+    except BlockingIOError:
+        return True
+    except OSError:
+        pass
+    return False

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import re
 
+from app import json_codec
 from app.metering import estimate
 from app.metering.estimate import COMPLETION_FIELDS, PromptEstimate
 from app.proxy.bodies import positive_int
@@ -161,7 +161,7 @@ class ChatStream(StreamReader):
 
 def _usage_in(event: bytes) -> Usage | None:
     try:
-        data = json.loads(event[event.index(b"{") :])
+        data = json_codec.loads(event[event.index(b"{") :])
     except (ValueError, RecursionError):  # an upstream's reply is not trusted either
         return None
     return usage_of(data.get("usage")) if isinstance(data, dict) else None

@@ -4,12 +4,12 @@ shape an error. Admission, metering and settlement ask these questions and know 
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 
 from flask import Response
 
+from app import json_codec
 from app.metering.estimate import PromptEstimate
 from app.proxy.errors import ProxyError
 
@@ -131,6 +131,6 @@ def data_of(event: bytes) -> object:
     if start < 0:
         return None
     try:
-        return json.loads(event[start + 5 :])
+        return json_codec.loads(event[start + 5 :])
     except (ValueError, RecursionError):  # an upstream's stream is not trusted either
         return None

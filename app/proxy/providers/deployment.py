@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
-from app.upstream.client import Client, Reply
+from app.upstream.client import Client, Reply, Target, UpstreamFailure
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,19 @@ JSON_HEADERS = {"content-type": "application/json", "accept": "application/json,
 
 
 def over_http(address: Address) -> Send:
-    """A provider reached over HTTP: `address` says where a call goes and how it authenticates."""
+    """A provider reached over HTTP: `address` says where a call goes and how it authenticates.
+    Each deployment's request head is prepared once per format (a changed deployment is a new
+    DeploymentInfo, so a new key)."""
+
+    @lru_cache(maxsize=1024)
+    def target(d: DeploymentInfo, fmt: str) -> tuple[Target, str]:
+        return Target(*address(d, fmt)), f"deployment {d.id}"
 
     def send(client: Client, d: DeploymentInfo, fmt: str, body: dict, stream: bool) -> Reply:
-        url, headers = address(d, fmt)
-        return client.post(url, headers, body, float(d.timeout_s), stream, f"deployment {d.id}")
+        try:
+            prepared, name = target(d, fmt)
+        except ValueError as exc:
+            raise UpstreamFailure(f"deployment {d.id}: {exc}", reached=False) from exc
+        return client.send(prepared, body, float(d.timeout_s), stream, name)
 
     return send
