@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import g, request
 
 from app.api.errors import ApiError
@@ -27,7 +29,21 @@ def require_admin() -> None:
 
 
 def refuse_nul() -> None:
-    """No string the API stores may hold a NUL character (PostgreSQL text cannot): 400, not 500."""
+    """No string the API stores may hold a NUL character (PostgreSQL text cannot) or half of a
+    UTF-16 surrogate pair (no UTF-8 text can): 400, not 500."""
     body = request.get_data(cache=True)
     if "\x00" in request.path or b"%00" in request.query_string or b"\x00" in body or b"\\u0000" in body:
         raise ApiError(400, "Strings may not contain NUL (\\u0000) characters.")
+    if b"\\ud" in body.lower() and not _utf8(body):
+        raise ApiError(400, "Strings may not contain unpaired UTF-16 surrogates (\\ud800-\\udfff).")
+
+
+def _utf8(body: bytes) -> bool:
+    """Every string in a JSON body can be stored as UTF-8 (a body that is not JSON is not judged here)."""
+    try:
+        json.dumps(json.loads(body), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    except (ValueError, RecursionError):
+        pass
+    return True

@@ -364,3 +364,19 @@ def test_a_made_up_key_costs_one_query_per_snapshot_check(world: World, admin: s
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
         cache.clock = saved
+
+
+def test_values_no_column_can_hold_are_refused_not_a_500(world: World, admin: str):
+    """Found by the schemathesis run: a limit past 64 bits, or half a surrogate pair in a name."""
+    raw = '{"models": ["gpt-test"], "key_alias": "half \\ud800 pair"}'
+    refused = requests.post(
+        f"{world.url}/key/generate",
+        data=raw,
+        headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert refused.status_code == 400 and "surrogate" in refused.json()["error"]["message"]
+    too_big = send(world, admin, "POST", "/key/generate", {"tpm_limit": 2**117}, status=422)
+    assert too_big["error"]["param"] == "tpm_limit"
+    paired = send(world, admin, "POST", "/key/generate", {"key_alias": "emoji \U0001f600 pair"})
+    assert paired["key_alias"] == "emoji \U0001f600 pair"  # a whole pair is text like any other

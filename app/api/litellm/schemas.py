@@ -19,7 +19,8 @@ def _usd_field() -> fields.Float:
 
 
 def _count_field() -> fields.Integer:
-    return fields.Integer(allow_none=True, strict=True)
+    # Past 2**62 no column can hold it: a 422 naming the field, not a database error.
+    return fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=-(2**62), max=2**62))
 
 
 class LiteLLMBudgetIn(LiteLLMBody):
