@@ -34,6 +34,9 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     cli.register(app)
     with app.app_context():
         _init_gateway(app, settings)
+    from app.proxy.entry import Entry
+
+    app.wsgi_app = Entry(app)  # type: ignore[method-assign]  # the proxy's calls skip Flask
     return app
 
 
@@ -102,10 +105,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(stripe_webhook.bp)
     app.add_url_rule("/", "root", lambda: redirect(url_for("dashboard.index")))
 
-    app.register_blueprint(proxy_views.bp)
+    app.register_blueprint(proxy_views.bp)  # GET /v1/models; the calls are app.proxy.entry's
     csrf.exempt(proxy_views.bp)
-    app.register_blueprint(proxy_views.unprefixed)
-    csrf.exempt(proxy_views.unprefixed)
     app.before_request(_models_for_keys)
     app.register_blueprint(monitoring.bp)
     api.init(app)
@@ -119,7 +120,7 @@ def _models_for_keys() -> Response | None:
     from app.proxy import views as proxy_views
     from app.proxy.gateway import presented_key
 
-    return proxy_views.models() if presented_key() else None
+    return proxy_views.models() if presented_key(request.headers) else None
 
 
 def _refuse_nul() -> Response | tuple[Response | str, int] | None:

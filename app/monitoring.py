@@ -48,7 +48,7 @@ def _metrics_reader() -> int | None:
     keys, None for anyone else. A request relayed by a proxy (X-Forwarded-For) is not loopback."""
     if request.remote_addr in LOOPBACK and not request.headers.get("X-Forwarded-For"):
         return ALL_PROJECTS
-    key = presented_key()
+    key = presented_key(request.headers)
     if not key:
         return None
     cache = gateway().cache

@@ -17,7 +17,7 @@ def require_admin() -> None:
     """before_request of every API blueprint: g.project is the caller's project."""
     refuse_nul()
     try:
-        caller = gateway().caller()
+        caller = gateway().caller(request.headers)
     except ProxyError as err:
         raise ApiError(401, err.message) from err
     if caller.scope != "admin":

@@ -100,8 +100,8 @@ class ProxyError(Exception):
         return resp
 
 
-def response_for(path: str, err: ProxyError) -> Response:
+def response_for(path: str, err: ProxyError, extra_headers: dict[str, str] | None = None) -> Response:
     """The error in the shape of the endpoint at `path` (for errors met before a view runs):
     Anthropic's under /v1/messages (count_tokens, batches... included)."""
     anthropic = any(path == p or path.startswith(p + "/") for p in MESSAGES_PATHS)
-    return err.response(anthropic=anthropic)
+    return err.response(extra_headers, anthropic=anthropic)

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from flask import current_app, request
+from flask import current_app
 from sqlalchemy import Engine
+from werkzeug.datastructures import Headers
 
 from app.db import now_utc
 from app.proxy.auth import Caller, SnapshotCache
@@ -37,9 +38,9 @@ class Gateway:
     rng: random.Random = field(default_factory=random.Random)
     clock: Callable[[], datetime] = now_utc  # tests freeze it
 
-    def caller(self) -> Caller:
+    def caller(self, headers: Headers) -> Caller:
         """The request's caller, by its key (401 if unknown or revoked); notes the key's use."""
-        caller = self.cache.authenticate(presented_key(), request.headers.get("X-Tollgate-Project"))
+        caller = self.cache.authenticate(presented_key(headers), headers.get("X-Tollgate-Project"))
         self.key_use.note(caller.key_id, self.clock())
         return caller
 
@@ -48,8 +49,8 @@ def gateway() -> Gateway:
     return current_app.extensions["tollgate.gateway"]
 
 
-def presented_key() -> str | None:
-    auth = request.headers.get("Authorization", "")
+def presented_key(headers: Headers) -> str | None:
+    auth = headers.get("Authorization", "")
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip() or None
-    return request.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None

@@ -1,0 +1,49 @@
+"""The proxy's WSGI entry (app/proxy/entry.py): calls are served before Flask, which still serves
+everything else; the rest of tests/proxy shows that the answers are the ones Flask gave."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from flask import request, request_started
+
+from tests.factories import World
+
+CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "user": "acme"}
+
+
+@pytest.fixture
+def flask_requests(world: World) -> list[str]:
+    """The paths Flask dispatched (its request_started signal) while the test ran."""
+    seen: list[str] = []
+
+    def started(sender, **_):
+        seen.append(request.path)
+
+    request_started.connect(started, world.app)
+    yield seen
+    request_started.disconnect(started, world.app)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/chat/completions"])
+def test_calls_skip_flask_and_the_rest_does_not(world: World, flask_requests: list[str], path: str):
+    served = requests.post(
+        world.url + path, json=CHAT, headers={"Authorization": f"Bearer {world.key}"}, timeout=10
+    )
+    assert served.status_code == 200 and served.json()["choices"]
+    refused = requests.post(world.url + path, json=CHAT, headers={"Authorization": "Bearer nope"}, timeout=10)
+    assert refused.status_code == 401
+    assert flask_requests == []
+    listed = requests.get(
+        world.url + "/v1/models", headers={"Authorization": f"Bearer {world.key}"}, timeout=10
+    )
+    assert listed.status_code == 200 and flask_requests == ["/v1/models"]
+
+
+def test_other_methods_are_405_with_allow(world: World):
+    for method in ("GET", "PUT", "DELETE"):
+        resp = requests.request(
+            method, world.url + "/v1/messages", headers={"Authorization": f"Bearer {world.key}"}, timeout=10
+        )
+        assert resp.status_code == 405 and resp.headers["Allow"] == "POST"
+        assert resp.json()["error"]["type"] == "invalid_request_error"  # Anthropic's shape here
