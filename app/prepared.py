@@ -10,10 +10,12 @@ uses SQLAlchemy as usual.
 
 from __future__ import annotations
 
+import os
 from collections import namedtuple
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import Dialect
@@ -124,36 +126,61 @@ class Raw:
 
 @contextmanager
 def statements(engine: Engine) -> Iterator[Raw]:
-    """A pooled DB-API connection for the hot path's statements, each atomic on its own.
+    """A DB-API connection for the hot path's statements, each atomic on its own.
 
-    PostgreSQL runs them in autocommit: one round trip each, no BEGIN or COMMIT. SQLite runs
-    them as one transaction under the process's writer lock (DESIGN's SQLite trap), which is what
-    the settlement's two statements need. A connection the database dropped is invalidated, with
-    every connection the pool opened before it, as SQLAlchemy does on its own path.
+    PostgreSQL runs them in autocommit on a pooled connection: one round trip each, no BEGIN or
+    COMMIT. A connection the database dropped is invalidated, with every connection the pool opened
+    before it, as SQLAlchemy does on its own path.
+
+    SQLite runs them as one transaction under the process's writer lock (DESIGN's SQLite trap),
+    which is what the settlement's two statements need, on the one connection the process keeps
+    for them: each SQLite connection has its own page cache, which another connection's commit
+    invalidates, so pooled connections taken in turn would read every page again on every call.
     """
-    sqlite = engine.dialect.name == "sqlite"
-    with writer_lock(engine):
-        fairy = engine.raw_connection()
-        dbapi = fairy.dbapi_connection
-        try:
-            if not sqlite:
-                dbapi.autocommit = True
-            yield Raw(dbapi, engine.dialect)
-            if sqlite:
+    if engine.dialect.name == "sqlite":
+        with writer_lock(engine):
+            dbapi = _writer(engine)
+            try:
+                yield Raw(dbapi, engine.dialect)
                 dbapi.commit()
-        except BaseException as exc:
-            _after_failure(engine, fairy, exc)
-            raise
-        finally:
-            if not sqlite and fairy.is_valid:
-                dbapi.autocommit = False
-            fairy.close()
-
-
-def _after_failure(engine: Engine, fairy: Any, exc: BaseException) -> None:
-    dbapi = fairy.dbapi_connection
-    if isinstance(exc, engine.dialect.loaded_dbapi.Error) and engine.dialect.is_disconnect(exc, dbapi, None):
-        engine.pool._invalidate(fairy, exc)  # the server went away: so did every older connection
+            except BaseException:
+                _rollback_or_drop(engine, dbapi)
+                raise
         return
-    if dbapi is not None and fairy.is_valid:
+    fairy = engine.raw_connection()
+    dbapi = fairy.dbapi_connection
+    try:
+        dbapi.autocommit = True
+        yield Raw(dbapi, engine.dialect)
+    except BaseException as exc:
+        if isinstance(exc, engine.dialect.loaded_dbapi.Error) and engine.dialect.is_disconnect(
+            exc, dbapi, None
+        ):
+            engine.pool._invalidate(fairy, exc)  # the server went away: so did every older connection
+        raise
+    finally:
+        if fairy.is_valid:
+            dbapi.autocommit = False
+        fairy.close()
+
+
+# Per engine: (process id, the SQLite connection its hot-path writes use). Taken out of the pool
+# (detached), made by it with its connect-time pragmas; a forked process makes its own.
+_writers: WeakKeyDictionary[Engine, tuple[int, Any]] = WeakKeyDictionary()
+
+
+def _writer(engine: Engine) -> Any:
+    held = _writers.get(engine)
+    if held is None or held[0] != os.getpid():
+        fairy = engine.raw_connection()
+        fairy.detach()
+        held = _writers[engine] = (os.getpid(), fairy.dbapi_connection)
+    return held[1]
+
+
+def _rollback_or_drop(engine: Engine, dbapi: Any) -> None:
+    try:
         dbapi.rollback()
+    except engine.dialect.loaded_dbapi.Error:
+        _writers.pop(engine, None)  # unusable: the next call opens another
+        dbapi.close()

@@ -140,3 +140,20 @@ def test_a_dropped_server_connection_takes_the_older_ones_with_it():
         assert outcomes == ["failed", "ok", "ok", "ok", "ok"]
     finally:
         engine.dispose()
+
+
+def test_sqlite_hot_writes_keep_one_connection_and_postgres_returns_its_own(engine: Engine):
+    """SQLite: one connection for the hot path, so its page cache stays valid between calls (a
+    pooled one in turn would read every page again); it survives a failed call. PostgreSQL: the
+    pool's, given back after each use."""
+    for fairy in [engine.raw_connection() for _ in range(2)]:
+        fairy.close()  # two in the pool: taken in turn, they would alternate
+    with statements(engine) as first:
+        first.first(READ, {"name": "a"})
+    with pytest.raises(RuntimeError), statements(engine) as failed:
+        raise RuntimeError("a call that fails")
+    with statements(engine) as second:
+        assert second.first(READ, {"name": "a"}) is not None
+    if engine.dialect.name == "sqlite":
+        assert first.dbapi is failed.dbapi is second.dbapi
+    assert engine.pool.checkedout() == 0
