@@ -11,7 +11,6 @@ Flask app gives the same paths (app/__init__.py, app/api).
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -23,12 +22,14 @@ from werkzeug.wsgi import get_input_stream
 
 from app.proxy import bodies, telemetry
 from app.proxy.admission import admit
+from app.proxy.answer import Answer
 from app.proxy.auth import Caller
 from app.proxy.autoshed import AutoLevel
 from app.proxy.errors import ProxyError, response_for
 from app.proxy.formats import FORMATS
 from app.proxy.formats.format import Format
 from app.proxy.gateway import Gateway
+from app.proxy.ids import unique
 from app.proxy.relay import Call, finish_json, finish_stream, forward
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -72,9 +73,9 @@ class Entry:
         return self.flask_app.config["MAX_CONTENT_LENGTH"]
 
 
-def serve(gw: Gateway, fmt: Format, environ: dict[str, Any], max_body: int | None) -> Response:
+def serve(gw: Gateway, fmt: Format, environ: dict[str, Any], max_body: int | None) -> Answer | Response:
     started = time.perf_counter()
-    request_id = "req_" + secrets.token_hex(12)
+    request_id = unique("req_")
     headers = EnvironHeaders(environ)
     project = telemetry.NO_PROJECT
     caller: Caller | None = None

@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
+
+from app.proxy.ids import unique
 
 FAILURES_TO_OPEN = 3
 COOL_DOWN_S = 30.0
@@ -258,7 +259,7 @@ class Health:
     # --- calls in flight ----------------------------------------------------------------------
     def fly(self, key: str) -> tuple[int, Flight]:
         """Count one more call under `key`; how many there are now, and the handle to end it."""
-        member, now = uuid.uuid4().hex, self.clock()
+        member, now = unique(), self.clock()
         flying = self._shared(lambda s: s.add(key, member, now), lambda: None)
         if flying is not None:
             return flying, Flight(self, key, member, shared=True)

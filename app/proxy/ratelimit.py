@@ -14,7 +14,6 @@ import logging
 import math
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -28,6 +27,8 @@ from limits.storage import (
     storage_from_string,
 )
 from limits.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
+
+from app.proxy.ids import unique
 
 WINDOW_S = 60
 # A slot whose process died without releasing it is given back after this long. Longer than any
@@ -90,7 +91,7 @@ class _MemorySlots:
 
     def take(self, key: str, limit: int) -> _Slot | None:
         now = self._clock()
-        member = uuid.uuid4().hex
+        member = unique()
         with self._lock:
             held = self._held.setdefault(key, {})
             for stale in [m for m, taken_at in held.items() if taken_at <= now - SLOT_TTL_S]:
@@ -138,7 +139,7 @@ class _RedisSlots:
 
     def take(self, key: str, limit: int) -> _Slot | None:
         slot_key = f"{self._prefix}:parallel:{key}"
-        member = uuid.uuid4().hex
+        member = unique()
         if not self._take(keys=[slot_key], args=[self._clock(), limit, SLOT_TTL_S, member]):
             return None
         return _Slot(self._give_back, slot_key, member)

@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from flask import Response
-
 from app import json_codec
 from app.db import now_utc
 from app.metering import key_budget
@@ -22,6 +20,7 @@ from app.metering.quota import Hold, keep
 from app.metering.settlement import Charge, Settled, release, settle
 from app.proxy import telemetry
 from app.proxy.admission import Admitted, key_rate_key
+from app.proxy.answer import Answer
 from app.proxy.errors import ProxyError
 from app.proxy.formats import route
 from app.proxy.formats.bridge import Bridge
@@ -244,13 +243,13 @@ def _charge(call: Call, usage: Usage | None, output_tokens: int = 0) -> Charge:
     return Charge(usage.prompt, usage.completion, cost, usage.cache_read, usage.cache_write)
 
 
-def finish_json(gw: Gateway, call: Call, reply: Reply) -> Response:
+def finish_json(gw: Gateway, call: Call, reply: Reply) -> Answer:
     body, content_type = reply.body or b"", reply.content_type
     if reply.status != 200:
         _give_back(gw, call, reply.status)
         if call.bridge is not None:  # the upstream's error, in the shape the client's SDK reads
             body, content_type = call.bridge.error(reply.status, body), "application/json"
-        return Response(body, status=reply.status, content_type=content_type, headers=call.headers(None))
+        return Answer(reply.status, content_type, call.headers(None), body)
     try:
         data = json_codec.loads(body)
     except (ValueError, RecursionError):  # an upstream's reply is not trusted either
@@ -265,11 +264,8 @@ def finish_json(gw: Gateway, call: Call, reply: Reply) -> Response:
     finally:
         call.ended(gw, charge.total_tokens)
     telemetry.served(call.admitted.caller.project.id, charge)
-    return Response(
-        body,
-        status=200,
-        content_type=content_type,
-        headers=call.headers(settled.available if settled else None, charge.cost_nusd),
+    return Answer(
+        200, content_type, call.headers(settled.available if settled else None, charge.cost_nusd), body
     )
 
 
@@ -287,19 +283,16 @@ def _translated_reply(gw: Gateway, call: Call, data: object) -> bytes:
     raise ProxyError("upstream_error", "The upstream's reply could not be read.")
 
 
-def finish_stream(gw: Gateway, call: Call, reply: Reply) -> Response:
+def finish_stream(gw: Gateway, call: Call, reply: Reply) -> Answer:
     if reply.status != 200:
         return finish_json(gw, call, reply)
     hold = call.admitted.hold
     headers = call.headers(hold.available if hold else None)
-    headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
-    return Response(
-        _relay(gw, call, reply),
-        status=200,
-        content_type="text/event-stream",
-        headers=headers,
-        direct_passthrough=True,
-    )
+    headers.update(STREAM_HEADERS)
+    return Answer(200, "text/event-stream", headers, _relay(gw, call, reply))
+
+
+STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 def _relay(gw: Gateway, call: Call, reply: Reply) -> Iterator[bytes]:
