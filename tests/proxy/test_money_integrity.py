@@ -189,6 +189,48 @@ def test_a_stream_outlasting_its_holds_expiry_keeps_its_hold(world: World):
     assert long.reserved_tokens == 0 and long.token_balance == 10_000 - record.total_tokens
 
 
+def test_calls_in_the_same_minute_leave_the_hold_expiry_as_it_is(world: World):
+    """The expiry is rounded up to the minute: the indexed column changes once a minute at most
+    (a HOT update on PostgreSQL), never earlier than the deployment's timeout plus the grace."""
+    gw = world.app.extensions["tollgate.gateway"]
+    world.give_customer("steady", 10_000)
+    expiries = []
+    saved = gw.clock
+    try:
+        for at in ("12:00:10", "12:00:59.5", "12:01:00", "12:01:00.000001"):
+            hour, minute, second = at.split(":")
+            clock = now_utc().replace(
+                hour=int(hour),
+                minute=int(minute),
+                second=int(float(second)),
+                microsecond=round(float(second) % 1 * 1e6),
+            )
+            gw.clock = lambda clock=clock: clock
+            served = requests.post(
+                f"{world.url}/v1/chat/completions",
+                json={
+                    "model": "gpt-test",
+                    "user": "steady",
+                    "max_tokens": 2,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+                headers={"Authorization": f"Bearer {world.key}"},
+                timeout=10,
+            )
+            assert served.status_code == 200
+            db.session.expire_all()
+            expiries.append(world.customer("steady").reservation_expires_at)
+    finally:
+        gw.clock = saved
+    # The deployment's timeout is 600 s: 12:00:10 + 10 min + 10 min grace = 12:20:10 -> 12:21.
+    assert [(e.hour, e.minute, e.second, e.microsecond) for e in expiries] == [
+        (12, 21, 0, 0),
+        (12, 21, 0, 0),
+        (12, 21, 0, 0),  # exactly on the minute: not rounded further
+        (12, 22, 0, 0),
+    ]
+
+
 def test_a_postpaid_customer_is_charged_everything_and_may_owe(world: World):
     tier = world.add_tier({"key": "postpaid", "prepaid": False})
     world.give_customer("owes", 100)
