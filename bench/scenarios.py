@@ -57,7 +57,7 @@ def parse(argv: list[str] | None) -> Settings:
     p.add_argument("--chunks", type=int, default=_env("BENCH_CHUNKS", 50))
     p.add_argument("--stream-rate", type=float, default=_env("BENCH_STREAM_RATE", 50.0))
     p.add_argument("--stream-calls", type=int, default=_env("BENCH_STREAM_CALLS", 500))
-    p.add_argument("--long-streams", type=int, default=_env("BENCH_LONG_STREAMS", 500))
+    p.add_argument("--long-streams", type=int, default=_env("BENCH_LONG_STREAMS", 1000))
     p.add_argument("--long-seconds", type=float, default=_env("BENCH_LONG_SECONDS", 5.0))
     p.add_argument("--long-rounds", type=int, default=_env("BENCH_LONG_ROUNDS", 2))
     p.add_argument("--customers", type=int, default=_env("BENCH_CUSTOMERS", 1000))
