@@ -152,15 +152,16 @@ def statements(engine: Engine) -> Iterator[Raw]:
     try:
         dbapi.autocommit = True
         yield Raw(dbapi, engine.dialect)
+        dbapi.autocommit = False
     except BaseException as exc:
         if isinstance(exc, engine.dialect.loaded_dbapi.Error) and engine.dialect.is_disconnect(
             exc, dbapi, None
         ):
             engine.pool._invalidate(fairy, exc)  # the server went away: so did every older connection
+        else:  # a statement may still be running (an interrupted greenlet): no one else may use it
+            fairy.invalidate(exc)
         raise
     finally:
-        if fairy.is_valid:
-            dbapi.autocommit = False
         fairy.close()
 
 

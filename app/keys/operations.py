@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import stamp
-from app.db import chunks, now_utc
+from app.db import MAX_ROW_ID, chunks, now_utc
 from app.errors import Conflict, Invalid
 from app.metering import periods
 from app.metering.key_budget import window_spend
@@ -84,8 +84,11 @@ def configure_key(session: Session, key: ApiKey, changes: dict[str, Any], now: d
         raise Invalid("name must not be empty", "name")
     for name in LIMITS:
         value = changes.get(name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise Invalid(f"{name} must be a positive whole number or null", name)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ROW_ID
+        ):
+            # The columns are 32-bit: past that no row can hold it (a 400, not a database error).
+            raise Invalid(f"{name} must be a whole number from 1 to {MAX_ROW_ID}, or null", name)
     models = changes.get("models")
     if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
         raise Invalid("models must be a list of model names", "models")

@@ -10,7 +10,7 @@ def parse(raw: bytes) -> dict:
     if nesting.too_deep(raw):
         raise ProxyError("invalid_request", nesting.TOO_DEEP)
     try:
-        body = json_codec.loads(raw)
+        body = json_codec.loads(raw, finite=True)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProxyError("invalid_request", f"The request body is not valid JSON: {exc}") from exc
     except RecursionError as exc:  # a second guard: too_deep should have refused it

@@ -32,6 +32,7 @@ from app.proxy.gateway import Gateway
 from app.proxy.ids import unique
 from app.proxy.relay import Call, finish_json, finish_stream, forward
 
+ALLOW = "OPTIONS, POST"
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 ENDPOINTS = {
     "chat/completions": "chat",
@@ -57,11 +58,14 @@ class Entry:
         if fmt is None:
             return self.then(environ, start_response)
         try:
-            if environ["REQUEST_METHOD"] == "POST":
+            method = environ["REQUEST_METHOD"]
+            if method == "POST":
                 response = serve(self.flask_app.extensions["tollgate.gateway"], fmt, environ, self._limit())
+            elif method == "OPTIONS":  # as Flask answers it for any route
+                response = Answer(200, "text/html; charset=utf-8", {"Allow": ALLOW}, b"")
             else:
                 err = ProxyError("method_not_allowed", "The method is not allowed for the requested URL.")
-                response = response_for(path, err, {"Allow": "POST"})
+                response = response_for(path, err, {"Allow": ALLOW})
         except Exception:  # as the Flask app's own handler: logged, and a 500 in the endpoint's shape
             self.log.exception("unhandled error on %s", path)
             response = response_for(

@@ -195,6 +195,10 @@ def _forward(gw: Gateway, call: Call, body: dict) -> Reply:
             telemetry.upstream_failure(deployment.id)
             last = failure
             continue
+        except BaseException:  # a fault of ours (a 500): what the call holds and counts is given back
+            flight.release()
+            _give_back(gw, call, 502 if call.reached else 500)
+            raise
         health.succeeded(deployment.id)
         call.served, call.flight, call.upstream, call.bridge = deployment, flight, upstream, bridge
         return reply

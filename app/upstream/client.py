@@ -14,16 +14,23 @@ import socket
 import ssl
 from collections.abc import Iterator
 from functools import cache
+from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
+from gevent.monkey import get_original
 
 from app import json_codec
 
 CONNECT_TIMEOUT_S = 5.0
 READ_SIZE = 65536
 IDLE_PER_ORIGIN = 512  # connections kept open per upstream origin between calls
+ORIGINS = 64  # origins whose connections are kept; the least recently used one's are closed
+USER_AGENT = "tollgate"
 DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+_select = get_original("select", "select")
 
 
 class UpstreamFailure(Exception):
@@ -53,8 +60,12 @@ class Target:
         self.port = parts.port or DEFAULT_PORTS[parts.scheme]
         self.origin = (parts.scheme, self.host, self.port)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if any(c <= " " or c == "\x7f" for c in path):
+            raise ValueError(f"the URL's path holds a space or a control character: {url!r}")
         lines = [f"POST {path} HTTP/1.1", f"Host: {parts.netloc.rpartition('@')[2]}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
+        if not any(name.lower() == "user-agent" for name in headers):
+            lines.append(f"User-Agent: {USER_AGENT}")  # some upstreams' firewalls refuse calls without one
         lines.append("Accept-Encoding: identity")  # relayed as it comes: nothing to decode
         if any(c in line for line in lines for c in "\r\n\0"):
             raise ValueError("a header holds a line break")
@@ -69,13 +80,25 @@ def _tls() -> ssl.SSLContext:
 class _Parsed:
     """httptools' callbacks for one reply: its content type, its body as it arrives, its end."""
 
-    __slots__ = ("complete", "connection", "content_type", "framed", "headers_done", "parts")
+    __slots__ = (
+        "complete",
+        "connection",
+        "content_type",
+        "framed",
+        "headers_done",
+        "interim",
+        "parser",
+        "parts",
+    )
 
     def __init__(self) -> None:
         self.content_type = "application/json"
         self.parts: list[bytes] = []
-        self.headers_done = self.complete = self.framed = False
+        self.headers_done = self.complete = self.framed = self.interim = False
         self.connection = b""  # the Connection header, lowercased
+        # The parser (its status code): it and these callbacks refer to each other until
+        # _Exchange.finish parts them.
+        self.parser: Any = httptools.HttpResponseParser(self)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lower = name.lower()
@@ -87,13 +110,17 @@ class _Parsed:
             self.connection = value.lower()
 
     def on_headers_complete(self) -> None:
-        self.headers_done = True
+        status = self.parser.get_status_code()
+        # An interim reply (100 Continue, 103 Early Hints) comes before the final one: skipped.
+        self.interim = 100 <= status < 200 and status != 101
+        self.headers_done = not self.interim
 
     def on_body(self, body: bytes) -> None:
         self.parts.append(body)
 
     def on_message_complete(self) -> None:
-        self.complete = True
+        self.complete = not self.interim
+        self.interim = False
 
 
 class _Exchange:
@@ -102,7 +129,14 @@ class _Exchange:
     def __init__(self, client: Client, target: Target, sock: socket.socket) -> None:
         self.client, self.target, self.sock = client, target, sock
         self.parsed = _Parsed()
-        self.parser = httptools.HttpResponseParser(self.parsed)
+        self.parser = self.parsed.parser
+        self.spoiled = False  # bytes past the reply's end: the connection is out of step
+
+    def read_head(self) -> int:
+        """Read up to the final reply's headers (interim 1xx replies are skipped); its status."""
+        while not self.parsed.headers_done:
+            self.read_more()
+        return self.parser.get_status_code()
 
     def read_more(self) -> None:
         """Read what the upstream sent next and parse it; a close before the reply's end breaks it."""
@@ -114,7 +148,10 @@ class _Exchange:
             raise BrokenReply("the upstream closed the connection before the end of its reply")
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            if self.parsed.complete:  # the reply is whole; what follows it is not ours to read
+                self.spoiled = True
+                return
             raise BrokenReply(f"the upstream's reply is not valid HTTP: {exc}") from exc
 
     def taken(self) -> bytes:
@@ -126,6 +163,7 @@ class _Exchange:
     def finish(self, *, reuse: bool) -> None:
         """Keep the connection for the next call if the reply was read to its end, else close it:
         closing the socket is how the upstream learns the client went away."""
+        self.parsed.parser = None
         if reuse and self.reusable():
             self.client.keep(self.target, self.sock)
         else:
@@ -135,7 +173,7 @@ class _Exchange:
         """Read to its end, with the connection left open (the parser's own answer is gone once
         the reply is complete)."""
         parsed = self.parsed
-        if not (parsed.complete and parsed.framed) or b"close" in parsed.connection:
+        if self.spoiled or not (parsed.complete and parsed.framed) or b"close" in parsed.connection:
             return False
         return self.parser.get_http_version() == "1.1" or b"keep-alive" in parsed.connection
 
@@ -226,10 +264,9 @@ class Client:
         exchange = _Exchange(self, target, self._connection(target, name))
         try:
             exchange.sock.settimeout(read_timeout_s)
-            exchange.sock.sendall(b"%sContent-Length: %d\r\n\r\n%s" % (target.head, len(payload), payload))
-            while not exchange.parsed.headers_done:
-                exchange.read_more()
-            status = exchange.parser.get_status_code()
+            status = _request(
+                exchange, b"%sContent-Length: %d\r\n\r\n%s" % (target.head, len(payload), payload)
+            )
             if stream and status == 200:
                 return Reply(status, exchange.parsed.content_type, exchange=exchange)
             while not exchange.parsed.complete:
@@ -260,11 +297,31 @@ class Client:
         return _connect(target, name)
 
     def keep(self, target: Target, sock: socket.socket) -> None:
-        idle = self._idle.setdefault(target.origin, [])
+        idle = self._idle.pop(target.origin, None)  # back in last: the most recently used
+        if idle is None:
+            idle = []
+            while len(self._idle) >= ORIGINS:  # a deployment's old address, a probed one...
+                for stale in self._idle.pop(next(iter(self._idle))):
+                    stale.close()
+        self._idle[target.origin] = idle
         if len(idle) < self.maxsize:
             idle.append(sock)
         else:
             sock.close()
+
+
+def _request(exchange: _Exchange, request: bytes) -> int:
+    """Send the request and read the reply's head. An upstream may answer before it has read the
+    whole body (a 413, a 401) and close: its answer is read and relayed, not taken for a failure."""
+    try:
+        exchange.sock.sendall(request)
+    except (BrokenPipeError, ConnectionResetError) as unsent:
+        exchange.spoiled = True
+        try:
+            return exchange.read_head()
+        except OSError:
+            raise unsent from None
+    return exchange.read_head()
 
 
 def _connect(target: Target, name: str) -> socket.socket:
@@ -290,12 +347,13 @@ def _connect(target: Target, name: str) -> socket.socket:
 
 
 def _still_open(sock: socket.socket) -> bool:
-    """An idle connection the upstream has not closed: nothing to read on it yet."""
-    sock.settimeout(0.0)
+    """An idle connection the upstream has not closed: nothing to read on it yet (a close, or
+    bytes out of step with us, make it readable). The process's own select, not gevent's: a
+    zero timeout never waits, and it costs one system call."""
+    if getattr(sock, "pending", None) and sock.pending():  # type: ignore[attr-defined]
+        return False  # TLS bytes already decrypted and waiting: out of step
     try:
-        sock.recv(1, socket.MSG_PEEK)  # b"": closed; bytes: out of step with us, unusable
-    except BlockingIOError:
-        return True
-    except OSError:
-        pass
-    return False
+        readable, _, _ = _select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable

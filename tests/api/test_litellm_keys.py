@@ -378,5 +378,7 @@ def test_values_no_column_can_hold_are_refused_not_a_500(world: World, admin: st
     assert refused.status_code == 400 and "surrogate" in refused.json()["error"]["message"]
     too_big = send(world, admin, "POST", "/key/generate", {"tpm_limit": 2**117}, status=422)
     assert too_big["error"]["param"] == "tpm_limit"
+    past_32_bits = send(world, admin, "POST", "/key/generate", {"rpm_limit": 3_000_000_000}, status=400)
+    assert past_32_bits["error"]["param"] == "rpm_limit"  # the key's columns are 32-bit
     paired = send(world, admin, "POST", "/key/generate", {"key_alias": "emoji \U0001f600 pair"})
     assert paired["key_alias"] == "emoji \U0001f600 pair"  # a whole pair is text like any other

@@ -245,3 +245,27 @@ def test_nesting_within_the_limit_and_brackets_in_strings_are_served(world: Worl
     )
     assert resp.status_code == 200, resp.text
     assert len(world.usage_records("x1")) == 2
+
+
+def test_bodies_orjson_would_change_are_forwarded_as_json_reads_them(world: World):
+    """The proxy's JSON is orjson's where it gives json's answer: a lone surrogate is served (and
+    sent on escaped), an integer past 64 bits reaches the upstream exact, NaN is refused."""
+    world.give_customer("acme", 10_000)
+    headers = {"Authorization": f"Bearer {world.key}", "Content-Type": "application/json"}
+    raw = (
+        '{"model": "gpt-test", "user": "acme", "seed": 1180591620717411303424, '
+        '"messages": [{"role": "user", "content": "half \\ud83d pair"}]}'
+    )
+    served = requests.post(f"{world.url}/v1/chat/completions", data=raw, headers=headers, timeout=10)
+    assert served.status_code == 200, served.text
+    sent = world.upstream.requests[-1]["json"]
+    assert sent["seed"] == 2**70 and sent["messages"][0]["content"] == "half \ud83d pair"
+    assert world.customer("acme").reserved_tokens == 0
+    for number in ("NaN", "Infinity", "1e400"):
+        refused = requests.post(
+            f"{world.url}/v1/chat/completions",
+            data=raw.replace("1180591620717411303424", number),
+            headers=headers,
+            timeout=10,
+        )
+        assert refused.status_code == 400 and "not valid JSON" in refused.json()["error"]["message"]

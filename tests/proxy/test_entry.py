@@ -45,5 +45,8 @@ def test_other_methods_are_405_with_allow(world: World):
         resp = requests.request(
             method, world.url + "/v1/messages", headers={"Authorization": f"Bearer {world.key}"}, timeout=10
         )
-        assert resp.status_code == 405 and resp.headers["Allow"] == "POST"
-        assert resp.json()["error"]["type"] == "invalid_request_error"  # Anthropic's shape here
+        assert resp.status_code == 405 and resp.headers["Allow"] == "OPTIONS, POST"
+        assert resp.json()["type"] == "error"  # Anthropic's shape here
+        assert resp.json()["error"]["type"] == "invalid_request_error"
+    options = requests.options(world.url + "/v1/chat/completions", timeout=10)
+    assert options.status_code == 200 and options.headers["Allow"] == "OPTIONS, POST"

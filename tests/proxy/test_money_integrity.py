@@ -13,12 +13,14 @@ import pytest
 import requests
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from app.cli import add_admin
 from app.db import now_utc
 from app.extensions import db
 from app.metering import audit
 from app.metering.settlement import release_expired
+from app.models.catalog import Deployment
 from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, sign_in
 from tests.conftest import MASTER_KEY
 from tests.factories import Turnstile, World, assign, chat, hang_up_after, hang_up_charges
@@ -409,3 +411,20 @@ def test_a_call_leaves_the_customers_own_fields_alone(world: World, budgeted):
     after = world.customer("acme")
     assert (after.created_at, after.project_id) == (created, project)
     assert len(world.usage_records("acme")) == 2
+
+
+def test_a_fault_of_ours_while_sending_gives_the_hold_back(world: World, monkeypatch):
+    """An exception that is no upstream failure (a bug of ours) is a 500, and the call keeps
+    nothing: no hold, no call counted in flight."""
+    gw = world.app.extensions["tollgate.gateway"]
+    world.give_customer("acme", 10_000)
+
+    def broken(*args, **kwargs):
+        raise ValueError("a fault of ours")
+
+    monkeypatch.setattr(gw.client, "send", broken)
+    resp = post(world, {"user": "acme", "max_tokens": 5})
+    assert resp.status_code == 500 and resp.json()["error"]["code"] == "internal_error"
+    assert world.customer("acme").reserved_tokens == 0
+    [deployment] = db.session.scalars(select(Deployment.id)).all()
+    assert gw.health.count(f"flight:d:{deployment}") == 0

@@ -230,11 +230,14 @@ def test_tls_verifies_the_upstream(serve, tmp_path: Path):
     with pytest.raises(UpstreamFailure, match="over TLS") as untrusted:
         post(Client(), server.url("https"))
     assert not untrusted.value.reached
-    # Trusted (the system's CA file replaced by this certificate), the same call goes through.
+    # Trusted (the system's CA file replaced by this certificate), the same calls go through, the
+    # second on the first one's connection.
     code = (
         "from app.upstream.client import Client\n"
-        f"r = Client().post({server.url('https')!r}, {{}}, {{}}, 5, False, 'up')\n"
-        "print(r.status, r.body.decode())"
+        "c = Client()\n"
+        "for _ in range(2):\n"
+        f"    r = c.post({server.url('https')!r}, {{}}, {{}}, 5, False, 'up')\n"
+        "    print(r.status, r.body.decode())"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -244,4 +247,49 @@ def test_tls_verifies_the_upstream(serve, tmp_path: Path):
         text=True,
         timeout=60,
     )
-    assert done.stdout.strip() == '200 {"ok": true}', done.stderr
+    assert done.stdout.split("\n")[:2] == ['200 {"ok": true}'] * 2, done.stderr
+    assert server.connections == 2  # the untrusted one, then one for both trusted calls
+
+
+def test_interim_replies_are_skipped(serve):
+    def early_hints(conn: socket.socket, _request: bytes) -> None:
+        conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+        conn.sendall(JSON_OK)
+
+    server = serve(early_hints, answer(JSON_OK))
+    client = Client()
+    reply = post(client, server.url())
+    assert (reply.status, reply.body) == (200, b'{"ok": true}')
+    assert post(client, server.url()).status == 200 and server.connections == 1
+
+
+def test_bytes_after_a_whole_reply_do_not_fail_it(serve):
+    server = serve(answer(JSON_OK + b"HTTP/1.1 garbage\r\n"), answer(JSON_OK))
+    client = Client()
+    assert post(client, server.url()).body == b'{"ok": true}'
+    assert post(client, server.url()).body == b'{"ok": true}'
+    assert server.connections == 2  # the connection out of step was not used again
+
+
+def test_an_answer_before_the_whole_body_is_relayed(tmp_path: Path):
+    """An upstream may refuse a large body after its head and close (a 413): the client relays
+    that answer rather than taking the broken send for a failure of the deployment."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def refuse() -> None:
+        conn, _ = listener.accept()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 17\r\nConnection: close\r\n\r\n")
+        conn.sendall(b'{"error":"large"}')
+        conn.shutdown(socket.SHUT_WR)
+        while conn.recv(65536):  # read the rest, as a server draining the body before it closes
+            pass
+        conn.close()
+
+    threading.Thread(target=refuse, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1/chat/completions"
+    reply = Client().post(url, {}, {"messages": "x" * 8_000_000}, 5, False, "up")
+    listener.close()
+    assert (reply.status, reply.body) == (413, b'{"error":"large"}')
