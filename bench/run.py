@@ -291,7 +291,7 @@ def gateway_section(kind: str, settings: Settings, upstream: Upstream, work: Pat
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse(argv)
-    started = time.monotonic()
+    started, began = time.monotonic(), time.time()
     raise_fd_limit()
     work = Path(tempfile.mkdtemp(prefix="tollgate-bench-"))
     upstream = Upstream()
@@ -316,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "latest.txt").write_text(text + "\n")
     (RESULTS / kept).write_text(text + "\n")  # commit it: the next change's run compares with it
     log(f"results kept in bench/results/{kept}")
+    if settings.profile:  # this run's flame graphs, kept beside it: <date>-<commit>-<db>.svg
+        for kind in settings.databases:
+            graph = RESULTS / f"profile-{kind}.svg"
+            if graph.exists() and graph.stat().st_mtime >= began:  # made by this run
+                shutil.copyfile(graph, RESULTS / f"{kept.removesuffix('.txt')}-{kind}.svg")
     return 0
 
 
