@@ -33,6 +33,7 @@ from app.proxy.ids import unique
 from app.proxy.relay import Call, finish_json, finish_stream, forward
 
 ALLOW = "OPTIONS, POST"
+READ_SIZE = 65536
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 ENDPOINTS = {
     "chat/completions": "chat",
@@ -65,7 +66,7 @@ class Entry:
                 response = Answer(200, "text/html; charset=utf-8", {"Allow": ALLOW}, b"")
             else:
                 err = ProxyError("method_not_allowed", "The method is not allowed for the requested URL.")
-                response = response_for(path, err, {"Allow": ALLOW})
+                response = response_for(path, err, {"Allow": ALLOW, "x-request-id": unique("req_")})
         except Exception:  # as the Flask app's own handler: logged, and a 500 in the endpoint's shape
             self.log.exception("unhandled error on %s", path)
             response = response_for(
@@ -106,11 +107,28 @@ def serve(gw: Gateway, fmt: Format, environ: dict[str, Any], max_body: int | Non
 
 def _body(environ: dict[str, Any], max_body: int | None) -> dict:
     try:
-        raw = get_input_stream(environ, max_content_length=max_body).read()
+        raw = _read(environ, max_body)
     except RequestEntityTooLarge as exc:
         limit = (max_body or 0) // (1024 * 1024)
         raise ProxyError("request_too_large", f"The request body is larger than {limit} MB.") from exc
     return bodies.parse(raw)
+
+
+def _read(environ: dict[str, Any], max_body: int | None) -> bytes:
+    """The body; past `max_body`, RequestEntityTooLarge. A body of unknown length (chunked) is
+    read a piece at a time up to one byte past the limit: werkzeug's limited stream would stop at
+    the limit and hand on the body cut short."""
+    if max_body is None or environ.get("CONTENT_LENGTH") or "wsgi.input_terminated" not in environ:
+        return get_input_stream(environ, max_content_length=max_body).read()
+    stream, size = environ["wsgi.input"], 0
+    parts: list[bytes] = []
+    while size <= max_body:
+        part = stream.read(min(READ_SIZE, max_body + 1 - size))
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+        size += len(part)
+    raise RequestEntityTooLarge()
 
 
 def _watch_level(gw: Gateway, caller: Caller, body: dict | None, auto: AutoLevel) -> None:

@@ -258,6 +258,9 @@ def finish_json(gw: Gateway, call: Call, reply: Reply) -> Answer:
         data = json_codec.loads(body)
     except (ValueError, RecursionError):  # an upstream's reply is not trusted either
         data = None
+    if data is None and "json" not in content_type:  # a 200 that is no answer (a proxy's HTML page)
+        _give_back(gw, call, 502)
+        raise ProxyError("upstream_error", "The upstream's reply could not be read.")
     assert call.upstream is not None
     usage = call.upstream.usage(data)
     if call.bridge is not None:

@@ -238,9 +238,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.fake.client_closed.set()
             self.close_connection = True
 
-    def _send_raw(self, status: int, data: bytes) -> None:
+    def _send_raw(self, status: int, data: bytes, content_type: str = "application/json") -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -377,7 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if fake.raw_reply is not None:
-            self._send_raw(200, fake.raw_reply)
+            self._send_raw(200, fake.raw_reply, fake.raw_content_type)
             return
         message: dict[str, Any] = {"role": "assistant", "content": " ".join(f"tok{i}" for i in range(n))}
         tools = body.get("tools")
@@ -749,6 +749,7 @@ class FakeUpstream:
         self.count_whole_body = False  # prompt_tokens by count_body_tokens, not by words
         self.stream_tool_calls = False  # stream tool-call argument deltas instead of content
         self.raw_reply: bytes | None = None  # a chat completion's whole 200 body, as given
+        self.raw_content_type = "application/json"  # and its Content-Type
         # Anthropic's API: the cache counts its replies report, and a tool call when tools are given
         self.cache_read_tokens = 0
         self.cache_write_tokens = 0

@@ -50,3 +50,21 @@ def test_other_methods_are_405_with_allow(world: World):
         assert resp.json()["error"]["type"] == "invalid_request_error"
     options = requests.options(world.url + "/v1/chat/completions", timeout=10)
     assert options.status_code == 200 and options.headers["Allow"] == "OPTIONS, POST"
+
+
+def test_a_chunked_body_past_the_limit_is_413_not_cut_short(world: World):
+    """A body sent without a length (chunked) is measured as it is read: past the limit (8 MB in
+    the tests) it is refused, as one with a Content-Length is, rather than parsed cut short."""
+
+    def chunked(size: int):
+        yield b'{"model": "gpt-test", "user": "acme", "messages": [{"role": "user", "content": "hi"}]}'
+        for _ in range(size // 65536):
+            yield b" " * 65536
+
+    headers = {"Authorization": f"Bearer {world.key}", "Content-Type": "application/json"}
+    url = world.url + "/v1/chat/completions"
+    too_big = requests.post(url, data=chunked(9 * 1024 * 1024), headers=headers, timeout=30)
+    assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "request_too_large"
+    small = requests.post(url, data=chunked(256 * 1024), headers=headers, timeout=30)
+    assert small.status_code == 200, small.text
+    assert world.customer("acme") is not None and len(world.usage_records("acme")) == 1

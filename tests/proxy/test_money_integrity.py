@@ -365,6 +365,19 @@ def test_an_upstream_reply_nested_too_deep_is_served_and_charged_not_a_500(world
     assert world.customer("deep").reserved_tokens == 0
 
 
+def test_an_upstream_200_that_is_no_json_is_a_failed_call_not_charged(world: World):
+    """A 200 in HTML (a proxy's or a load balancer's page in front of the upstream) is no answer:
+    502 upstream_error, recorded at no cost, the hold given back."""
+    world.upstream.raw_reply, world.upstream.raw_content_type = b"<html>not json</html>", "text/html"
+    world.give_customer("html", 10_000)
+    resp = post(world, {"user": "html", "max_tokens": 5})
+    assert resp.status_code == 502 and resp.json()["error"]["code"] == "upstream_error"
+    [record] = world.usage_records("html")
+    assert (record.status, record.total_tokens, record.cost_nusd) == (502, 0, 0)
+    customer = world.customer("html")
+    assert customer.reserved_tokens == 0 and customer.token_balance == 10_000
+
+
 def test_a_call_whose_customer_was_deleted_mid_call_is_recorded_unbilled(world: World):
     from app.metering.quota import Hold
     from app.metering.settlement import Charge, settle
