@@ -152,16 +152,20 @@ def statements(engine: Engine) -> Iterator[Raw]:
     try:
         dbapi.autocommit = True
         yield Raw(dbapi, engine.dialect)
-        dbapi.autocommit = False
     except BaseException as exc:
         if isinstance(exc, engine.dialect.loaded_dbapi.Error) and engine.dialect.is_disconnect(
             exc, dbapi, None
         ):
             engine.pool._invalidate(fairy, exc)  # the server went away: so did every older connection
-        else:  # a statement may still be running (an interrupted greenlet): no one else may use it
+        elif not isinstance(exc, Exception):  # interrupted (a killed greenlet): a statement may still run
             fairy.invalidate(exc)
-        raise
+        raise  # a refusal raised between statements leaves the connection as good as it was
     finally:
+        if fairy.is_valid:
+            try:
+                dbapi.autocommit = False
+            except engine.dialect.loaded_dbapi.Error as exc:
+                fairy.invalidate(exc)
         fairy.close()
 
 

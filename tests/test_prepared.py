@@ -156,4 +156,10 @@ def test_sqlite_hot_writes_keep_one_connection_and_postgres_returns_its_own(engi
         assert second.first(READ, {"name": "a"}) is not None
     if engine.dialect.name == "sqlite":
         assert first.dbapi is failed.dbapi is second.dbapi
+    else:  # a refusal raised between statements (insufficient tokens...) keeps its connection
+        assert failed.dbapi is second.dbapi or failed.dbapi.closed is False
+        pooled = engine.pool.checkedin()
+        with pytest.raises(RuntimeError), statements(engine):
+            raise RuntimeError("refused")
+        assert engine.pool.checkedin() == pooled and failed.dbapi.closed is False
     assert engine.pool.checkedout() == 0

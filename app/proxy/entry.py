@@ -118,7 +118,7 @@ def _read(environ: dict[str, Any], max_body: int | None) -> bytes:
     """The body; past `max_body`, RequestEntityTooLarge. A body of unknown length (chunked) is
     read a piece at a time up to one byte past the limit: werkzeug's limited stream would stop at
     the limit and hand on the body cut short."""
-    if max_body is None or environ.get("CONTENT_LENGTH") or "wsgi.input_terminated" not in environ:
+    if max_body is None or environ.get("CONTENT_LENGTH") or not environ.get("wsgi.input_terminated"):
         return get_input_stream(environ, max_content_length=max_body).read()
     stream, size = environ["wsgi.input"], 0
     parts: list[bytes] = []

@@ -176,17 +176,15 @@ def _forward(gw: Gateway, call: Call, body: dict) -> Reply:
         outgoing, upstream, bridge = _translated(gw, call, body, deployment)
         probing = deployment is call.admitted.probe  # admission took its probe for this call
         call.probed = call.probed or probing
-        if not (
-            probing or health.healthy(deployment.id) or health.take_probe(deployment.id, deployment.timeout_s)
-        ):
+        took_probe = not (probing or health.healthy(deployment.id))
+        if took_probe and not health.take_probe(deployment.id, deployment.timeout_s):
             continue  # rested: another call is probing it right now
         attempt = dict(outgoing, model=deployment.upstream_model)
         _, flight = health.fly(f"flight:d:{deployment.id}")
         try:
             reply = send(gw.client, deployment, upstream.name, attempt, call.stream)
             call.reached = True
-            if reply.status >= 500:
-                raise UpstreamFailure(f"deployment {deployment.id} answered {reply.status}")
+            _check(reply, deployment)
         except UpstreamFailure as failure:
             flight.release()
             log.warning("%s: %s", call.request_id, failure)  # why a deployment is failing over or resting
@@ -197,7 +195,9 @@ def _forward(gw: Gateway, call: Call, body: dict) -> Reply:
             continue
         except BaseException:  # a fault of ours (a 500): what the call holds and counts is given back
             flight.release()
-            _give_back(gw, call, 502 if call.reached else 500)
+            if took_probe:
+                health.release_probe(deployment.id)
+            _give_back(gw, call, 500)
             raise
         health.succeeded(deployment.id)
         call.served, call.flight, call.upstream, call.bridge = deployment, flight, upstream, bridge
@@ -206,6 +206,16 @@ def _forward(gw: Gateway, call: Call, body: dict) -> Reply:
     if last is not None and last.timeout:
         raise ProxyError("upstream_timeout", "The upstream did not answer within its timeout.")
     raise ProxyError("upstream_error", "Every eligible deployment failed or is unhealthy.")
+
+
+def _check(reply: Reply, deployment: DeploymentInfo) -> None:
+    """A 5xx, or a 200 that is an HTML page (a proxy's or a load balancer's in front of the
+    upstream), is no answer: the next deployment is tried."""
+    if reply.status >= 500:
+        raise UpstreamFailure(f"deployment {deployment.id} answered {reply.status}")
+    if reply.status == 200 and reply.content_type.startswith("text/html"):
+        reply.close(finished=False)
+        raise UpstreamFailure(f"deployment {deployment.id} answered 200 with an HTML page")
 
 
 def _translated(

@@ -10,6 +10,7 @@ spend more CPU on each call than the gateway's own work, most of it parsing head
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 from collections.abc import Iterator
@@ -30,7 +31,8 @@ USER_AGENT = "tollgate"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-_select = get_original("select", "select")
+_poll = get_original("select", "poll")  # gevent's patching removes it from `select`
+READABLE = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 
 
 class UpstreamFailure(Exception):
@@ -78,29 +80,36 @@ def _tls() -> ssl.SSLContext:
 
 
 class _Parsed:
-    """httptools' callbacks for one reply: its content type, its body as it arrives, its end."""
+    """httptools' callbacks for one reply: its status and content type, its body as it arrives,
+    its end. Interim replies (100 Continue, 103 Early Hints) before it are skipped; anything the
+    upstream sends after it spoils the connection and is not read as part of it."""
 
     __slots__ = (
-        "complete",
-        "connection",
-        "content_type",
-        "framed",
-        "headers_done",
-        "interim",
-        "parser",
-        "parts",
-    )
+        "complete", "connection", "content_type", "framed", "headers_done", "interim", "parser",
+        "parts", "spoiled", "status",
+    )  # fmt: skip
 
     def __init__(self) -> None:
-        self.content_type = "application/json"
         self.parts: list[bytes] = []
-        self.headers_done = self.complete = self.framed = self.interim = False
-        self.connection = b""  # the Connection header, lowercased
+        self.headers_done = self.complete = self.spoiled = False
+        self.status = 0
+        self._fresh()
         # The parser (its status code): it and these callbacks refer to each other until
         # _Exchange.finish parts them.
         self.parser: Any = httptools.HttpResponseParser(self)
 
+    def _fresh(self) -> None:
+        self.content_type = "application/json"
+        self.framed = self.interim = False
+        self.connection = b""  # the Connection header, lowercased
+
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second reply to one request: out of step with us
+            self.spoiled = True
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.complete:
+            return
         lower = name.lower()
         if lower == b"content-type":
             self.content_type = value.decode("latin-1")
@@ -110,17 +119,24 @@ class _Parsed:
             self.connection = value.lower()
 
     def on_headers_complete(self) -> None:
+        if self.complete:
+            return
         status = self.parser.get_status_code()
-        # An interim reply (100 Continue, 103 Early Hints) comes before the final one: skipped.
         self.interim = 100 <= status < 200 and status != 101
-        self.headers_done = not self.interim
+        if not self.interim:
+            self.status, self.headers_done = status, True
 
     def on_body(self, body: bytes) -> None:
-        self.parts.append(body)
+        if not self.complete and not self.interim:
+            self.parts.append(body)
 
     def on_message_complete(self) -> None:
-        self.complete = not self.interim
-        self.interim = False
+        if self.complete:
+            return
+        if self.interim:
+            self._fresh()  # nothing of it is the final reply's
+        else:
+            self.complete = True
 
 
 class _Exchange:
@@ -130,13 +146,12 @@ class _Exchange:
         self.client, self.target, self.sock = client, target, sock
         self.parsed = _Parsed()
         self.parser = self.parsed.parser
-        self.spoiled = False  # bytes past the reply's end: the connection is out of step
 
     def read_head(self) -> int:
         """Read up to the final reply's headers (interim 1xx replies are skipped); its status."""
         while not self.parsed.headers_done:
             self.read_more()
-        return self.parser.get_status_code()
+        return self.parsed.status
 
     def read_more(self) -> None:
         """Read what the upstream sent next and parse it; a close before the reply's end breaks it."""
@@ -150,7 +165,7 @@ class _Exchange:
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             if self.parsed.complete:  # the reply is whole; what follows it is not ours to read
-                self.spoiled = True
+                self.parsed.spoiled = True
                 return
             raise BrokenReply(f"the upstream's reply is not valid HTTP: {exc}") from exc
 
@@ -173,7 +188,7 @@ class _Exchange:
         """Read to its end, with the connection left open (the parser's own answer is gone once
         the reply is complete)."""
         parsed = self.parsed
-        if self.spoiled or not (parsed.complete and parsed.framed) or b"close" in parsed.connection:
+        if parsed.spoiled or not (parsed.complete and parsed.framed) or b"close" in parsed.connection:
             return False
         return self.parser.get_http_version() == "1.1" or b"keep-alive" in parsed.connection
 
@@ -206,6 +221,9 @@ class Reply:
         except OSError as exc:
             self.close(finished=False)
             raise UpstreamFailure(f"{name} broke before its first byte: {exc}") from exc
+        except BaseException:
+            self.close(finished=False)
+            raise
         if not self._first:
             self.close(finished=False)
             raise UpstreamFailure(f"{name} closed the stream before its first byte")
@@ -315,8 +333,10 @@ def _request(exchange: _Exchange, request: bytes) -> int:
     whole body (a 413, a 401) and close: its answer is read and relayed, not taken for a failure."""
     try:
         exchange.sock.sendall(request)
-    except (BrokenPipeError, ConnectionResetError) as unsent:
-        exchange.spoiled = True
+    except TimeoutError:
+        raise
+    except OSError as unsent:  # a reset, a broken pipe; over TLS an unexpected EOF
+        exchange.parsed.spoiled = True
         try:
             return exchange.read_head()
         except OSError:
@@ -348,12 +368,13 @@ def _connect(target: Target, name: str) -> socket.socket:
 
 def _still_open(sock: socket.socket) -> bool:
     """An idle connection the upstream has not closed: nothing to read on it yet (a close, or
-    bytes out of step with us, make it readable). The process's own select, not gevent's: a
-    zero timeout never waits, and it costs one system call."""
-    if getattr(sock, "pending", None) and sock.pending():  # type: ignore[attr-defined]
-        return False  # TLS bytes already decrypted and waiting: out of step
+    bytes out of step with us, make it readable). The process's own poll, not gevent's: a zero
+    timeout never waits, it costs one system call, and unlike select it takes any descriptor."""
     try:
-        readable, _, _ = _select([sock], [], [], 0)
+        if getattr(sock, "pending", None) and sock.pending():  # type: ignore[attr-defined]
+            return False  # TLS bytes already decrypted and waiting: out of step
+        poll = _poll()
+        poll.register(sock.fileno(), READABLE)
+        return not poll.poll(0)
     except (OSError, ValueError):
         return False
-    return not readable

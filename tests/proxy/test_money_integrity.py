@@ -21,6 +21,7 @@ from app.extensions import db
 from app.metering import audit
 from app.metering.settlement import release_expired
 from app.models.catalog import Deployment
+from app.upstream.client import Reply
 from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, sign_in
 from tests.conftest import MASTER_KEY
 from tests.factories import Turnstile, World, assign, chat, hang_up_after, hang_up_charges
@@ -375,6 +376,18 @@ def test_an_upstream_200_that_is_no_json_is_a_failed_call_not_charged(world: Wor
     [record] = world.usage_records("html")
     assert (record.status, record.total_tokens, record.cost_nusd) == (502, 0, 0)
     customer = world.customer("html")
+    assert customer.reserved_tokens == 0 and customer.token_balance == 10_000
+
+
+def test_an_html_200_to_a_stream_is_a_failed_call_not_charged(world: World, monkeypatch):
+    gw = world.app.extensions["tollgate.gateway"]
+    world.give_customer("page", 10_000)
+    monkeypatch.setattr(
+        gw.client, "send", lambda *a, **k: Reply(200, "text/html", chunks=iter([b"<html>sign in</html>"]))
+    )
+    resp = post(world, {"user": "page", "max_tokens": 5, "stream": True})
+    assert resp.status_code == 502 and resp.json()["error"]["code"] == "upstream_error"
+    customer = world.customer("page")
     assert customer.reserved_tokens == 0 and customer.token_balance == 10_000
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
+import resource
 import socket
 import ssl
 import subprocess
@@ -284,7 +286,7 @@ def test_an_answer_before_the_whole_body_is_relayed(tmp_path: Path):
         conn.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 17\r\nConnection: close\r\n\r\n")
         conn.sendall(b'{"error":"large"}')
         conn.shutdown(socket.SHUT_WR)
-        while conn.recv(65536):  # read the rest, as a server draining the body before it closes
+        while conn.recv(65536):  # a lingering close, as servers do: the answer is not reset away
             pass
         conn.close()
 
@@ -293,3 +295,68 @@ def test_an_answer_before_the_whole_body_is_relayed(tmp_path: Path):
     reply = Client().post(url, {}, {"messages": "x" * 8_000_000}, 5, False, "up")
     listener.close()
     assert (reply.status, reply.body) == (413, b'{"error":"large"}')
+
+
+class Scripted_reads:
+    """A socket whose reads return the given pieces, one per recv: replies split as a network
+    may split them, deterministically."""
+
+    def __init__(self, *pieces: bytes) -> None:
+        self.pieces = list(pieces)
+        self.closed = False
+
+    def recv(self, _size: int) -> bytes:
+        return self.pieces.pop(0) if self.pieces else b""
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def exchange_over(*pieces: bytes):
+    from app.upstream.client import Target, _Exchange
+
+    return _Exchange(Client(), Target("http://127.0.0.1:9/v1", {}), Scripted_reads(*pieces))  # type: ignore[arg-type]
+
+
+def whole(exchange) -> tuple[int, str, bytes]:
+    status = exchange.read_head()
+    while not exchange.parsed.complete:
+        exchange.read_more()
+    return status, exchange.parsed.content_type, exchange.taken()
+
+
+def test_interim_replies_split_from_the_final_one_leave_nothing_in_it():
+    hints = b"HTTP/1.1 103 Early Hints\r\nContent-Type: text/html\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    plain = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    assert whole(exchange_over(hints, plain)) == (200, "application/json", b"ok")
+    assert whole(exchange_over(hints + plain)) == (200, "application/json", b"ok")
+    assert whole(exchange_over(b"HTTP/1.1 100 Continue\r\n\r\n", hints, JSON_OK)) == (
+        200,
+        "application/json",
+        b'{"ok": true}',
+    )
+
+
+def test_a_second_reply_after_the_whole_one_spoils_the_connection_and_is_not_read():
+    for after in (b"HTTP/1.1 204 No Content\r\n\r\n", b"HTTP/1.1 100 Continue\r\n\r\n", b"junk"):
+        exchange = exchange_over(JSON_OK + after)
+        assert whole(exchange) == (200, "application/json", b'{"ok": true}')
+        assert not exchange.reusable()
+
+
+def test_idle_connections_past_descriptor_1024_are_reused():
+    """The idle check takes any descriptor (select would refuse those past 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    held = [os.dup(0) for _ in range(1100)]
+    try:
+        server = Scripted([answer(JSON_OK) for _ in range(3)])
+        client = Client()
+        for _ in range(3):
+            assert post(client, server.url()).status == 200
+        assert server.connections == 1
+        server.listener.close()
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
