@@ -13,7 +13,8 @@ from __future__ import annotations
 import select
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -213,17 +214,8 @@ class Reply:
 
     def prime(self, name: str) -> None:
         """Read the first bytes of a stream now, while failing over is still possible."""
-        try:
+        with _failing(name, " before its first byte", lambda: self.close(finished=False)):
             self._first = next(self.chunks(), b"")
-        except TimeoutError as exc:
-            self.close(finished=False)
-            raise UpstreamFailure(f"{name} timed out before its first byte", timeout=True) from exc
-        except OSError as exc:
-            self.close(finished=False)
-            raise UpstreamFailure(f"{name} broke before its first byte: {exc}") from exc
-        except BaseException:
-            self.close(finished=False)
-            raise
         if not self._first:
             self.close(finished=False)
             raise UpstreamFailure(f"{name} closed the stream before its first byte")
@@ -280,7 +272,7 @@ class Client:
 
     def _send(self, target: Target, payload: bytes, read_timeout_s: float, stream: bool, name: str) -> Reply:
         exchange = _Exchange(self, target, self._connection(target, name))
-        try:
+        with _failing(name, "", lambda: exchange.finish(reuse=False)):
             exchange.sock.settimeout(read_timeout_s)
             status = _request(
                 exchange, b"%sContent-Length: %d\r\n\r\n%s" % (target.head, len(payload), payload)
@@ -289,15 +281,6 @@ class Client:
                 return Reply(status, exchange.parsed.content_type, exchange=exchange)
             while not exchange.parsed.complete:
                 exchange.read_more()
-        except TimeoutError as exc:
-            exchange.finish(reuse=False)
-            raise UpstreamFailure(f"{name} timed out", timeout=True) from exc
-        except OSError as exc:
-            exchange.finish(reuse=False)
-            raise UpstreamFailure(f"{name} failed: {exc}") from exc
-        except BaseException:
-            exchange.finish(reuse=False)
-            raise
         body = exchange.taken()
         exchange.finish(reuse=True)
         return Reply(status, exchange.parsed.content_type, body=body)
@@ -326,6 +309,23 @@ class Client:
             idle.append(sock)
         else:
             sock.close()
+
+
+@contextmanager
+def _failing(name: str, when: str, drop: Callable[[], None]) -> Iterator[None]:
+    """What breaks on the wire (a timeout, a reset, a reply cut short) as an UpstreamFailure, the
+    connection dropped first; anything else drops it too and goes on as it is."""
+    try:
+        yield
+    except TimeoutError as exc:
+        drop()
+        raise UpstreamFailure(f"{name} timed out{when}", timeout=True) from exc
+    except OSError as exc:
+        drop()
+        raise UpstreamFailure(f"{name} failed{when}: {exc}") from exc
+    except BaseException:
+        drop()
+        raise
 
 
 def _request(exchange: _Exchange, request: bytes) -> int:
