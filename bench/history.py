@@ -57,13 +57,12 @@ def file_name(now: float | None = None) -> str:
 
 
 def previous(current: str) -> Path | None:
-    """The newest results file git has (committed), other than this run's."""
-    tracked = _git("ls-files", "--", str(RESULTS.relative_to(ROOT)))
-    names = sorted(
-        (Path(line).name for line in tracked.splitlines() if KEPT.match(Path(line).name)), reverse=True
-    )
-    for name in names:
-        if name != current and (RESULTS / name).exists():
+    """The results file most recently committed, other than this run's (newest commits first:
+    a day's files sort by commit hash, not by time)."""
+    added = _git("log", "--diff-filter=A", "--name-only", "--format=", "--", str(RESULTS.relative_to(ROOT)))
+    for line in added.splitlines():
+        name = Path(line).name
+        if KEPT.match(name) and name != current and (RESULTS / name).exists():
             return RESULTS / name
     return None
 
