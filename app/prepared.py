@@ -169,18 +169,19 @@ def statements(engine: Engine) -> Iterator[Raw]:
         fairy.close()
 
 
-# Per engine: (process id, the SQLite connection its hot-path writes use). Taken out of the pool
-# (detached), made by it with its connect-time pragmas; a forked process makes its own.
-_writers: WeakKeyDictionary[Engine, tuple[int, Any]] = WeakKeyDictionary()
+# Per engine: the SQLite connection its hot-path writes use. Taken out of the pool (detached),
+# made by it with its connect-time pragmas; a forked process forgets its parent's and opens its own.
+_writers: WeakKeyDictionary[Engine, Any] = WeakKeyDictionary()
+os.register_at_fork(after_in_child=_writers.clear)
 
 
 def _writer(engine: Engine) -> Any:
-    held = _writers.get(engine)
-    if held is None or held[0] != os.getpid():
+    dbapi = _writers.get(engine)
+    if dbapi is None:
         fairy = engine.raw_connection()
         fairy.detach()
-        held = _writers[engine] = (os.getpid(), fairy.dbapi_connection)
-    return held[1]
+        dbapi = _writers[engine] = fairy.dbapi_connection
+    return dbapi
 
 
 def _rollback_or_drop(engine: Engine, dbapi: Any) -> None:

@@ -4,6 +4,7 @@ connection the server dropped takes the pool's older connections with it."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -163,3 +164,29 @@ def test_sqlite_hot_writes_keep_one_connection_and_postgres_returns_its_own(engi
             raise RuntimeError("refused")
         assert engine.pool.checkedin() == pooled and failed.dbapi.closed is False
     assert engine.pool.checkedout() == 0
+
+
+def test_a_forked_process_opens_its_own_sqlite_writer(tmp_path: Path):
+    """A child forked after the parent wrote does not write through the parent's connection."""
+    from app import prepared
+
+    made = create_engine(f"sqlite:///{tmp_path / 'f.db'}")
+    meta.create_all(made)
+    with statements(made) as raw:
+        raw.run(WRITE, {"name": "parent", "amount": 1, "flag": True, "at": AT})
+    parent = prepared._writers[made]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        with statements(made) as raw:
+            raw.run(WRITE, {"name": "child", "amount": 2, "flag": True, "at": AT})
+        os.write(write, b"own" if prepared._writers[made] is not parent else b"inherited")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    answer = os.read(read, 20)
+    os.close(read)
+    os.close(write)
+    assert answer == b"own"
+    with made.connect() as conn:
+        assert sorted(conn.execute(select(things.c.name)).scalars()) == ["child", "parent"]
+    made.dispose()
