@@ -297,7 +297,7 @@ def test_an_answer_before_the_whole_body_is_relayed(tmp_path: Path):
     assert (reply.status, reply.body) == (413, b'{"error":"large"}')
 
 
-class Scripted_reads:
+class ScriptedReads:
     """A socket whose reads return the given pieces, one per recv: replies split as a network
     may split them, deterministically."""
 
@@ -315,7 +315,7 @@ class Scripted_reads:
 def exchange_over(*pieces: bytes):
     from app.upstream.client import Target, _Exchange
 
-    return _Exchange(Client(), Target("http://127.0.0.1:9/v1", {}), Scripted_reads(*pieces))  # type: ignore[arg-type]
+    return _Exchange(Client(), Target("http://127.0.0.1:9/v1", {}), ScriptedReads(*pieces))  # type: ignore[arg-type]
 
 
 def whole(exchange) -> tuple[int, str, bytes]:
