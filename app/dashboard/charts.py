@@ -117,9 +117,7 @@ def nice_step(peak: int) -> int:
         magnitude *= 10
 
 
-def axis(
-    peak: int, labels: Callable[[Sequence[int], int], list[str]] = count_labels, least: int = 1
-) -> Axis:
+def axis(peak: int, labels: Callable[[Sequence[int], int], list[str]] = count_labels, least: int = 1) -> Axis:
     """Round values from 0 to the first multiple of the step at or over `peak` (at least one step)."""
     step = nice_step(peak) if peak else least
     steps = max(1, -(-peak // step))
@@ -160,7 +158,9 @@ def _grid(scale: Axis) -> list[str]:
     parts = ['<g class="grid">']
     for value in scale.values:
         y = _px(_y(value, scale.top))
-        parts.append(f'<line class="{"base" if value == 0 else "rule"}" x1="0" x2="100%" y1="{y}" y2="{y}" />')
+        parts.append(
+            f'<line class="{"base" if value == 0 else "rule"}" x1="0" x2="100%" y1="{y}" y2="{y}" />'
+        )
     parts.append("</g>")
     return parts
 
@@ -175,9 +175,7 @@ def _ticks(labels: Sequence[str]) -> list[str]:
         if kept == 0:
             minor = ' class="minor"' if shown % 2 else ""
             x = _pc(slot * (i + 0.5))
-            parts.append(
-                f'<text{minor} x="{x}" y="{HEIGHT - 7}" text-anchor="middle">{escape(label)}</text>'
-            )
+            parts.append(f'<text{minor} x="{x}" y="{HEIGHT - 7}" text-anchor="middle">{escape(label)}</text>')
     parts.append("</g>")
     return parts
 
@@ -187,10 +185,11 @@ def _missing(buckets: int, missing: int, note: str) -> list[str]:
     if not missing:
         return []
     width = 100 * missing / buckets
+    middle = f'x="{_pc(width / 2)}" y="{_px(TOP + PLOT_H / 2)}"'
     return [
         f'<g class="missing"><rect x="0" y="{TOP}" width="{_pc(width)}" height="{PLOT_H}">'
         f"<title>{escape(note)}</title></rect>",
-        f'<text x="{_pc(width / 2)}" y="{_px(TOP + PLOT_H / 2)}" text-anchor="middle">{escape(note)}</text></g>',
+        f'<text {middle} text-anchor="middle">{escape(note)}</text></g>',
     ]
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, SQLColumnExpression, func, select
 from sqlalchemy.orm import Session
 
 from app.customers.refusals import WINDOW as REFUSALS_KEPT
@@ -134,7 +134,7 @@ class Usage:
         return sum(tier.total(measure) for tier in self.tiers)
 
 
-def _bucket(dialect: str, span: Span, moment: ColumnElement[datetime]) -> ColumnElement[str]:
+def _bucket(dialect: str, span: Span, moment: SQLColumnExpression[datetime]) -> ColumnElement[str]:
     if dialect == "postgresql":
         return func.to_char(func.timezone("UTC", moment), span.pg_pattern)
     return func.strftime(span.pattern, moment)  # SQLite keeps naive UTC text

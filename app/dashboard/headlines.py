@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, case, exists, false, func, select
+from sqlalchemy import ColumnElement, SQLColumnExpression, and_, case, exists, false, func, select
 from sqlalchemy.orm import Session
 
 from app.customers.operations import awaiting_approval
@@ -45,7 +45,7 @@ class CustomerCounts:
     low_new: int | None  # of those, the ones that crossed it (event tokens.low) in the span
 
 
-def _during(moment: ColumnElement[datetime], start: datetime, end: datetime) -> ColumnElement[bool]:
+def _during(moment: SQLColumnExpression[datetime], start: datetime, end: datetime) -> ColumnElement[bool]:
     return and_(moment >= start, moment < end)
 
 

@@ -23,9 +23,7 @@ CHARTS = (
     ("tokens", Chart("tokens", "Tokens by model tier", "tokens", tokens)),
     ("spend_nusd", Chart("spend", "Spend by model tier", "", usd, money_labels, least=CENT_NUSD)),
 )
-REFUSALS = Chart(
-    "refusals", "Refused calls by code", "refused", lambda n: f"{n:,}", dimension="code"
-)
+REFUSALS = Chart("refusals", "Refused calls by code", "refused", lambda n: f"{n:,}", dimension="code")
 
 
 @bp.before_request

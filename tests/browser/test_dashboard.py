@@ -42,10 +42,17 @@ def busy(world: World, monkeypatch):
         for call in range(1 + (hour * 7) % 3 + (2 if 12 <= (NOW - timedelta(hours=hour)).hour < 20 else 0)):
             tokens = 300 + (hour * 37 + call * 101) % 1_700
             when = NOW - timedelta(hours=hour, minutes=call * 7)
-            rows.append(record(world.project.id, when, next(tier), tokens, tokens * 900, paying[(hour + call) % 8]))
+            rows.append(
+                record(world.project.id, when, next(tier), tokens, tokens * 900, paying[(hour + call) % 8])
+            )
     seed(rows)
     counts = [
-        dict(customer_id=paying[h % 3].id, hour=NOW.replace(minute=0) - timedelta(hours=h), code=code, count=1 + h % 5)
+        dict(
+            customer_id=paying[h % 3].id,
+            hour=NOW.replace(minute=0) - timedelta(hours=h),
+            code=code,
+            count=1 + h % 5,
+        )
         for h in range(0, 6 * 24)
         for code in CODES[: 1 + h % 4]
     ]
@@ -58,16 +65,41 @@ def fits(page: Page) -> tuple[int, int]:
     return page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
 
 
+HEADLINES = ("Calls", "Spend", "Active customers", "Refusals", "Awaiting approval", "Low balance")
+
+
 def test_the_dashboard_reads_at_a_glance_on_a_wide_screen_and_a_phone(admin: Page, busy, tmp_path):
-    for width, height in ((1280, 1000), (375, 800)):
+    for width, height, columns in ((1280, 1000, 3), (375, 800, 2)):
         admin.set_viewport_size({"width": width, "height": height})
-        for span in ("24h", "30d"):
+        for span in ("24h", "7d", "30d"):
             admin.goto(f"/dashboard?range={span}")
             headlines = admin.get_by_role("region", name=re.compile("^Headline numbers"))
-            for name in ("Calls", "Spend", "Active customers", "Refusals", "Awaiting approval", "Low balance"):
-                expect(headlines.get_by_role("link", name=re.compile(f"^{name}"))).to_be_visible()
+            cards = [headlines.get_by_role("link", name=re.compile(f"^{name}")) for name in HEADLINES]
+            for card in cards:
+                expect(card).to_be_visible()
+            # A grid of cards: three a row on a wide screen, two on a phone.
+            tops = [card.bounding_box()["y"] for card in cards]
+            assert tops[:columns] == [tops[0]] * columns and tops[columns] > tops[0], (width, tops)
             for chart in ("calls", "refusals", "tokens", "spend"):
                 expect(admin.locator(f"#chart-{chart}")).to_be_visible()
+                box = admin.locator(f"#chart-{chart}").bounding_box()
+                assert box["x"] >= 0 and box["x"] + box["width"] <= width, (chart, box)  # scaled to fit
             scroll, inner = fits(admin)
             assert scroll <= inner, (width, span, scroll, inner)
             admin.screenshot(path=str(tmp_path / f"dashboard-{span}-{width}.png"), full_page=True)
+
+
+def test_each_headline_leads_where_the_operator_goes_next(admin: Page, busy, live_url):
+    admin.goto("/dashboard?range=24h")
+    headlines = admin.get_by_role("region", name=re.compile("^Headline numbers"))
+    for name, target in (
+        ("Awaiting approval", "/customers?awaiting=1"),
+        ("Low balance", "/customers?low=1"),
+        ("Refusals", "/customers?refused=1"),
+    ):
+        headlines.get_by_role("link", name=re.compile(f"^{name}")).click()
+        expect(admin).to_have_url(f"{live_url}{target}")
+        admin.go_back()
+    headlines.get_by_role("link", name=re.compile("^Spend")).click()
+    expect(admin).to_have_url(f"{live_url}/dashboard?range=24h#usage-spend")
+    expect(admin.locator("#chart-spend")).to_be_in_viewport()
