@@ -59,7 +59,7 @@ def usage_totals(session: Session, project_id: int, span: Span, now: datetime) -
         figures += [
             func.count(case((period, 1))),
             func.coalesce(func.sum(case((period, UsageRecord.cost_nusd))), 0),
-            func.count(func.distinct(case((period, UsageRecord.customer_id)))),
+            func.count(case((period, UsageRecord.customer_id)).distinct()),
         ]
     row = session.execute(
         select(*figures).where(
