@@ -36,7 +36,7 @@ class Span:
     pg_pattern: str  # the same key through PostgreSQL's to_char
     tick: str  # strftime of the short label under the axis
     per: str  # what one bar covers, for people
-    length_words: str  # the span's length, for people: "vs previous 24 h"
+    length_words: str  # the span's length, for people: "vs previous 24 h" (a no-break space: one line)
 
     def start(self, now: datetime) -> datetime:
         floor = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
@@ -69,7 +69,7 @@ SPANS = {
         pg_pattern='YYYY-MM-DD"T"HH24":00Z"',
         tick="%H:00",
         per="per hour",
-        length_words="24 h",
+        length_words="24\u00a0h",
     ),
     "7d": Span(
         key="7d",
@@ -80,7 +80,7 @@ SPANS = {
         pg_pattern="YYYY-MM-DD",
         tick="%a %d",
         per="per day",
-        length_words="7 days",
+        length_words="7\u00a0days",
     ),
     "30d": Span(
         key="30d",
@@ -91,7 +91,7 @@ SPANS = {
         pg_pattern="YYYY-MM-DD",
         tick="%b %d",
         per="per day",
-        length_words="30 days",
+        length_words="30\u00a0days",
     ),
 }
 DEFAULT_SPAN = "30d"
