@@ -266,7 +266,7 @@ def _code_order(code: str) -> tuple[int, str]:
 
 
 def kept_since(now: datetime) -> datetime:
-    """The first hour retention has surely left alone: it deletes hours older than 7 days and one hour."""
+    """The first hour retention has surely left alone: it deletes hours older than the window and an hour."""
     return (now - REFUSALS_KEPT).replace(minute=0, second=0, microsecond=0)
 
 

@@ -14,10 +14,11 @@ from app.dashboard.charts import Chart, Series, money_labels, stacked_bars
 from app.db import now_utc
 from app.extensions import db
 from app.formatting import tokens, usd
+from app.metering.pricing import NANO
 
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
-CENT_NUSD = 10_000_000
+CENT_NUSD = NANO // 100  # an axis of no spend at all still reads $0 to $0.01
 CHARTS = (
     ("calls", Chart("calls", "Calls by model tier", "calls", lambda n: f"{n:,}")),
     ("tokens", Chart("tokens", "Tokens by model tier", "tokens", tokens)),
