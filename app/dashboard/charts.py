@@ -111,8 +111,8 @@ def nice_step(peak: int) -> int:
     magnitude = 1
     while True:
         for tenths in (10, 20, 25, 50):
-            step, exact = divmod(tenths * magnitude, 10)
-            if not exact and step * MAX_STEPS >= peak:
+            step, rest = divmod(tenths * magnitude, 10)  # 2.5 calls is no step
+            if not rest and step * MAX_STEPS >= peak:
                 return step
         magnitude *= 10
 
