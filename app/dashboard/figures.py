@@ -2,6 +2,7 @@
 
 Usage is summed in SQL per model tier and UTC hour or day; Python only places the few grouped rows
 (at most buckets times model tiers) into series. Successful calls only (status 200), as /api/usage counts.
+Refusals are summed the same way per code, from the hourly counts of SPEC 5.5.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, SQLColumnExpression, func, select
 from sqlalchemy.orm import Session
 
+from app.customers.refusals import WINDOW as REFUSALS_KEPT
 from app.models.catalog import Deployment, Model
 from app.models.customer import Customer
 from app.models.tier import MODEL_TIERS
-from app.models.usage import UsageRecord
+from app.models.usage import RefusalCount, UsageRecord
 from app.proxy.health import Health as DeploymentsHealth
 
 TOP = 10
@@ -34,6 +36,7 @@ class Span:
     pg_pattern: str  # the same key through PostgreSQL's to_char
     tick: str  # strftime of the short label under the axis
     per: str  # what one bar covers, for people
+    length_words: str  # the span's length, for people: "vs previous 24 h" (a no-break space: one line)
 
     def start(self, now: datetime) -> datetime:
         floor = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
@@ -48,6 +51,13 @@ class Span:
         start = self.start(now)
         return [start + self.step * i for i in range(self.count)]
 
+    def previous(self, now: datetime) -> tuple[datetime, datetime]:
+        """The period the span is compared with: as long as the part of the span gone by, one span
+        earlier (at 14:30, the last 24 hours began yesterday at 15:00; the previous 24 hours are
+        from 15:00 the day before to 14:30 yesterday)."""
+        length = self.step * self.count
+        return self.start(now) - length, now - length
+
 
 SPANS = {
     "24h": Span(
@@ -59,6 +69,18 @@ SPANS = {
         pg_pattern='YYYY-MM-DD"T"HH24":00Z"',
         tick="%H:00",
         per="per hour",
+        length_words="24\u00a0h",
+    ),
+    "7d": Span(
+        key="7d",
+        title="Last 7 days",
+        step=timedelta(days=1),
+        count=7,
+        pattern="%Y-%m-%d",
+        pg_pattern="YYYY-MM-DD",
+        tick="%a %d",
+        per="per day",
+        length_words="7\u00a0days",
     ),
     "30d": Span(
         key="30d",
@@ -69,6 +91,7 @@ SPANS = {
         pg_pattern="YYYY-MM-DD",
         tick="%b %d",
         per="per day",
+        length_words="30\u00a0days",
     ),
 }
 DEFAULT_SPAN = "30d"
@@ -111,10 +134,10 @@ class Usage:
         return sum(tier.total(measure) for tier in self.tiers)
 
 
-def _bucket(dialect: str, span: Span) -> ColumnElement[str]:
+def _bucket(dialect: str, span: Span, moment: SQLColumnExpression[datetime]) -> ColumnElement[str]:
     if dialect == "postgresql":
-        return func.to_char(func.timezone("UTC", UsageRecord.created_at), span.pg_pattern)
-    return func.strftime(span.pattern, UsageRecord.created_at)  # SQLite keeps naive UTC text
+        return func.to_char(func.timezone("UTC", moment), span.pg_pattern)
+    return func.strftime(span.pattern, moment)  # SQLite keeps naive UTC text
 
 
 def _served_in(project_id: int, span: Span, now: datetime) -> ColumnElement[bool]:
@@ -133,7 +156,7 @@ def _tier_order(model_tier: str) -> tuple[int, str]:
 
 def usage(session: Session, project_id: int, span: Span, now: datetime) -> Usage:
     """Calls, tokens and spend per model tier and bucket, summed by the database in one statement."""
-    bucket = _bucket(session.get_bind().dialect.name, span).label("bucket")
+    bucket = _bucket(session.get_bind().dialect.name, span, UsageRecord.created_at).label("bucket")
     rows = session.execute(
         select(
             bucket,
@@ -189,6 +212,96 @@ def top_customers(session: Session, project_id: int, span: Span, now: datetime) 
         TopCustomer(external_id, name, int(calls), int(tokens), int(cost))
         for external_id, name, calls, tokens, cost in rows
     ]
+
+
+KEPT_WORDS = f"{REFUSALS_KEPT.days} days"  # how long refusal counts are kept, for people
+
+# The refusal codes of SPEC 5.5 in the order the chart stacks them: balance and limits first.
+REFUSAL_CODES = (
+    "insufficient_tokens",
+    "usage_limit_reached",
+    "budget_exceeded",
+    "rate_limit_exceeded",
+    "customer_blocked",
+    "load_shed",
+    "region_not_allowed",
+    "limits_unavailable",
+)
+
+
+@dataclass(frozen=True)
+class CodeRefusals:
+    code: str
+    counts: list[int]  # one per bucket
+
+
+@dataclass(frozen=True)
+class Refusals:
+    """Refused calls of the project's customers per code and bucket, and the previous period's total.
+
+    Counts are kept REFUSALS_KEPT (7 days): a span reaching further back has its oldest buckets
+    missing, and a previous period that old is not known (None), rather than shown as none."""
+
+    codes: list[CodeRefusals]  # codes refused in the span, in REFUSAL_CODES order
+    kept_since: datetime  # the first hour whose counts are surely kept
+    missing: int  # leading buckets wholly older than kept_since
+    previous: int | None
+
+    @property
+    def total(self) -> int:
+        return sum(sum(c.counts) for c in self.codes)
+
+    @property
+    def complete(self) -> bool:
+        return self.missing == 0
+
+    @property
+    def empty(self) -> bool:
+        return not self.codes
+
+
+def _code_order(code: str) -> tuple[int, str]:
+    known = REFUSAL_CODES.index(code) if code in REFUSAL_CODES else len(REFUSAL_CODES)
+    return known, code
+
+
+def kept_since(now: datetime) -> datetime:
+    """The first hour retention has surely left alone: it deletes hours older than the window and an hour."""
+    return (now - REFUSALS_KEPT).replace(minute=0, second=0, microsecond=0)
+
+
+def refusals(session: Session, project_id: int, span: Span, now: datetime) -> Refusals:
+    """Refusals per code and bucket in the span, and in all of the previous period when its counts are
+    kept: one statement. An hour's count belongs to the period its hour starts in."""
+    kept = kept_since(now)
+    start, end = span.start(now), span.end(now)
+    before_start, before_end = span.previous(now)
+    hour = RefusalCount.hour
+    wanted = (hour >= max(start, kept)) & (hour < end)
+    if before_start >= kept:
+        wanted = wanted | ((hour >= before_start) & (hour < before_end))
+    bucket = _bucket(session.get_bind().dialect.name, span, hour).label("bucket")
+    rows = session.execute(
+        select(bucket, RefusalCount.code, func.sum(RefusalCount.count))
+        .join(Customer, Customer.id == RefusalCount.customer_id)
+        .where(Customer.project_id == project_id, wanted)
+        .group_by(bucket, RefusalCount.code)
+    )
+    moments = span.moments(now)
+    place = {m.strftime(span.pattern): i for i, m in enumerate(moments)}
+    codes: dict[str, CodeRefusals] = {}
+    previous = 0
+    for key, code, count in rows:
+        if key in place:
+            codes.setdefault(code, CodeRefusals(code, [0] * len(moments))).counts[place[key]] = int(count)
+        else:
+            previous += int(count)
+    return Refusals(
+        [codes[code] for code in sorted(codes, key=_code_order)],
+        kept,
+        sum(1 for m in moments if m + span.step <= kept),
+        previous if before_start >= kept else None,
+    )
 
 
 Health = Literal["healthy", "probing", "resting"]

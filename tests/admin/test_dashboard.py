@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import re
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from xml.etree import ElementTree
 
 import pytest
@@ -17,7 +18,7 @@ from app.cli import add_admin
 from app.dashboard import charts
 from app.extensions import db
 from app.formatting import usd
-from app.models import UsageRecord
+from app.models import RefusalCount, UsageRecord
 from app.models.catalog import Deployment, Model
 from app.projects.operations import create_project
 from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, sign_in
@@ -79,13 +80,17 @@ def page(client, path: str = "/dashboard") -> str:
     return resp.data.decode()
 
 
-def chart(html: str, key: str) -> dict[str, dict[str, int]]:
-    """A chart's series read back from the page: model tier -> bucket -> data-value."""
+def svg_of(html: str, key: str) -> ElementTree.Element:
     svg = re.search(rf'<svg [^>]*id="chart-{key}".*?</svg>', html, re.S)
     assert svg, f"no {key} chart"
-    root = ElementTree.fromstring(svg.group(0))
+    return ElementTree.fromstring(svg.group(0))
+
+
+def chart(html: str, key: str, dimension: str = "model-tier") -> dict[str, dict[str, int]]:
+    """A chart's series read back from the page: model tier (or code) -> bucket -> data-value."""
+    root = svg_of(html, key)
     return {
-        g.get("data-model-tier"): {
+        g.get(f"data-{dimension}"): {
             r.get("data-bucket"): int(r.get("data-value")) for r in g.iter(f"{SVG}rect")
         }
         for g in root.iter(f"{SVG}g")
@@ -277,21 +282,35 @@ def test_statements_do_not_grow_with_usage(admin, world: World):
             )
         ]
     )
+    hours = [NOW.replace(minute=0) - timedelta(hours=h) for h in range(150)]
+    db.session.execute(
+        RefusalCount.__table__.insert(),
+        [
+            dict(customer_id=c.id, hour=h, code="insufficient_tokens", count=3)
+            for c in customers
+            for h in hours
+        ],
+    )
+    db.session.commit()
     large = {path: statements(path) for path in small}
     assert large == small, (small, large)
-    assert max(large.values()) <= 8, large  # the admin, the project, and one statement per figure
+    # The admin, the project, the project switcher, and one statement per figure: usage by bucket,
+    # refusals by bucket, usage totals of both periods, customer counts, top customers, deployments.
+    assert max(large.values()) <= 9, large
     assert sum(chart(page(admin), "calls")["premium"].values()) == 1_000  # the bulk did reach the charts
 
 
 def test_stacked_bars_stack_scale_and_escape():
     chart_ = charts.Chart("t", "Tokens", "tokens", str)
-    svg = charts.stacked_bars(
-        chart_,
-        ["d1", "d2"],
-        ["1", "2"],
-        [charts.Series("standard", [30, 0]), charts.Series('we<ird>&"', [10, 5])],
+    markup = str(
+        charts.stacked_bars(
+            chart_,
+            ["d1", "d2"],
+            ["1", "2"],
+            [charts.Series("standard", [30, 0]), charts.Series('we<ird>&"', [10, 5])],
+        )
     )
-    root = ElementTree.fromstring(str(svg))
+    root = svg_of(markup, "t")
     standard, weird = [g for g in root.iter(f"{SVG}g") if g.get("class") == "series"]
     assert weird.get("data-model-tier") == 'we<ird>&"'  # escaped in the markup, intact when parsed
     low, high = standard.find(f"{SVG}rect"), weird.find(f"{SVG}rect")
@@ -299,12 +318,263 @@ def test_stacked_bars_stack_scale_and_escape():
     assert float(high.get("y")) == charts.TOP
     assert float(high.get("y")) + float(high.get("height")) == pytest.approx(float(low.get("y")), abs=0.11)
     assert float(low.get("height")) == pytest.approx(charts.PLOT_H * 30 / 40, abs=0.11)
-    assert [t.text for t in root.iter(f"{SVG}text")][:5] == ["0", "10", "20", "30", "40"]
+    # Across the plot's width in percent, whatever that width: two buckets, each bar centred in its half.
+    assert (low.get("x"), low.get("width")) == ("7.000%", "36.000%")
+    assert weird.findall(f"{SVG}rect")[1].get("x") == "57.000%"
+    value_axis = ElementTree.fromstring(re.search(r'<svg class="chart-axis".*?</svg>', markup, re.S).group(0))
+    assert [t.text for t in value_axis.iter(f"{SVG}text")] == ["0", "10", "20", "30", "40"]
     assert high.find(f"{SVG}title").text == 'we<ird>&" · d1: 10 tokens'
+    assert "we&lt;ird&gt;&amp;&#34;</li>" in markup  # the legend escapes too
+
+
+# --- headline numbers (issue 16, build 4) ------------------------------------------------------------
+MILLI = 1_000_000  # $0.001 in nano-USD
+
+
+def headline(html: str, key: str) -> tuple[str, str, str]:
+    """A headline card as (its link, its words, the tone of its trend or "")."""
+    card = re.search(rf'<a class="card headline" id="headline-{key}" href="([^"]*)">(.*?)</a>', html, re.S)
+    assert card, f"no {key} headline"
+    words = unescape(" ".join(re.sub(r"<[^>]+>", " ", card.group(2)).split()))
+    tone = re.search(r'class="trend (\w+)"', card.group(2))
+    return card.group(1).replace("&amp;", "&"), words, tone.group(1) if tone else ""
+
+
+def refusal_counts(*rows: tuple) -> None:
+    """(customer, hour as text, code, count) rows, as the proxy's refusal counter writes them."""
+    db.session.execute(
+        RefusalCount.__table__.insert(),
+        [dict(customer_id=c.id, hour=at(hour), code=code, count=n) for c, hour, code, n in rows],
+    )
+    db.session.commit()
+
+
+@pytest.fixture
+def compared(world: World):
+    """The last 24 hours (from 2026-11-19 15:00) against the 23.5 hours before them, up to 14:30 the
+    day before: the previous period is exactly as long as the part of the range gone by."""
+    pid = world.project.id
+    acme, globex = world.give_customer("acme", 0), world.give_customer("globex", 0)
+    other = create_project(db.session, "other", "Other")
+    db.session.commit()
+    seed(
+        [
+            # The last 24 hours: 4 calls, $0.36, 2 customers (a project's own call has none).
+            record(pid, at("2026-11-19T15:00:00"), "standard", 10, 100 * MILLI, acme),
+            record(pid, at("2026-11-20T14:29:00"), "premium", 10, 200 * MILLI, acme),
+            record(pid, at("2026-11-20T09:00:00"), "standard", 10, 50 * MILLI, globex),
+            record(pid, at("2026-11-20T10:00:00"), "standard", 10, 10 * MILLI),
+            record(pid, at("2026-11-20T11:00:00"), "standard", 10, 900 * MILLI, globex, status=429),  # failed
+            # The previous period: 1 call, $0.20, 1 customer.
+            record(pid, at("2026-11-18T15:00:00"), "standard", 10, 200 * MILLI, acme),  # its first instant
+            record(pid, at("2026-11-19T14:30:00"), "standard", 10, 700 * MILLI, globex),  # its end: left out
+            record(pid, at("2026-11-18T14:59:59"), "standard", 10, 700 * MILLI, globex),  # before it
+            record(other.id, at("2026-11-19T10:00:00"), "standard", 10, 700 * MILLI),  # another project
+        ]
+    )
+    intruder = create_customer_in(other, "intruder")
+    refusal_counts(
+        # The last 24 hours: 6 refusals of three codes.
+        (acme, "2026-11-20T14:00:00", "insufficient_tokens", 3),
+        (globex, "2026-11-19T15:00:00", "usage_limit_reached", 2),
+        (globex, "2026-11-20T09:00:00", "customer_blocked", 1),
+        # The previous period: 5. An hour belongs to the period it starts in: 14:00 is before 14:30.
+        (acme, "2026-11-18T15:00:00", "insufficient_tokens", 4),
+        (acme, "2026-11-19T14:00:00", "rate_limit_exceeded", 1),
+        (acme, "2026-11-18T14:00:00", "insufficient_tokens", 50),  # before it
+        (intruder, "2026-11-20T14:00:00", "insufficient_tokens", 70),  # another project's customer
+    )
+    return world
+
+
+def create_customer_in(project, external_id: str):
+    from app.models import Customer
+
+    customer = Customer(project_id=project.id, external_id=external_id, name=external_id)
+    db.session.add(customer)
+    db.session.commit()
+    return customer
+
+
+def test_headlines_of_the_range_against_the_previous_period(admin, compared):
+    html = page(admin, "/dashboard?range=24h")
+    assert headline(html, "calls") == ("#usage-calls", "Calls 4 ▲ up 300% vs previous 24 h", "good")
+    assert headline(html, "spend") == ("#usage-spend", "Spend $0.3600 ▲ up 80% vs previous 24 h", "good")
+    assert headline(html, "active") == (
+        "#top-customers",
+        "Active customers 2 ▲ up 100% vs previous 24 h",
+        "good",
+    )
+    # More refusals is bad news: red.
+    assert headline(html, "refusals") == (
+        "/customers?refused=1",
+        "Refusals 6 ▲ up 20% vs previous 24 h",
+        "bad",
+    )
+    # The calls headline is the calls chart's total.
+    assert sum(sum(v.values()) for v in chart(html, "calls").values()) == 4
+    assert 'id="usage-calls"' in html and 'id="usage-spend"' in html and 'id="top-customers"' in html
+
+
+def test_refusals_by_code_beside_calls_with_the_same_buckets(admin, compared):
+    html = page(admin, "/dashboard?range=24h")
+    refused = chart(html, "refusals", "code")
+    assert list(refused) == ["insufficient_tokens", "usage_limit_reached", "customer_blocked"]  # SPEC order
+    assert list(refused["customer_blocked"]) == list(chart(html, "calls")["standard"])  # the same buckets
+    assert nonzero(refused) == {
+        "insufficient_tokens": {"2026-11-20T14:00Z": 3},
+        "usage_limit_reached": {"2026-11-19T15:00Z": 2},
+        "customer_blocked": {"2026-11-20T09:00Z": 1},
+    }
+    assert "insufficient tokens · 2026-11-20T14:00Z: 3 refused</title>" in html
+    legend = re.search(r'<figure class="card dash-chart" id="refusals">.*?</figure>', html, re.S).group(0)
+    assert re.findall(r"</svg>([a-z ]+)</li>", legend) == [
+        "insufficient tokens",
+        "usage limit reached",
+        "customer blocked",
+    ]
+    # Calls and refusals share a row of the page, the first under the headlines.
+    first = html[
+        html.index('aria-label="Calls and refusals over time"') : html.index('aria-label="Tokens and spend')
+    ]
+    assert 'id="chart-calls"' in first and 'id="chart-refusals"' in first
 
 
 @pytest.mark.parametrize(
-    ("peak", "step"), [(0, 1), (4, 1), (5, 2), (8, 2), (9, 5), (41, 20), (3_000_000_007, 1_000_000_000)]
+    ("current", "previous", "up_is_good", "words"),
+    [
+        (4, 1, True, ("good", "▲", "up", "300%", "vs previous 24 h")),
+        (1, 3, True, ("bad", "▼", "down", "67%", "vs previous 24 h")),  # 66.7 rounds up
+        (1, 8, True, ("bad", "▼", "down", "88%", "vs previous 24 h")),  # 87.5 rounds half up
+        (1_000, 999, True, ("good", "▲", "up", "<1%", "vs previous 24 h")),  # never "0%" for a change
+        (3, 0, True, ("good", "▲", "up", "new", "none in the previous 24 h")),
+        (3, 0, False, ("bad", "▲", "up", "new", "none in the previous 24 h")),
+        (2, 4, False, ("good", "▼", "down", "50%", "vs previous 24 h")),  # fewer refusals: good news
+        (5, 5, True, ("flat", "", "", "no change", "vs previous 24 h")),
+        (0, 0, True, ("flat", "", "", "", "none in the previous 24 h either")),  # no arrow, no percent
+        (7, None, False, ("unknown", "", "", "", "the previous 24 h are no longer kept")),
+    ],
 )
-def test_axis_steps_are_round(peak, step):
-    assert charts.nice_step(peak) == step
+def test_trend_words(current, previous, up_is_good, words):
+    from app.dashboard.figures import SPANS
+    from app.dashboard.headlines import Compared, trend
+
+    t = trend(Compared(current, previous), SPANS["24h"], up_is_good)
+    *start, against = words
+    assert (t.tone, t.arrow, t.direction, t.change, t.against) == (*start, against.replace("24 h", "24\xa0h"))
+
+
+def test_headlines_of_a_quiet_project_say_none_without_arrows(admin, world: World):
+    html = page(admin, "/dashboard?range=24h")
+    # No chart to link to: the empty state says why.
+    assert headline(html, "calls") == ("#no-usage", "Calls 0 none in the previous 24 h either", "")
+    assert headline(html, "spend") == ("#no-usage", "Spend $0.00 none in the previous 24 h either", "")
+    assert headline(html, "refusals")[1] == "Refusals 0 none in the previous 24 h either"
+    assert "▲" not in html and "▼" not in html
+    assert "No refused calls in the last 24 hours" in html and "<svg" not in html
+
+
+def test_a_first_call_and_a_first_refusal_are_new(admin, world: World):
+    acme = world.give_customer("acme", 0)
+    seed([record(world.project.id, at("2026-11-20T12:00:00"), "standard", 10, 5 * MILLI, acme)])
+    refusal_counts((acme, "2026-11-20T13:00:00", "insufficient_tokens", 2))
+    html = page(admin, "/dashboard?range=24h")
+    assert headline(html, "calls") == ("#usage-calls", "Calls 1 ▲ up new none in the previous 24 h", "good")
+    assert headline(html, "active")[1] == "Active customers 1 ▲ up new none in the previous 24 h"
+    assert headline(html, "refusals")[1:] == ("Refusals 2 ▲ up new none in the previous 24 h", "bad")
+
+
+def test_refused_calls_are_charted_before_any_call_is_served(admin, world: World):
+    """A 0-token project's first customer: refused, awaiting approval, nothing served yet."""
+    newcomer = world.give_customer("newcomer", 0)
+    refusal_counts((newcomer, "2026-11-20T14:00:00", "insufficient_tokens", 1))
+    html = page(admin)
+    assert "No usage in the last 30 days" in html
+    assert nonzero(chart(html, "refusals", "code")) == {"insufficient_tokens": {"2026-11-20": 1}}
+    assert headline(html, "awaiting") == (
+        "/customers?awaiting=1",
+        "Awaiting approval 1 none new in the last 30 days",  # created now, after the frozen clock
+        "",
+    )
+
+
+def test_awaiting_approval_and_low_balance_now_and_new_in_the_range(admin, world: World):
+    from app.db import now_utc
+    from app.events import recorder
+
+    def customer(name, tokens, created):
+        return world.give_customer(name, tokens, created_at=at(created))
+
+    html = page(admin, "/dashboard?range=24h")
+    assert headline(html, "low") == (
+        "/settings#low_balance_tokens",
+        "Low balance Not set Set a low-balance threshold in Settings",
+        "",
+    )
+    world.set(low_balance_tokens=500)
+    customer("waiting-new", 0, "2026-11-20T10:00:00")  # awaiting, created in the range; low (0)
+    customer("waiting-old", 0, "2026-11-10T10:00:00")  # awaiting since before it; low
+    customer("paid", 10_000, "2026-11-20T10:00:00")  # credited: neither
+    ran_low = customer("ran-low", 100, "2026-11-01T00:00:00")
+    was_low = customer("was-low", 200, "2026-11-01T00:00:00")
+    recovered = customer("recovered", 9_000, "2026-11-01T00:00:00")
+    for who, when in (
+        (ran_low, "2026-11-20T12:00:00"),
+        (was_low, "2026-11-10T12:00:00"),
+        (recovered, "2026-11-20T12:00:00"),
+    ):
+        recorder.record(
+            db.session.connection(),
+            project_id=world.project.id,
+            type="tokens.low",
+            now=at(when),
+            customer_pk=who.id,
+            customer_external_id=who.external_id,
+            data={},
+        )
+    other = create_project(db.session, "other", "Other")
+    db.session.commit()
+    create_customer_in(other, "elsewhere")  # awaiting and at 0, in another project
+    assert now_utc() > NOW  # give_customer's own grant entries are dated now: after the range
+    html = page(admin, "/dashboard?range=24h")
+    assert headline(html, "awaiting") == (
+        "/customers?awaiting=1",
+        "Awaiting approval 2 1 new in the last 24 hours",
+        "",
+    )
+    assert headline(html, "low") == (
+        "/customers?low=1",
+        "Low balance 4 under 500 tokens · 1 new in the last 24 hours",
+        "",
+    )
+    assert headline(page(admin), "awaiting")[1] == "Awaiting approval 2 2 new in the last 30 days"
+
+
+def test_refusals_older_than_their_keeping_are_said_not_zero(admin, world: World):
+    """Refusal counts are kept 7 days: the 7 days' previous period is not known, and the 30 days show
+    their older buckets shaded as not kept."""
+    acme = world.give_customer("acme", 0)
+    refusal_counts(
+        (acme, "2026-11-20T14:00:00", "load_shed", 2),
+        (acme, "2026-11-14T00:00:00", "rate_limit_exceeded", 1),  # the 7 days' first hour
+        (acme, "2026-11-13T14:00:00", "rate_limit_exceeded", 4),  # the first hour surely kept
+        (acme, "2026-11-13T13:00:00", "rate_limit_exceeded", 8),  # retention may have gone: left out
+        (acme, "2026-11-01T00:00:00", "rate_limit_exceeded", 16),  # retention has not run yet: left out
+    )
+    week = page(admin, "/dashboard?range=7d")
+    assert headline(week, "refusals") == (
+        "/customers?refused=1",
+        "Refusals 3 the previous 7 days are no longer kept",
+        "",
+    )
+    assert 'class="missing"' not in week
+    month = page(admin, "/dashboard?range=30d")
+    assert headline(month, "refusals")[1] == "Refusals 7 in the last 7 days only: older counts are not kept"
+    assert nonzero(chart(month, "refusals", "code")) == {
+        "rate_limit_exceeded": {"2026-11-13": 4, "2026-11-14": 1},
+        "load_shed": {"2026-11-20": 2},
+    }
+    # Oct 22 to Nov 12 (22 of 30 days) are shaded; Nov 13 holds its kept hours.
+    shade = svg_of(month, "refusals").find(f"{SVG}g[@class='missing']/{SVG}rect")
+    assert (shade.get("x"), shade.get("width")) == ("0", f"{100 * 22 / 30:.3f}%")
+    assert shade.find(f"{SVG}title").text == "not kept: counts are kept 7 days"
