@@ -4,13 +4,14 @@ numbers) and its last calls; and the same as SPEC 10's JSON."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.customers.standing import Standing, TierUse, standing, usage_shape
 from app.db import iso
-from app.metering.pricing import usd_str
+from app.metering.pricing import to_usd, usd_str
 from app.models.customer import Customer
 from app.models.usage import UsageRecord
 
@@ -64,3 +65,13 @@ def _call(record: UsageRecord) -> dict:
         "completion_tokens": record.completion_tokens,
         "cost_usd": usd_str(record.cost_nusd),
     }
+
+
+def exact_usd(nusd: int) -> str:
+    """A call's cost to the nano-dollar, as the customer was charged: $0.0000075, $0.0123, $1.50
+    (the admin rounds dust to "<$0.0001"; a customer checking a charge wants the figure)."""
+    value = to_usd(nusd).normalize()
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > -2:  # at least the cents
+        value = value.quantize(Decimal("0.01"))
+    return f"{'-' if value < 0 else ''}${abs(value):,f}"

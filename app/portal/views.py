@@ -11,7 +11,7 @@ from app.db import now_utc
 from app.extensions import db
 from app.models.project import Project
 from app.portal import links, origins
-from app.portal.summary import LAST_CALLS, as_json, summarize
+from app.portal.summary import LAST_CALLS, as_json, exact_usd, summarize
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 
@@ -39,7 +39,9 @@ def page(token: str):
         response = jsonify(as_json(summary))
     else:
         response = make_response(
-            render_template("portal/page.html", summary=summary, now=now_utc(), last_calls=LAST_CALLS)
+            render_template(
+                "portal/page.html", summary=summary, now=now_utc(), last_calls=LAST_CALLS, exact_usd=exact_usd
+            )
         )
     return _framed_by(response, list(project.portal_frame_origins or []) if project else [])
 

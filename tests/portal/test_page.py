@@ -15,8 +15,8 @@ from itsdangerous import URLSafeSerializer
 
 from app.db import now_utc
 from app.extensions import db
-from app.formatting import usd
 from app.portal import links
+from app.portal.summary import exact_usd
 from tests.factories import World, assign, chat
 
 PREMIUM_AND_STANDARD = {
@@ -68,7 +68,7 @@ def test_the_page_shows_the_linked_customers_numbers_and_nothing_of_another(app,
     assert f"{customer.token_balance:,}" in text and "tokens left" in text
     assert "Pro Monthly" in text and "version 1" in text
     spent = sum(r.cost_nusd for r in records)
-    assert spent > 10**6 and usd(spent) in text and "of a $5.00 budget" in text
+    assert spent > 10**6 and exact_usd(spent) in text and "of a $5.00 budget" in text
     standard_tokens = sum(r.total_tokens for r in records)
     assert f"Standard 2 of 10 20% {standard_tokens:,} · no limit" in text
     assert "Premium 0 · none allowed 0 · none allowed" in text
@@ -76,7 +76,8 @@ def test_the_page_shows_the_linked_customers_numbers_and_nothing_of_another(app,
     assert "balance set to 50,000 tokens" in text
     assert text.count("gpt-big") == len(records) == 2
     for record in records:
-        assert f"{record.prompt_tokens:,}" in text and f"{record.completion_tokens:,}" in text
+        call = f"gpt-big {record.prompt_tokens:,} {record.completion_tokens:,} {exact_usd(record.cost_nusd)}"
+        assert call in text
     other = world.customer("globex")
     for trace in ("Globex", "globex", f"{other.token_balance:,}", "Test"):  # "Test": the project's name
         assert trace not in page, trace
@@ -252,3 +253,37 @@ def test_the_page_reads_no_admin_session(app, world: World, acme):
     assert resp.status_code == 200 and "set-cookie" not in headers_of(resp)
     assert "owner@example.com" not in resp.data.decode() and "Sign out" not in resp.data.decode()
     app.extensions["tollgate.signin_throttle"].__init__(None)
+
+
+def test_costs_show_to_the_nano_dollar_the_customer_was_charged():
+    from decimal import Decimal
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from app.metering.pricing import to_usd
+
+    shown = [exact_usd(n) for n in (0, 7_500, 12_300_000, 1_500_000_000, 1_234_567_891_000, -4_000_000)]
+    assert shown == ["$0.00", "$0.0000075", "$0.0123", "$1.50", "$1,234.567891", "-$0.004"]
+
+    @given(st.integers(min_value=-(10**18), max_value=10**18))
+    def exact(nusd: int) -> None:
+        text = exact_usd(nusd)
+        assert Decimal(text.replace("$", "").replace(",", "")) == to_usd(nusd)
+
+    exact()
+
+
+def test_an_unexpected_failure_shows_the_customers_own_error_page(app, world: World, acme, monkeypatch):
+    from app.portal import views
+
+    def broken(*args):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(views, "summarize", broken)
+    resp = app.test_client().get(acme)
+    assert resp.status_code == 500
+    page = resp.data.decode()
+    assert "Something went wrong" in page and "the database went away" not in page
+    assert re.findall(r'href="([^"]+)"', page) == ["/static/css/admin.css", "/static/css/portal.css"]
+    assert headers_of(resp)["x-frame-options"] == "DENY" and headers_of(resp)["cache-control"] == "no-store"
