@@ -320,7 +320,7 @@ def create_portal_link(choice, customer_id):
     with session_writes(db.session):
         customer = ops.find_customer(db.session, g.project, customer_id)
         days = (choice or {}).get("expires_in_days", links.DAYS_DEFAULT)
-        link = links.issue(db.session, customer, current_app.secret_key, now_utc(), days)
+        link = links.issue(db.session, customer, current_app.config["SECRET_KEY"], now_utc(), days)
     return {"url": portal_views.address(link), "expires_at": iso(link.expires_at)}
 
 

@@ -237,7 +237,9 @@ def create_portal_link(customer_id):
     """A 30-day link to the customer's usage page, shown in this answer only (nothing of it is kept)."""
     with session_writes(db.session):
         customer = _customer(customer_id)
-        link = links.issue(db.session, customer, current_app.secret_key, now_utc(), links.DAYS_DEFAULT)
+        link = links.issue(
+            db.session, customer, current_app.config["SECRET_KEY"], now_utc(), links.DAYS_DEFAULT
+        )
     forms = _forms(customer, listing.current_project(db.session))
     return _render(customer, "details", forms, 201, portal_link=(portal.address(link), link.expires_at))
 

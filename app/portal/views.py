@@ -30,7 +30,7 @@ def address(link: links.Link) -> str:
 @bp.route("/", defaults={"token": ""})
 @bp.route("/<path:token>")
 def page(token: str):
-    customer = links.resolve(db.session, current_app.secret_key, token, now_utc())
+    customer = links.resolve(db.session, current_app.config["SECRET_KEY"], token, now_utc())
     if customer is None:
         return _not_found()
     project = db.session.get(Project, customer.project_id)

@@ -287,3 +287,14 @@ def test_an_unexpected_failure_shows_the_customers_own_error_page(app, world: Wo
     assert "Something went wrong" in page and "the database went away" not in page
     assert re.findall(r'href="([^"]+)"', page) == ["/static/css/admin.css", "/static/css/portal.css"]
     assert headers_of(resp)["x-frame-options"] == "DENY" and headers_of(resp)["cache-control"] == "no-store"
+
+
+def test_a_customer_without_a_tier_and_owing_tokens_reads_plainly(app, world: World):
+    world.give_customer("owes", 0, name="Owes Inc", tier_id=None, token_balance=-1_500)
+    resp = app.test_client().get(link_for(world, "owes"))
+    assert resp.status_code == 200
+    text = visible_text(resp.data.decode())
+    assert "-1,500 tokens owed" in text and "Plan None" in text and "this plan does not replenish" in text
+    assert "Your plan has no call or token limits." in text and "No calls yet." in text
+    body = app.test_client().get(link_for(world, "owes") + "?format=json").get_json()
+    assert body["tier"] is None and body["usage"]["tier"] is None and body["calls"] == []
