@@ -60,6 +60,8 @@ def fits(page: Page) -> None:
 def test_a_link_reads_well_on_a_phone_with_no_way_into_the_admin(
     page: Page, world: World, acme, tmp_path: Path
 ):
+    refused: list[str] = []  # what the page's Content-Security-Policy blocked, if anything
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
     page.set_viewport_size({"width": 375, "height": 800})
     page.goto(acme)
     balance = f"{world.customer('acme-rockets-international').token_balance:,}"
@@ -76,6 +78,7 @@ def test_a_link_reads_well_on_a_phone_with_no_way_into_the_admin(
     page.set_viewport_size({"width": 1280, "height": 900})
     fits(page)
     page.screenshot(path=str(tmp_path / "portal-1280.png"), full_page=True)
+    assert refused == []
     print(f"portal screenshots: {tmp_path}")
 
 
