@@ -82,6 +82,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.integrations import stripe_webhook
     from app.integrations import views as integration_views
     from app.keys import views as key_views
+    from app.portal import views as portal_views
     from app.projects import views as project_views
     from app.projects.current import project_field
     from app.proxy import views as proxy_views
@@ -103,6 +104,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(project_views.bp)
     app.register_blueprint(integration_views.bp)
     app.register_blueprint(stripe_webhook.bp)
+    app.register_blueprint(portal_views.bp)
     app.add_url_rule("/", "root", lambda: redirect(url_for("dashboard.index")))
 
     app.register_blueprint(proxy_views.bp)  # GET /v1/models; the calls are app.proxy.entry's
@@ -135,8 +137,9 @@ def _refuse_nul() -> Response | tuple[Response | str, int] | None:
 
 def _refuse_framing(response: Response) -> Response:
     """No admin page may be framed by another site (clickjacking, SPEC 10), errors and redirects
-    included; the machine paths skip the headers."""
-    if error_pages.for_browser():
+    included; the machine paths skip the headers, and the customer usage page sets its own (the
+    project lists who may frame it)."""
+    if error_pages.for_browser() and request.blueprint != "portal":
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
     return response

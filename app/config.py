@@ -35,6 +35,7 @@ class Settings:
     stripe_api_base: str | None = None  # None: Stripe's own API
     db_pool_size: int = 32
     secure_cookies: bool = False
+    public_url: str | None = None  # where people reach this server; None: the address each request used
     extra: dict = field(default_factory=dict)
 
     def flask_config(self) -> dict:
@@ -96,6 +97,7 @@ def load(env: dict[str, str] | None = None, **overrides) -> Settings:
         stripe_api_base=_base_url(env.get("TOLLGATE_STRIPE_API_BASE") or None, "TOLLGATE_STRIPE_API_BASE"),
         db_pool_size=_positive(env.get("TOLLGATE_DB_POOL_SIZE", "32"), "TOLLGATE_DB_POOL_SIZE"),
         secure_cookies=_flag(env.get("TOLLGATE_SECURE_COOKIES") or "false", "TOLLGATE_SECURE_COOKIES"),
+        public_url=_base_url(env.get("TOLLGATE_PUBLIC_URL") or None, "TOLLGATE_PUBLIC_URL"),
     )
     values.update(overrides)
     settings = Settings(**values)

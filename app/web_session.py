@@ -16,10 +16,12 @@ PROXY_PATHS = ("/v1/", "/chat/completions", "/embeddings", "/messages", "/respon
 # /integrations and /integrations/stripe-…, which keep their sessions).
 STRIPE_WEBHOOKS = "/integrations/stripe/"
 SESSIONLESS = (*PROXY_PATHS, "/api/", "/healthz", "/readyz", "/metrics", STRIPE_WEBHOOKS)
+# The customer usage page is for browsers but never the admin's: it neither reads nor sets its cookie.
+PORTAL = "/portal/"
 
 
 class AdminOnlySessions(SecureCookieSessionInterface):
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if request.path.startswith(SESSIONLESS):
+        if request.path.startswith((*SESSIONLESS, PORTAL)):
             return None  # Flask substitutes a null session, which is never saved
         return super().open_session(app, request)

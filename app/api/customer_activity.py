@@ -13,7 +13,7 @@ from app.api.customers import LedgerEntryOut, TierRefOut, entry_shape
 from app.api.pagination import PageArgs, newest_first
 from app.customers.operations import find_customer
 from app.customers.refusals import refusals_of
-from app.customers.standing import standing
+from app.customers.standing import standing, usage_shape
 from app.db import iso, now_utc
 from app.extensions import db
 from app.metering.pricing import usd_str
@@ -91,19 +91,7 @@ class RequestList(Schema):
 def usage(customer_id):
     """This period's use per model tier against the tier's limits, overage, balance, next replenishment."""
     customer = find_customer(db.session, g.project, customer_id)
-    now = standing(db.session, customer)
-    tier = now.tier
-    return {
-        "period": {"start": iso(now.period_start), "end": iso(now.period_end)},
-        "tier": {"key": tier.key, "version": tier.version} if tier else None,
-        "token_balance": customer.token_balance,
-        "next_replenishment_at": iso(now.next_replenishment_at),
-        "spend_usd": usd_str(now.spend_nusd),
-        "max_budget_usd": usd_str(tier.max_budget_nusd)
-        if tier and tier.max_budget_nusd is not None
-        else None,
-        "model_tiers": {name: vars(use) for name, use in now.model_tiers.items()},
-    }
+    return usage_shape(customer, standing(db.session, customer))
 
 
 @bp.route("/<customer_id>/ledger")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import g, request
+from flask import current_app, g, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
@@ -20,6 +20,8 @@ from app.models.customer import Customer
 from app.models.ledger import LedgerEntry
 from app.models.project import SHEDDING_TIERS
 from app.models.tier import UsageTier
+from app.portal import links
+from app.portal import views as portal_views
 
 bp = Blueprint("api_customers", __name__, url_prefix="/api/customers", description="Customers")
 bp.before_request(require_admin)
@@ -289,3 +291,42 @@ def change_tier(choice, customer_id):
         ops.assign_tier(db.session, customer, tier, source(), now_utc())
         body = shape(customer)
     return body
+
+
+class PortalLinkIn(Schema):
+    expires_in_days = fields.Integer(
+        strict=True,
+        load_default=links.DAYS_DEFAULT,
+        validate=validate.Range(min=1, max=links.DAYS_MOST),
+        metadata={
+            "description": f"days the link works, 1 to {links.DAYS_MOST} (default {links.DAYS_DEFAULT})"
+        },
+    )
+
+
+class PortalLinkOut(Schema):
+    url = fields.String(
+        required=True, metadata={"description": "the customer's usage page; shown once, never stored"}
+    )
+    expires_at = fields.String(required=True)
+
+
+@bp.route("/<customer_id>/portal-link", methods=["POST"])
+@bp.arguments(PortalLinkIn(), required=False)
+@bp.response(201, PortalLinkOut)
+def create_portal_link(choice, customer_id):
+    """A signed link to the customer's own read-only usage page (SPEC 10). Nothing of it is stored
+    (so it takes no Idempotency-Key: a repeat makes another link, as valid as the first)."""
+    with session_writes(db.session):
+        customer = ops.find_customer(db.session, g.project, customer_id)
+        days = (choice or {}).get("expires_in_days", links.DAYS_DEFAULT)
+        link = links.issue(db.session, customer, current_app.config["SECRET_KEY"], now_utc(), days)
+    return {"url": portal_views.address(link), "expires_at": iso(link.expires_at)}
+
+
+@bp.route("/<customer_id>/portal-link", methods=["DELETE"])
+@bp.response(204)
+def revoke_portal_links(customer_id):
+    """Revoke every usage page link of the customer at once; a new link works again."""
+    with session_writes(db.session):
+        links.revoke_all(db.session, ops.find_customer(db.session, g.project, customer_id))

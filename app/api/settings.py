@@ -45,6 +45,14 @@ class SettingsIn(Schema):
         validate=validate.Range(min=1, max=10**15),
         metadata={"description": "what Approve credits when no amount is given; null: an amount is required"},
     )
+    portal_frame_origins = fields.List(
+        fields.String(validate=validate.Length(max=300)),
+        validate=validate.Length(max=50),
+        metadata={
+            "description": "origins (https://app.example.com, https://*.example.com) whose pages may "
+            "frame the customer usage page (SPEC 10); empty: no site may"
+        },
+    )
 
 
 class SettingsOut(SettingsIn):
@@ -66,6 +74,7 @@ def shape() -> dict:
         "auto_shedding": p.auto_shedding,
         "approval_tokens": p.approval_tokens,
         "litellm_webhook_url": p.litellm_webhook_url,
+        "portal_frame_origins": list(p.portal_frame_origins or []),
     }
 
 

@@ -9,6 +9,8 @@ from datetime import datetime
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from app.db import iso
+from app.metering.pricing import usd_str
 from app.models.customer import Customer
 from app.models.tier import MODEL_TIERS, UsageTier
 from app.models.usage import UsageRecord
@@ -74,3 +76,19 @@ def standing(session: Session, customer: Customer) -> Standing:
         spend_nusd=sum(u[4] for u in used.values()),
         model_tiers=model_tiers,
     )
+
+
+def usage_shape(customer: Customer, now: Standing) -> dict:
+    """SPEC 6's usage shape: the API's GET /api/customers/{id}/usage and the usage page's JSON."""
+    tier = now.tier
+    return {
+        "period": {"start": iso(now.period_start), "end": iso(now.period_end)},
+        "tier": {"key": tier.key, "version": tier.version} if tier else None,
+        "token_balance": customer.token_balance,
+        "next_replenishment_at": iso(now.next_replenishment_at),
+        "spend_usd": usd_str(now.spend_nusd),
+        "max_budget_usd": usd_str(tier.max_budget_nusd)
+        if tier and tier.max_budget_nusd is not None
+        else None,
+        "model_tiers": {name: vars(use) for name, use in now.model_tiers.items()},
+    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
@@ -21,6 +21,8 @@ from app.models.catalog import Deployment, Model
 from app.models.ledger import LedgerEntry
 from app.models.tier import UsageTier
 from app.models.usage import UsageRecord
+from app.portal import links
+from app.portal import views as portal
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
 
@@ -129,11 +131,11 @@ def _newest_first(model, customer_pk: int) -> tuple[list, int | None]:
     return rows[:PAGE], (rows[PAGE - 1].id if len(rows) > PAGE else None)
 
 
-def _render(customer, tab, forms, status=200):
+def _render(customer, tab, forms, status=200, **extra):
     project = listing.current_project(db.session)
     details, tokens, tier = forms
     context = dict(
-        customer=customer, tab=tab, project=project, details=details, tokens=tokens, tier_form=tier
+        customer=customer, tab=tab, project=project, details=details, tokens=tokens, tier_form=tier, **extra
     )
     if tab == "usage":
         context["standing"] = standing(db.session, customer)
@@ -227,3 +229,25 @@ def change_tier(customer_id):
         ops.assign_tier(db.session, _customer(customer_id), target, _actor(), now_utc())
     flash(f"Now on {target.name} (v{target.version}).", "success")
     return redirect(url_for("customers.detail", customer_id=customer_id, tab="usage"))
+
+
+@bp.route("/<path:customer_id>/portal-link", methods=["POST"])
+@owner_required
+def create_portal_link(customer_id):
+    """A 30-day link to the customer's usage page, shown in this answer only (nothing of it is kept)."""
+    with session_writes(db.session):
+        customer = _customer(customer_id)
+        link = links.issue(
+            db.session, customer, current_app.config["SECRET_KEY"], now_utc(), links.DAYS_DEFAULT
+        )
+    forms = _forms(customer, listing.current_project(db.session))
+    return _render(customer, "details", forms, 201, portal_link=(portal.address(link), link.expires_at))
+
+
+@bp.route("/<path:customer_id>/portal-link/revoke", methods=["POST"])
+@owner_required
+def revoke_portal_links(customer_id):
+    with session_writes(db.session):
+        links.revoke_all(db.session, _customer(customer_id))
+    flash("Every usage link of this customer stopped working. A new link works again.", "success")
+    return redirect(url_for("customers.detail", customer_id=customer_id))

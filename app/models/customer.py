@@ -48,5 +48,8 @@ class Customer(Base):
     last_refusal_code: Mapped[str | None] = mapped_column(String(32))
     last_refusal_message: Mapped[str | None] = mapped_column(Text)
     last_refusal_model: Mapped[str | None] = mapped_column(String(200))
+    # Signs the customer's usage page links with the app's secret (SPEC 10); a new value revokes
+    # every link at once. None until the first link.
+    portal_secret: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=now_utc)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -36,6 +36,8 @@ class Project(Base):
     litellm_webhook_url: Mapped[str | None] = mapped_column(Text)
     # What Approve credits when no amount is given (SPEC 6); None: an amount is required.
     approval_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    # Origins (https://app.example.com) whose pages may frame the customer usage page (SPEC 10).
+    portal_frame_origins: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
     stripe_webhook_secret: Mapped[str | None] = mapped_column(Text)  # encrypted
     stripe_api_key: Mapped[str | None] = mapped_column(Text)  # encrypted
     stripe_prices: Mapped[dict] = mapped_column(JSON, default=dict)

@@ -1,11 +1,13 @@
 """The project settings form (SPEC 10)."""
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, IntegerField, SelectField, StringField
+from wtforms import BooleanField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, NumberRange, Optional, ValidationError
 
+from app.errors import Invalid
 from app.models.project import SHEDDING_LEVELS, SHEDDING_TIERS
+from app.portal import origins
 
 TOKENS = NumberRange(min=0, max=10**15, message="Enter 0 or more tokens.")
 
@@ -31,6 +33,11 @@ class SettingsForm(FlaskForm):
         "Capacity (calls in flight)", validators=[Optional(), NumberRange(min=1, max=10**7)]
     )
     auto_shedding = BooleanField("Shed automatically under load")
+    portal_frame_origins = TextAreaField(
+        "Sites that may embed the customer usage page",
+        description="One origin a line, like https://app.example.com (https://*.example.com for its "
+        "subdomains). Empty: no site may show the page in an iframe.",
+    )
 
     def __init__(self, *args, known_regions: frozenset[str] = frozenset(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -44,3 +51,12 @@ class SettingsForm(FlaskForm):
         if unknown:
             known = ", ".join(sorted(self.known_regions)) or "none yet"
             raise ValidationError(f"Unknown region {unknown[0]!r}: the project's deployments are in {known}.")
+
+    def frame_origins(self) -> list[str]:
+        return (self.portal_frame_origins.data or "").replace(",", " ").split()
+
+    def validate_portal_frame_origins(self, field):
+        try:
+            origins.check(self.frame_origins())
+        except Invalid as refused:
+            raise ValidationError(refused.message.removeprefix(f"{origins.FIELD}: ")) from None

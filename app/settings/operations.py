@@ -12,6 +12,7 @@ from app.errors import Invalid
 from app.events import targets
 from app.models.project import SHEDDING_LEVELS, SHEDDING_TIERS, Project
 from app.models.tier import UsageTier
+from app.portal import origins
 from app.tiers.operations import latest_version
 
 REGION_MAX = 32
@@ -75,6 +76,7 @@ def apply_settings(session: Session, project: Project, changes: dict[str, Any]) 
         "default_tier": lambda v: setattr(project, "default_tier_id", _tier_id(session, project, v)),
         "litellm_webhook_url": lambda v: setattr(project, "litellm_webhook_url", _webhook_url(v)),
         "approval_tokens": lambda v: setattr(project, "approval_tokens", None if v is None else _approval(v)),
+        "portal_frame_origins": lambda v: setattr(project, "portal_frame_origins", origins.check(v)),
     }
     for name, value in changes.items():
         if name not in handlers:

@@ -34,6 +34,7 @@ def _form(formdata=None) -> SettingsForm:
     )
     if formdata is None:
         form.default_allowed_regions.data = ", ".join(project.default_allowed_regions or [])
+        form.portal_frame_origins.data = "\n".join(project.portal_frame_origins or [])
     form.default_tier.choices = [
         SelectChoice(str(t.id), f"{t.name} · {t.key} v{t.version}")
         for t in db.session.scalars(
@@ -67,6 +68,7 @@ def save():
         "shedding_level": form.shedding_level.data,
         "capacity": form.capacity.data,
         "auto_shedding": form.auto_shedding.data,
+        "portal_frame_origins": form.frame_origins(),
     }
     with session_writes(db.session):
         project = current_project(db.session)

@@ -1,0 +1,1 @@
+"""The customer usage page (SPEC 10): signed, expiring, revocable links to a read-only page."""
