@@ -48,7 +48,9 @@ def _field_problems(field: Field, named: Callable[[str], str]) -> list[Problem]:
     if isinstance(field, FormField):  # a row of fields: "premium" + "Calls" reads "Premium calls"
         return [p for sub in field.form for p in _field_problems(sub, _within(field.label.text))]
     if isinstance(field, FieldList):
-        return [p for number, entry in enumerate(field.entries, start=1) for p in _row_problems(entry, number)]
+        return [
+            p for number, entry in enumerate(field.entries, start=1) for p in _row_problems(entry, number)
+        ]
     label = named(field.label.text)
     target = None if isinstance(field, HiddenField) else field.id
     return [Problem(target, _labelled(label, str(error))) for error in field.errors]
@@ -91,8 +93,9 @@ def _label_in_sentence(form: Form, name: str, first: bool) -> str:
     if name not in form:
         return name
     label = form[name].label.text
-    # Mid-sentence a label reads in lower case ("above budget per period"), not an acronym ("LiteLLM").
-    return label if first or not label[1:2].islower() else label[:1].lower() + label[1:]
+    # Mid-sentence a label reads in lower case ("above budget per period"), but a name stays ("LiteLLM").
+    word = label.split(" ", 1)[0]
+    return label if first or not word[1:].islower() else label[:1].lower() + label[1:]
 
 
 def show_refusal(

@@ -46,7 +46,10 @@ class MigrateForm(FlaskForm):
 
     def with_versions(self, versions: list[UsageTier], counts: dict[int, int], default_id: int | None):
         """Each version as a choice, with its customer count and whether new customers start on it."""
-        choices = [SelectChoice(v.version, _version_choice(v, counts.get(v.id, 0), v.id == default_id)) for v in versions]
+        choices = [
+            SelectChoice(v.version, _version_choice(v, counts.get(v.id, 0), v.id == default_id))
+            for v in versions
+        ]
         self.from_version.choices = choices
         self.to_version.choices = choices
         return self
@@ -58,7 +61,7 @@ class MigrateForm(FlaskForm):
 
 def _version_choice(tier: UsageTier, customers: int, default: bool) -> str:
     text = f"v{tier.version} · {tier.name} · {customers:,} customer{'' if customers == 1 else 's'}"
-    return text + (" · default for new customers" if default else "")
+    return text + (" · default" if default else "")
 
 
 def _count(label: str, minimum: int = 0, maximum: int = BIG, **kwargs) -> IntegerField:

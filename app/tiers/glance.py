@@ -56,7 +56,9 @@ def _limits(tier: UsageTier) -> list[LimitLine]:
     for model_tier in MODEL_TIERS:
         row = (tier.limits or {}).get(model_tier) or {}
         calls, tokens_ = row.get("calls"), row.get("tokens")
-        lines.append(LimitLine(model_tier_name(model_tier), limit_text(calls, tokens_), 0 in (calls, tokens_)))
+        lines.append(
+            LimitLine(model_tier_name(model_tier), limit_text(calls, tokens_), 0 in (calls, tokens_))
+        )
     return lines
 
 
@@ -98,7 +100,7 @@ def glance(tier: UsageTier) -> Glance:
         unlimited=all(line.text == "no limit" for line in limits),
         period=_period(tier),
         replenishment=_replenishment(tier),
-        plan=f"{'Prepaid' if tier.prepaid else 'Postpaid'} · {'hard cap' if tier.hard_cap else 'no hard cap'}",
+        plan=f"{'Prepaid' if tier.prepaid else 'Postpaid'} · {'' if tier.hard_cap else 'no '}hard cap",
         when_full=when_full,
         extras=_extras(tier),
     )

@@ -72,7 +72,9 @@ def make_default(key: str, version: int):
     tier = _found(key, version)
     name = tier.name
     with session_writes(db.session):
-        apply_settings(db.session, current_project(db.session), {"default_tier": {"key": key, "version": version}})
+        apply_settings(
+            db.session, current_project(db.session), {"default_tier": {"key": key, "version": version}}
+        )
     flash(f"New customers now start on {name} ({key} v{version}).", "success")
     return redirect(url_for("tiers.index"))
 
