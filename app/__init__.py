@@ -8,7 +8,7 @@ from flask import Flask, Response, jsonify, redirect, request, url_for
 from sqlalchemy import event
 from werkzeug.routing import IntegerConverter
 
-from app import config, error_pages, formatting
+from app import config, error_pages, form_errors, formatting
 from app.db import MAX_ROW_ID, row_id
 from app.extensions import csrf, db, login_manager, migrate
 from app.web_session import PROXY_PATHS, STRIPE_WEBHOOKS, AdminOnlySessions
@@ -29,6 +29,7 @@ def create_app(settings: config.Settings | None = None) -> Flask:
     _register_errors(app)
     app.after_request(_refuse_framing)
     formatting.register(app)
+    form_errors.register(app)
     from app import cli
 
     cli.register(app)

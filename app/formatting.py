@@ -38,6 +38,13 @@ def usd(nusd: int | None) -> str:
     return f"${value.quantize(places, rounding=ROUND_HALF_UP):,f}"
 
 
+def limit(value: int | None) -> str:
+    """A tier limit as SPEC 10 words it: 0 is "none allowed" (every call is refused), null "no limit"."""
+    if value is None:
+        return "no limit"
+    return "none allowed" if value == 0 else tokens(value)
+
+
 def relative(moment: datetime | None, now: datetime | None = None) -> str:
     if moment is None:
         return "never"
@@ -66,5 +73,6 @@ def moment(value: datetime | None) -> Markup:
 def register(app: Flask) -> None:
     app.add_template_filter(tokens, "tokens")
     app.add_template_filter(usd, "usd")
+    app.add_template_filter(limit, "limit")
     app.add_template_filter(relative, "relative")
     app.add_template_filter(moment, "moment")

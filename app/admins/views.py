@@ -12,6 +12,7 @@ from app.auth import owner_required
 from app.db import session_writes
 from app.errors import DomainError
 from app.extensions import db
+from app.form_errors import show_refusal
 from app.models.admin_user import AdminUser
 
 bp = Blueprint("admins", __name__, url_prefix="/admins")
@@ -44,7 +45,7 @@ def add():
             user = ops.add_admin(db.session, form.email.data, form.password.data, form.role.data)
             email = user.email
     except DomainError as refused:
-        getattr(form, refused.field or "email").errors.append(refused.message)
+        show_refusal(form, refused, fallback="email")
         return _page(form, 400)
     flash(f"{email} can sign in now.", "success")
     return redirect(url_for("admins.index"))

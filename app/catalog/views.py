@@ -19,6 +19,7 @@ from app.customers.listing import current_project
 from app.db import session_writes
 from app.errors import DomainError, NotFound
 from app.extensions import db
+from app.form_errors import show_refusal
 from app.models.catalog import Deployment, Model
 from app.models.project import Project
 from app.models.tier import MODEL_TIERS
@@ -40,8 +41,7 @@ def _secret_key() -> str:
 
 def _refuse(form: FlaskForm, refused: DomainError, fallback: str) -> None:
     """Show a domain refusal next to the field it is about."""
-    name = refused.field if refused.field in form else fallback
-    form[name].errors.append(refused.message)
+    show_refusal(form, refused, fallback)
 
 
 def _model(model_id: int) -> Model:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, Invalid, NotFound
@@ -82,6 +83,43 @@ def migrate_customers(
     now: datetime,
 ) -> int:
     """Move customers on `key` v`from_version` to v`to_version`: the chosen ones, or all. Returns how many."""
+    target, moving = _migration(session, project, key, from_version, to_version, customer_ids)
+    return sum(
+        assign_tier(session, customer, target, source, now)
+        for customer in list(session.scalars(moving.order_by(Customer.id)))
+    )
+
+
+@dataclass(frozen=True)
+class MigrationPreview:
+    total: int
+    first: list[Customer]  # the first `shown` of them, in the order they would move
+
+
+def preview_migration(
+    session: Session,
+    project: Project,
+    key: str,
+    from_version: int,
+    to_version: int,
+    customer_ids: Sequence[str] | None,
+    shown: int = 100,
+) -> MigrationPreview:
+    """Who `migrate_customers` with these arguments would move, refused as it would be; nothing changes."""
+    _, moving = _migration(session, project, key, from_version, to_version, customer_ids)
+    total = session.scalar(select(func.count()).select_from(moving.subquery())) or 0
+    return MigrationPreview(total, list(session.scalars(moving.order_by(Customer.id).limit(shown))))
+
+
+def _migration(
+    session: Session,
+    project: Project,
+    key: str,
+    from_version: int,
+    to_version: int,
+    customer_ids: Sequence[str] | None,
+) -> tuple[UsageTier, Select[tuple[Customer]]]:
+    """The target version and the statement selecting who moves; every chosen id must be on the source."""
     if from_version == to_version:
         raise Invalid("from_version and to_version are the same", "to_version")
     source_tier = find_version(session, project, key, from_version)
@@ -90,11 +128,10 @@ def migrate_customers(
     if customer_ids is not None:
         wanted = set(customer_ids)
         stmt = stmt.where(Customer.external_id.in_(wanted))
-    moving = list(session.scalars(stmt.order_by(Customer.id)))
-    if customer_ids is not None and len(moving) != len(wanted):
-        missing = wanted - {c.external_id for c in moving}
-        raise NotFound(f"not on {key} v{from_version}: {', '.join(sorted(missing))}", "customer_ids")
-    return sum(assign_tier(session, customer, target, source, now) for customer in moving)
+        missing = wanted - set(session.scalars(stmt.with_only_columns(Customer.external_id)))
+        if missing:
+            raise NotFound(f"not on {key} v{from_version}: {', '.join(sorted(missing))}", "customer_ids")
+    return target, stmt
 
 
 def find_customer(session: Session, project: Project, customer_id: str) -> Customer:

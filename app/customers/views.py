@@ -16,6 +16,7 @@ from app.customers.standing import standing
 from app.db import now_utc, row_id, session_writes
 from app.errors import DomainError
 from app.extensions import db
+from app.form_errors import show_refusal
 from app.metering.credits import add_or_set
 from app.models.catalog import Deployment, Model
 from app.models.ledger import LedgerEntry
@@ -71,8 +72,7 @@ def create():
         with session_writes(db.session):
             made = ops.create_customer(db.session, project, fields, _actor(), now_utc()).external_id
     except DomainError as refused:
-        target = form.customer_id if refused.field in (None, "customer_id") else form.tier
-        target.errors = [*target.errors, refused.message]
+        show_refusal(form, refused, fallback="customer_id", names={"token_balance": "tokens"})
         return _list_page(form, page, 400)
     flash(f"Customer {made} created.", "success")
     return redirect(url_for("customers.detail", customer_id=made))
@@ -210,7 +210,7 @@ def change_tokens(customer_id):
                 now=now_utc(),
             )
     except DomainError as refused:
-        form.amount.errors = [*form.amount.errors, refused.message]
+        show_refusal(form, refused, fallback="amount")
         customer = _customer(customer_id)
         details, _, tier = _forms(customer, listing.current_project(db.session))
         return _render(customer, "usage", (details, form, tier), 400)

@@ -16,6 +16,7 @@ from app.db import now_utc, row_id, session_writes
 from app.errors import DomainError, NotFound
 from app.events import hooks
 from app.extensions import db
+from app.form_errors import show_refusal
 from app.integrations.forms import HookForm, LiteLLMForm, StripeForm
 from app.integrations.operations import configure_stripe, tier_keys
 from app.models.event import Delivery, Event, Hook
@@ -115,7 +116,7 @@ def add_hook():
         )
         return redirect(url_for("integrations.index"))
     except DomainError as exc:
-        form.target_url.errors = [exc.message]
+        show_refusal(form, exc, fallback="target_url")
         return _page(form=form, status=400)
     # Shown once, in this response only: it is stored encrypted and never shown again.
     flash(f"Subscribed {url}. Copy its signing secret now: it will not be shown again.", "success")
@@ -190,7 +191,7 @@ def save_litellm():
                 {"litellm_webhook_url": litellm.litellm_webhook_url.data},
             )
     except DomainError as exc:
-        litellm.litellm_webhook_url.errors = [exc.message]
+        show_refusal(litellm, exc, fallback="litellm_webhook_url")
         return _page(litellm=litellm, status=400)
     flash("LiteLLM webhook saved: calls made from now on are reported there.", "success")
     return redirect(url_for("integrations.index"))
@@ -247,8 +248,7 @@ def save_stripe():
                 db.session, current_project(db.session), current_app.config["SECRET_KEY"], **changes
             )
     except DomainError as exc:
-        target = getattr(form, exc.field, None) if exc.field in ("webhook_secret", "api_key") else None
-        (target.errors if target is not None else form.form_errors).append(exc.message)
+        show_refusal(form, exc)
         return _page(stripe=form, status=400)
     flash(
         f"Stripe settings saved: {len(prices)} price{'' if len(prices) == 1 else 's'} in the map.", "success"

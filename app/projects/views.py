@@ -17,6 +17,7 @@ from app.customers.listing import current_project
 from app.db import session_writes
 from app.errors import DomainError
 from app.extensions import db
+from app.form_errors import show_refusal
 from app.keys.operations import create_key
 from app.models.api_key import ApiKey
 from app.models.customer import Customer
@@ -93,9 +94,7 @@ def create():
         flash("That form was sent already and its project made then.", "error")
         return redirect(url_for("projects.index"))
     except DomainError as refused:
-        getattr(form, refused.field if refused.field in ("slug", "name") else "slug").errors.append(
-            refused.message
-        )
+        show_refusal(form, refused, fallback="slug")
         return _page(form, status=400)
     cookie[FIELD] = slug  # look at what was just made
     # Shown once, in this response only: keys are stored as hashes.

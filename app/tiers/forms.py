@@ -21,27 +21,47 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
-from app.db import MAX_ROW_ID
 from app.metering.pricing import usd_str
 from app.models.tier import ANCHORS, MODEL_TIERS, UsageTier
 from app.tiers.spec import BIG, SMALL, tier_spec
 
 
 class MigrateForm(FlaskForm):
-    from_version = IntegerField(
-        "From version", validators=[InputRequired(), NumberRange(min=1, max=MAX_ROW_ID)]
+    """Who moves from which version to which; the view lists the tier's versions as the choices."""
+
+    # Not checked against the choices here: a version that is not (or no longer) there is the
+    # domain's to refuse, in the same words as /api.
+    from_version = SelectField(
+        "From version", coerce=int, validate_choice=False, validators=[InputRequired("Choose a version.")]
     )
-    to_version = IntegerField("To version", validators=[InputRequired(), NumberRange(min=1, max=MAX_ROW_ID)])
+    to_version = SelectField(
+        "To version", coerce=int, validate_choice=False, validators=[InputRequired("Choose a version.")]
+    )
     customer_ids = TextAreaField(
         "Only these customers",
-        validators=[Optional()],
+        validators=[Optional(), Length(max=200_000)],
         description="One customer id per line; leave empty to move everyone on the version.",
     )
     confirm = BooleanField("Move them")
 
+    def with_versions(self, versions: list[UsageTier], counts: dict[int, int], default_id: int | None):
+        """Each version as a choice, with its customer count and whether new customers start on it."""
+        choices = [
+            SelectChoice(v.version, _version_choice(v, counts.get(v.id, 0), v.id == default_id))
+            for v in versions
+        ]
+        self.from_version.choices = choices
+        self.to_version.choices = choices
+        return self
+
     def chosen(self) -> list[str] | None:
         ids = [line.strip() for line in (self.customer_ids.data or "").splitlines() if line.strip()]
         return ids or None
+
+
+def _version_choice(tier: UsageTier, customers: int, default: bool) -> str:
+    text = f"v{tier.version} · {tier.name} · {customers:,} customer{'' if customers == 1 else 's'}"
+    return text + (" · default" if default else "")
 
 
 def _count(label: str, minimum: int = 0, maximum: int = BIG, **kwargs) -> IntegerField:
@@ -70,6 +90,18 @@ def _choices(options: tuple[str, ...], empty: str | None = None) -> list[SelectC
 
 
 class TierVersionForm(FlaskForm):
+    # Refusals about two fields at once, in this form's words (app/form_errors.py swaps the rest).
+    refusal_words = {
+        "replenish_tokens needs a period": "Tokens per replenishment needs a replenishment period: with "
+        "period “none” nothing is ever replenished. Set a period (day, month, 30d …) or clear the tokens.",
+        "on_limit restrict needs restrict_to": "Choose the model tier to restrict to: “When a limit is "
+        "reached” is set to restrict.",
+        "restrict_to is used only with on_limit restrict": "“Restrict to” is used only when “When a limit "
+        "is reached” is restrict: set it to “—”, or choose restrict.",
+        "soft_budget_usd must not be above max_budget_usd": "Soft budget per period (USD) must not be above "
+        "the budget per period (USD).",
+    }
+
     key = StringField(
         "Key",
         validators=[DataRequired(message="A key is required."), Length(max=64)],
@@ -88,7 +120,9 @@ class TierVersionForm(FlaskForm):
         "Anchor",
         choices=_choices(ANCHORS, "The period's own (calendar units: calendar; lengths: assignment)"),
     )
-    replenish_tokens = _count("Tokens each period", description="Empty: no replenishment.")
+    replenish_tokens = _count(
+        "Tokens per replenishment", description="Given back each period by “Replenish by”; empty: none."
+    )
     replenish_mode = SelectField(
         "Replenish by",
         choices=[SelectChoice("reset", "reset: set the balance"), SelectChoice("add", "add: add, up to max")],
@@ -181,14 +215,6 @@ class TierVersionForm(FlaskForm):
         if spec["anchor"] is None:
             del spec["anchor"]  # the domain picks the period's default anchor
         return spec
-
-    def show_refusal(self, field: str | None, message: str) -> None:
-        """Put a domain refusal next to the field it names (limits and unknown names: the form top)."""
-        target = getattr(self, field, None) if field else None
-        if target is None or field in ("limits", "csrf_token"):
-            self.form_errors.append(message)
-        else:
-            target.errors = [*target.errors, message]
 
 
 def _usd_text(nusd: int | None) -> str | None:

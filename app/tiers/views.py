@@ -1,4 +1,5 @@
-"""Usage tiers in the admin: versions with their customer counts, clone, migrate with a preview."""
+"""Usage tiers in the admin: every version's rules at a glance with its customer count, create, edit
+while unlocked, clone, migrate with a preview of who moves, and which version new customers start on."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ from sqlalchemy import func, select
 
 from app.auth import owner_required
 from app.customers.listing import current_project
-from app.customers.operations import migrate_customers
+from app.customers.operations import MigrationPreview, migrate_customers, preview_migration
 from app.db import now_utc, session_writes
 from app.errors import DomainError
 from app.extensions import db
+from app.form_errors import show_refusal
 from app.models.customer import Customer
 from app.models.tier import UsageTier
+from app.settings.operations import apply_settings
 from app.tiers.forms import MigrateForm, TierVersionForm, form_data
+from app.tiers.glance import glance
 from app.tiers.operations import TierLocked, clone_tier, create_tier, edit_tier, find_version
 
 bp = Blueprint("tiers", __name__, url_prefix="/tiers")
@@ -45,9 +49,34 @@ def _counts(project_id: int) -> dict[int, int]:
 @bp.route("")
 def index():
     project = current_project(db.session)
+    tiers = _versions(project.id)
     return render_template(
-        "tiers/index.html", project=project, tiers=_versions(project.id), counts=_counts(project.id)
+        "tiers/index.html",
+        project=project,
+        groups=_by_key(tiers),
+        counts=_counts(project.id),
+        glances={t.id: glance(t) for t in tiers},
     )
+
+
+def _by_key(tiers) -> list[tuple[str, list[UsageTier]]]:
+    """Versions grouped by tier key, newest version first within each key."""
+    keys = dict.fromkeys(t.key for t in tiers)
+    return [(key, sorted((t for t in tiers if t.key == key), key=lambda t: -t.version)) for key in keys]
+
+
+@bp.route("/<key>/versions/<id:version>/default", methods=["POST"])
+@owner_required
+def make_default(key: str, version: int):
+    """New customers start on this version: the setting PATCH /api/settings `default_tier` changes."""
+    tier = _found(key, version)
+    name = tier.name
+    with session_writes(db.session):
+        apply_settings(
+            db.session, current_project(db.session), {"default_tier": {"key": key, "version": version}}
+        )
+    flash(f"New customers now start on {name} ({key} v{version}).", "success")
+    return redirect(url_for("tiers.index"))
 
 
 @bp.route("/<key>/versions/<id:version>/clone", methods=["POST"])
@@ -65,8 +94,16 @@ def clone(key: str, version: int):
 
 def _version_page(form: TierVersionForm, tier: UsageTier | None, status: int = 200, refusal: str = ""):
     latest = max((v.version for v in _versions(tier.project_id, tier.key)), default=0) if tier else 0
+    project = current_project(db.session)
     return render_template(
-        "tiers/version.html", form=form, tier=tier, refusal=refusal, next_version=latest + 1
+        "tiers/version.html",
+        form=form,
+        tier=tier,
+        refusal=refusal,
+        next_version=latest + 1,
+        glance=glance(tier) if tier else None,
+        customers=_counts(project.id).get(tier.id, 0) if tier else 0,
+        is_default=tier is not None and tier.id == project.default_tier_id,
     ), status
 
 
@@ -91,7 +128,7 @@ def create():
             with session_writes(db.session):
                 key = create_tier(db.session, current_project(db.session), form.spec()).key
         except DomainError as refused:
-            form.show_refusal(refused.field, refused.message)
+            show_refusal(form, refused)
         else:
             flash(f"Created {key} v1.", "success")
             return redirect(url_for("tiers.index"))
@@ -121,70 +158,95 @@ def edit(key: str, version: int):
         except TierLocked as refused:
             return _version_page(form, _found(key, version), 409, refused.message)
         except DomainError as refused:
-            form.show_refusal(refused.field, refused.message)
+            show_refusal(form, refused)
         else:
             flash(f"Saved {key} v{version}.", "success")
             return redirect(url_for("tiers.index"))
     return _version_page(form, _found(key, version), 400)
 
 
-def _migrate_page(key: str, form: MigrateForm, preview: int | None = None, status: int = 200):
+def _migrate_page(key: str, form: MigrateForm, preview: MigrationPreview | None = None, status: int = 200):
     project = current_project(db.session)
-    versions = _versions(project.id, key)
+    versions = list(_versions(project.id, key))
     if not versions:
         abort(404)
+    counts = _counts(project.id)
+    form.with_versions(versions, counts, project.default_tier_id)
     return render_template(
         "tiers/migrate.html",
         key=key,
         versions=versions,
-        counts=_counts(project.id),
+        counts=counts,
         form=form,
         preview=preview,
+        source=next((v for v in versions if v.version == form.from_version.data), None),
+        glances={v.id: glance(v) for v in versions},
     ), status
+
+
+def _suggested(key: str) -> dict[str, int]:
+    """From the oldest version that still has customers (else the oldest) to the newest, unless the
+    link names them (`?from_version=1&to_version=3`)."""
+    project = current_project(db.session)
+    versions, counts = _versions(project.id, key), _counts(project.id)
+    if not versions:
+        abort(404)
+    latest = versions[-1].version
+    peopled = [v.version for v in versions if counts.get(v.id) and v.version != latest]
+    chosen = {"from_version": peopled[0] if peopled else versions[0].version, "to_version": latest}
+    for name in chosen:
+        given = request.args.get(name, type=int)
+        if given is not None and any(v.version == given for v in versions):
+            chosen[name] = given
+    return chosen
 
 
 @bp.route("/<key>/migrate")
 def migrate_form(key: str):
-    return _migrate_page(key, MigrateForm(formdata=None))
+    return _migrate_page(key, MigrateForm(formdata=None, data=_suggested(key)))
 
 
 @bp.route("/<key>/migrate", methods=["POST"])
 @owner_required
 def migrate(key: str):
+    """Without `confirm`: the preview (who would move; nothing changes). With it: the move, through
+    the operation POST /api/tiers/{key}/migrate uses."""
     form = MigrateForm()
     if not form.validate():
         return _migrate_page(key, form, status=400)
     project = current_project(db.session)
+    versions = (form.from_version.data, form.to_version.data)
     try:
+        if not form.confirm.data:
+            preview = preview_migration(db.session, project, key, *versions, form.chosen())
+            return _migrate_page(key, form, preview=preview)
         with session_writes(db.session):
             moved = migrate_customers(
-                db.session,
-                project,
-                key,
-                form.from_version.data,
-                form.to_version.data,
-                form.chosen(),
-                f"admin:{current_user.email}",
-                now_utc(),
+                db.session, project, key, *versions, form.chosen(), f"admin:{current_user.email}", now_utc()
             )
-            if not form.confirm.data:
-                raise _Preview(moved)  # count what would move, then roll it all back
-    except _Preview as preview:
-        return _migrate_page(key, form, preview=preview.count)
     except DomainError as refused:
-        getattr(
-            form, refused.field if refused.field in ("customer_ids", "to_version") else "from_version"
-        ).errors.append(refused.message)
+        show_refusal(form, refused, fallback="from_version")
         return _migrate_page(key, form, status=400)
     flash(
-        f"Moved {moved} customer{'' if moved == 1 else 's'} from {key} v{form.from_version.data} "
-        f"to v{form.to_version.data}.",
+        f"Moved {moved} customer{'' if moved == 1 else 's'} from {key} v{versions[0]} to v{versions[1]}.",
         "success",
     )
-    return redirect(url_for("tiers.index"))
+    return redirect(url_for("tiers.migrated", key=key, from_version=versions[0], to_version=versions[1]))
 
 
-class _Preview(Exception):
-    def __init__(self, count: int):
-        super().__init__(count)
-        self.count = count
+@bp.route("/<key>/migrated")
+def migrated(key: str):
+    """After a migrate: where the customers are now, and whether new customers still start on the
+    version they were moved off (then the offer to make the new version the default)."""
+    project = current_project(db.session)
+    source = _found(key, request.args.get("from_version", 0, type=int))
+    target = _found(key, request.args.get("to_version", 0, type=int))
+    return render_template(
+        "tiers/migrated.html",
+        key=key,
+        source=source,
+        target=target,
+        default=db.session.get(UsageTier, project.default_tier_id) if project.default_tier_id else None,
+        counts=_counts(project.id),
+        glances={t.id: glance(t) for t in (source, target)},
+    )

@@ -67,7 +67,7 @@ def error_next_to(page: str, field_id: str) -> str | None:
         rest = rest[rest.index("</select>") + len("</select>") :]
     # Between them only a checkbox's label text and the field's hint may come.
     between = r'(?:[^<]*</label>)?\s*(?:<p class="hint muted"[^>]*>[^<]*</p>)?\s*'
-    error = re.match(between + r'<p class="field-error" role="alert">(.*?)</p>', rest, re.S)
+    error = re.match(between + r'<p class="field-error"[^>]*>(.*?)</p>', rest, re.S)
     return html.unescape(error.group(1)) if error else None
 
 
@@ -204,7 +204,7 @@ def test_other_bad_input_is_shown_next_to_the_field_and_changes_nothing(owner, w
     before = catalog_state()
     page = f"/models/{test_model}"
     cases = [
-        ("/models", {"name": "", "model_tier": "standard"}, "/models", "name", "model name is required"),
+        ("/models", {"name": "", "model_tier": "standard"}, "/models", "name", "Model name is required"),
         ("/models", {"name": "gpt-test", "model_tier": "standard"}, "/models", "name", "already exists"),
         ("/models", {"name": "x", "model_tier": "gold"}, "/models", "model_tier", "Not a valid choice"),
         (f"{page}/deployments", new_deployment("not a url"), page, "new-base_url", "http(s) URL"),
@@ -214,14 +214,14 @@ def test_other_bad_input_is_shown_next_to_the_field_and_changes_nothing(owner, w
             new_deployment(world.upstream.base_url, region="us east"),
             page,
             "new-region",
-            "region",
+            "Region must be a short name",
         ),
         (
             f"{page}/deployments",
             new_deployment(world.upstream.base_url, region=""),
             page,
             "new-region",
-            "region",
+            "Region must be a short name",
         ),
         (
             f"{page}/deployments",
@@ -249,14 +249,14 @@ def test_other_bad_input_is_shown_next_to_the_field_and_changes_nothing(owner, w
             deployment_form(stored, timeout_s="0"),
             page,
             f"d{stored.id}-timeout_s",
-            "timeout_s must be a whole number from 1",
+            "Timeout (seconds) must be a whole number from 1",  # the label, not the API's name
         ),
         (
             f"{page}/deployments/{stored.id}",
             deployment_form(stored, region="e,u", api_key="sk-typed-then-refused"),
             page,
             f"d{stored.id}-region",
-            "region",
+            "Region must be a short name",
         ),
     ]
     for path, data, on_page, field, message in cases:

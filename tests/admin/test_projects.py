@@ -61,7 +61,7 @@ def test_rename_and_bad_input_change_nothing(owner, world: World):
     assert _project(slug).name == "Renamed"
     count = db.session.scalar(db.select(db.func.count()).select_from(Project))
     for bad, message in [
-        ({"slug": "Has Spaces", "name": "x"}, "slug must be lower-case"),
+        ({"slug": "Has Spaces", "name": "x"}, "Slug must be lower-case"),  # the label's word
         ({"slug": slug, "name": "Again"}, "already exists"),
         ({"slug": "fine", "name": ""}, "A name is required."),
     ]:

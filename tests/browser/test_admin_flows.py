@@ -77,7 +77,10 @@ def test_sign_in_refuses_a_wrong_password_then_lets_the_owner_in(page: Page, own
     page.goto("/customers")
     expect(page).to_have_url(re.compile(r"/auth/sign-in\?next="))
     sign_in(page, password="not the password")
-    expect(page.get_by_role("alert")).to_have_text("That email and password do not match an admin.")
+    expect(page.get_by_role("alert")).to_contain_text("Fix 1 problem below")
+    expect(page.get_by_role("alert").get_by_role("link")).to_have_text(
+        "That email and password do not match an admin."
+    )
     expect(page).to_have_url(re.compile(r"/auth/sign-in"))
     sign_in(page)
     expect(page).to_have_url(f"{live_url}/customers")
@@ -98,7 +101,7 @@ def create_pro_tier(page: Page) -> None:
     page.get_by_label("Description").fill("For teams that ship")
     page.get_by_label("Period", exact=True).fill("month")
     page.get_by_label("Anchor").select_option("calendar")
-    page.get_by_label("Tokens each period").fill("2000000")
+    page.get_by_label("Tokens per replenishment").fill("2000000")
     page.get_by_label("Replenish by").select_option("reset")
     page.get_by_label("standard calls", exact=True).fill("500")
     page.get_by_label("premium tokens", exact=True).fill("100000")
@@ -110,7 +113,7 @@ def create_pro_tier(page: Page) -> None:
     page.get_by_role("button", name="Create tier").click()
     expect(page).to_have_url(re.compile(r"/tiers$"))
     expect(flash(page)).to_have_text("Created pro v1.")
-    expect(page.get_by_role("row").filter(has_text=re.compile(r"\bPro\b"))).to_contain_text("month")
+    expect(page.get_by_role("region", name=re.compile(r"^Pro\b"))).to_contain_text("Per month, calendar")
 
 
 def test_tier_customer_tier_change_and_tokens(admin: Page, world: World):
@@ -193,15 +196,16 @@ def test_a_locked_tier_is_refused_cloned_edited_and_its_customer_migrated(admin:
     assert (original.name, original.rpm_limit, original.locked) == (DEFAULT_TIER, None, True)
     assert world.customer("acme").tier_id == original.id  # a clone moves nobody
 
-    admin.get_by_role("row").filter(has_text="Starter").get_by_role("link", name="Migrate…").click()
-    admin.get_by_label("From version").fill("1")
-    admin.get_by_label("To version").fill("2")
+    admin.get_by_role("link", name="Migrate the customers of default v1").click()
+    expect(admin.get_by_label("From version")).to_have_value("1")
+    expect(admin.get_by_label("To version")).to_have_value("2")
     admin.get_by_label("Only these customers").fill("acme")
-    admin.get_by_role("button", name="Preview or move").click()
-    expect(flash(admin)).to_contain_text("1 customer would move from v1 to v2")
+    admin.get_by_role("button", name="Preview who moves").click()
+    expect(admin.get_by_role("region", name=re.compile("would move"))).to_contain_text(
+        "1 customer would move from v1 to v2"
+    )
     assert world.customer("acme").tier_id == original.id  # a preview moves nobody
-    admin.get_by_label("Move them").check()
-    admin.get_by_role("button", name="Preview or move").click()
+    admin.get_by_role("button", name="Move 1 customer to v2").click()
     expect(flash(admin)).to_have_text("Moved 1 customer from default v1 to v2.")
     assert world.customer("acme").tier_id == copy.id
 

@@ -118,7 +118,12 @@ def test_stripe_settings_saved_write_only_and_a_received_event_shown_with_its_ou
     # An incomplete row is refused with its reason, and nothing is saved.
     page.get_by_label("Tokens, row 1").fill("1000")
     page.get_by_role("button", name="Save Stripe settings").click()
-    expect(page.get_by_text("Give the Stripe price id of this row.")).to_be_visible()
+    expect(
+        page.get_by_text("Give the Stripe price id of this row.", exact=True)
+    ).to_be_visible()  # by the row
+    expect(page.get_by_role("alert").get_by_role("link")).to_have_text(
+        "Stripe price id, row 1: Give the Stripe price id of this row."
+    )
     db.session.expire_all()
     assert world.project.stripe_prices == {}
 

@@ -1,0 +1,175 @@
+"""The usage tiers pages in headless Chromium (issue 16, acceptance 4): every version's limits at a
+glance, migrate with version pickers and a preview of who moves, the default-tier offer after a
+migrate off the default, form errors summarised at the top; at 1280 px and at 375 px without
+sideways scroll. Screenshots of each page at both widths go to `<pytest basetemp>/screenshots/`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from app.extensions import db
+from app.models.project import Project
+from tests.browser.test_admin_flows import open_section, tier_version
+from tests.factories import World, assign, chat
+
+PHONE = {"width": 375, "height": 812}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+@pytest.fixture
+def shots(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.getbasetemp() / "screenshots"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def fits_a_phone(page: Page, shots: Path, name: str) -> None:
+    """The page at 375 px has no sideways scroll; a screenshot at each width for people to look at."""
+    page.set_viewport_size(PHONE)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    page.screenshot(path=str(shots / f"{name}-375.png"), full_page=True)
+    page.set_viewport_size(DESKTOP)
+    page.screenshot(path=str(shots / f"{name}-1280.png"), full_page=True)
+    assert overflow <= 0, f"{name}: {overflow}px of sideways scroll at 375 px"
+
+
+@pytest.fixture
+def plans(world: World):
+    """Tier `pro` v1 with limits that read "none allowed" and "no limit", three customers on it,
+    and its editable v2."""
+    from app.tiers.operations import clone_tier
+
+    pro = world.add_tier(
+        {
+            "key": "pro",
+            "name": "Pro",
+            "period": "month",
+            "replenish_tokens": 2_000_000,
+            "limits": {"standard": {"calls": 500, "tokens": None}, "premium": {"calls": 0, "tokens": None}},
+            "max_budget_usd": "25",
+            "rpm_limit": 600,
+        }
+    )
+    for n, name in enumerate(("Ada Lovelace", "Grace Hopper", "Katherine Johnson")):
+        world.give_customer(f"cust-{n}", 10_000 * (n + 1), name=name)
+        assign(world, f"cust-{n}", pro)
+    clone_tier(db.session, pro)
+    world.commit()
+    return pro
+
+
+def test_tier_list_shows_limits_at_a_glance_and_fits_a_phone(admin: Page, world: World, plans, shots):
+    open_section(admin, "Usage tiers")
+    pro_v1 = admin.locator("#tier-pro-v1")
+    expect(
+        pro_v1.locator("dt", has_text=re.compile("^Premium$")).locator("xpath=following-sibling::dd")
+    ).to_have_text("none allowed")
+    expect(
+        pro_v1.locator("dt", has_text="Super premium").locator("xpath=following-sibling::dd")
+    ).to_have_text("no limit")
+    expect(pro_v1).to_contain_text("500 calls · no token limit")
+    expect(pro_v1.get_by_role("link", name="3 customers on pro v1")).to_be_visible()
+    expect(admin.locator("#tier-default-v1")).to_contain_text("Default for new customers")
+    fits_a_phone(admin, shots, "tiers")
+    # On a phone the actions are on screen, not off to the right.
+    admin.set_viewport_size(PHONE)
+    button = pro_v1.get_by_role("button", name="Make Pro v1 the default for new customers")
+    button.scroll_into_view_if_needed()
+    box = button.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+
+    admin.get_by_role("link", name="Edit pro v1").click()
+    expect(admin.get_by_role("region", name="At a glance")).to_contain_text("none allowed")
+    expect(admin.get_by_label("premium calls", exact=True)).to_have_value("0")
+    expect(admin.get_by_label("super premium calls", exact=True)).to_have_attribute("placeholder", "no limit")
+    fits_a_phone(admin, shots, "tier-version")
+
+    admin.goto("/customers/cust-0?tab=usage")
+    premium = admin.get_by_role("row").filter(has=admin.get_by_role("cell", name="premium", exact=True))
+    expect(premium).to_contain_text("0 / none allowed")
+    expect(premium.get_by_text("none allowed", exact=True)).to_be_visible()
+    expect(
+        admin.get_by_role("row").filter(has=admin.get_by_role("cell", name="super premium"))
+    ).to_contain_text("no limit")
+    fits_a_phone(admin, shots, "customer-usage")
+
+
+def test_migrate_preview_then_the_default_offer_makes_the_new_version_the_default(
+    admin: Page, world: World, app, shots
+):
+    default_v1 = tier_version(world, "default", 1)
+    for n in range(3):
+        world.give_customer(f"early-{n}", 500, name=f"Early bird {n}")  # on the default, v1
+    open_section(admin, "Usage tiers")
+    admin.get_by_role("button", name="Clone default v1").click()
+    expect(admin).to_have_url(re.compile(r"/tiers/default/versions/2/edit$"))
+    admin.get_by_label("Name", exact=True).fill("Starter")
+    admin.get_by_label("premium calls", exact=True).fill("0")
+    admin.get_by_role("button", name="Save v2").click()
+
+    admin.get_by_role("link", name="Migrate customers…").click()
+    from_version, to_version = admin.get_by_label("From version"), admin.get_by_label("To version")
+    expect(from_version.locator("option")).to_have_text(
+        [
+            "v1 · Default New Customer Tier · 3 customers · default",
+            "v2 · Starter · 0 customers",
+        ]
+    )
+    from_version.select_option("1")
+    to_version.select_option("2")
+    admin.get_by_role("button", name="Preview who moves").click()
+    preview = admin.get_by_role("region", name="3 customers would move from v1 to v2")
+    for who in ("early-0", "early-1", "early-2"):
+        expect(preview.get_by_role("row").filter(has=admin.locator("code", has_text=who))).to_have_count(1)
+    expect(preview.get_by_role("row").filter(has_text="Early bird 2")).to_contain_text("500 tokens")
+    expect(preview).to_contain_text("none allowed")  # what v2 holds for them, beside v1
+    assert world.customer("early-0").tier_id == default_v1.id  # a preview moves nobody
+    fits_a_phone(admin, shots, "tier-migrate-preview")
+
+    preview.get_by_role("button", name="Move 3 customers to v2").click()
+    expect(admin.get_by_role("status")).to_have_text("Moved 3 customers from default v1 to v2.")
+    offer = admin.get_by_role("region", name="New customers still start on Default New Customer Tier v1")
+    expect(offer).to_be_visible()
+    fits_a_phone(admin, shots, "tier-migrated-offer")
+    v2 = tier_version(world, "default", 2)
+    assert world.customer("early-2").tier_id == v2.id
+
+    offer.get_by_role("button", name="Make Starter v2 the default for new customers").click()
+    expect(admin).to_have_url(re.compile(r"/tiers$"))
+    expect(admin.get_by_role("status")).to_have_text("New customers now start on Starter (default v2).")
+    expect(admin.locator("#tier-default-v2")).to_contain_text("Default for new customers")
+    expect(admin.locator("#tier-default-v1")).not_to_contain_text("Default for new customers")
+    db.session.expire_all()
+    assert db.session.get(Project, world.project.id).default_tier_id == v2.id
+    app.extensions["tollgate.gateway"].cache.invalidate()  # as the next stamp check would
+    assert chat(world.url, world.key, "brand-new").status_code == 200
+    assert world.customer("brand-new").tier_id == v2.id
+
+
+def test_an_invalid_form_opens_on_its_summary_in_the_labels_words(admin: Page, world: World, shots):
+    admin.goto("/tiers/new")
+    admin.get_by_label("Key", exact=True).fill("growth")
+    admin.get_by_label("Name", exact=True).fill("")
+    admin.get_by_label("Tokens per replenishment").fill("5000")  # with period none: refused
+    admin.get_by_label("Requests per minute").fill("0")
+    admin.get_by_role("button", name="Create tier").click()
+    summary = admin.get_by_role("alert")
+    expect(summary.get_by_role("heading")).to_have_text("Fix 2 problems below")
+    expect(summary).to_be_focused()  # a long form never hides why it came back
+    expect(summary.get_by_role("link")).to_have_text(
+        ["A name is required.", re.compile(r"^Requests per minute: Enter a whole number from 1")]
+    )
+    admin.get_by_label("Name", exact=True).fill("Growth")
+    admin.get_by_label("Requests per minute").fill("")
+    admin.get_by_role("button", name="Create tier").click()
+    link = admin.get_by_role("alert").get_by_role("link")
+    expect(link).to_have_text(re.compile(r"^Tokens per replenishment needs a replenishment period"))
+    fits_a_phone(admin, shots, "tier-form-errors")
+    link.click()
+    expect(admin.get_by_label("Period", exact=True)).to_be_in_viewport()
+    expect(admin.get_by_label("Period", exact=True)).to_have_attribute("aria-invalid", "true")
