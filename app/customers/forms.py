@@ -80,9 +80,12 @@ class NewCustomerForm(FlaskForm):
 
 
 class TokensToCredit(IntegerField):
-    """A whole number of tokens; anything else is refused in the label's words."""
+    """A whole number of tokens, or empty; anything else is refused in the label's words."""
 
     def process_formdata(self, valuelist):
+        if valuelist and not valuelist[0].strip():  # left empty: no amount given
+            self.data = None
+            return
         try:
             super().process_formdata(valuelist)
         except ValueError as refused:
