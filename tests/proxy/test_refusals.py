@@ -154,7 +154,7 @@ def test_the_admins_requests_tab_shows_the_refusals_beside_the_served_calls(
     refused = calls[calls.index('<tr class="refused-line" data-code="load_shed">') :]
     refused = refused[: refused.index("</tr>")]
     assert "refused · load_shed" in refused and "gpt-test" in refused and "Shedding load" in refused
-    assert re.search(r"× <span[^>]*>1</span>", refused)
+    assert re.search(r"\u00d7 <span[^>]*>1</span>", refused)
     assert calls.index("refused-line") < calls.index('data-label="Latency"')  # newest first: above the call
     app.extensions["tollgate.signin_throttle"].__init__(None)
 
