@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from flask import session as cookie
-from sqlalchemy import Select, func, literal, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.customers.operations import awaiting_approval
@@ -145,22 +145,30 @@ def find(session: Session, project: Project, query: Query, now: datetime) -> Pag
             select(filtered.c.tier_id, func.count()).group_by(filtered.c.tier_id)
         )
     }
-    # The approval queue is one list in order of arrival (ids grow with creation).
-    order_tier = literal(0) if query.flat else func.coalesce(Customer.tier_id, 0)
     stmt = base.add_columns(awaiting_approval().label("awaiting"), refusals_lately(now).label("refused"))
-    if query.after is not None:
-        tier_after, id_after = query.after
-        stmt = stmt.where(or_(order_tier > tier_after, (order_tier == tier_after) & (Customer.id > id_after)))
-    rows = session.execute(stmt.order_by(order_tier, Customer.id).limit(PAGE + 1)).all()
+    rows = session.execute(_keyset(stmt, query).limit(PAGE + 1)).all()
     more = len(rows) > PAGE
     rows = rows[:PAGE]
     page = Page(project, tiers, _grouped(rows, tiers, counts, query.flat), None)
     page.awaiting = {row.Customer.id for row in rows if row.awaiting}
-    page.refused = {row.Customer.id: row.refused for row in rows if row.refused}
+    page.refused = {row.Customer.id: int(row.refused) for row in rows if row.refused}
     if more and rows:
         last = rows[-1].Customer
         page.next_after = f"{0 if query.flat else last.tier_id or 0}.{last.id}"
     return page
+
+
+def _keyset(stmt: Select, query: Query) -> Select:
+    """The page after `query.after`, in the list's order: by tier, or (the approval queue) in order
+    of arrival, ids growing with creation."""
+    if query.flat:
+        after = query.after[1] if query.after else 0
+        return stmt.where(Customer.id > after).order_by(Customer.id)
+    order_tier = func.coalesce(Customer.tier_id, 0)
+    if query.after is not None:
+        tier_after, id_after = query.after
+        stmt = stmt.where(or_(order_tier > tier_after, (order_tier == tier_after) & (Customer.id > id_after)))
+    return stmt.order_by(order_tier, Customer.id)
 
 
 def _grouped(rows, tiers: list[UsageTier], counts: dict, flat: bool) -> list[Group]:

@@ -95,7 +95,7 @@ def counts_by_code(session: Session, customer: Customer, now: datetime) -> list[
     """The customer's refusals of the last 7 days per code, most first."""
     total = func.sum(RefusalCount.count)
     return [
-        (code, n)
+        (code, int(n))  # PostgreSQL sums BIGINT into NUMERIC
         for code, n in session.execute(
             select(RefusalCount.code, total)
             .where(RefusalCount.customer_id == customer.id, RefusalCount.hour >= _hour_of(now - WINDOW))
