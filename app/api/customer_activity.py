@@ -151,6 +151,16 @@ class RefusalHour(Schema):
     hour = fields.String(required=True)
     code = fields.String(required=True)
     count = fields.Integer(required=True)
+    last_at = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "the latest refusal counted in this hour and code (null: counted before "
+            "examples were kept)"
+        },
+    )
+    message = fields.String(allow_none=True, required=True, metadata={"description": "its message"})
+    model = fields.String(allow_none=True, required=True, metadata={"description": "the model it asked for"})
 
 
 class RefusalsOut(Schema):
@@ -161,10 +171,21 @@ class RefusalsOut(Schema):
 @bp.route("/<customer_id>/refusals")
 @bp.response(200, RefusalsOut)
 def refusals(customer_id):
-    """Refused calls (SPEC 5.5): the last one, and counts per hour and code for 7 days, newest first."""
+    """Refused calls (SPEC 5.5): the last one, and counts per hour and code for 7 days, newest first,
+    each with its latest refusal (time, message, model)."""
     found = refusals_of(db.session, find_customer(db.session, g.project, customer_id), now_utc())
     last = found.last and {**found.last, "at": iso(found.last["at"])}
     return {
         "last": last,
-        "hours": [{"hour": iso(hour), "code": code, "count": n} for hour, code, n in found.hours],
+        "hours": [
+            {
+                "hour": iso(row.hour),
+                "code": row.code,
+                "count": row.count,
+                "last_at": iso(row.last_at),
+                "message": row.message,
+                "model": row.model,
+            }
+            for row in found.hours
+        ],
     }

@@ -1,7 +1,7 @@
 """Forms of the customer page."""
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, IntegerField, SelectField, StringField
+from wtforms import BooleanField, IntegerField, SelectField, SelectMultipleField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
@@ -77,3 +77,47 @@ class NewCustomerForm(FlaskForm):
     tier = SelectField("Usage tier", coerce=int)
 
     validate_email = DetailsForm.validate_email
+
+
+class TokensToCredit(IntegerField):
+    """A whole number of tokens, or empty; anything else is refused in the label's words."""
+
+    def process_formdata(self, valuelist):
+        if valuelist and not valuelist[0].strip():  # left empty: no amount given
+            self.data = None
+            return
+        try:
+            super().process_formdata(valuelist)
+        except ValueError as refused:
+            raise ValueError("Tokens to credit: enter a whole number of tokens, like 5000.") from refused
+
+
+class ApproveForm(FlaskForm):
+    """Approve one customer: the tokens to credit (empty: the project's approval_tokens)."""
+
+    # Named apart from the other forms of the pages it is on (New customer's `tokens`).
+    approve_tokens = TokensToCredit("Tokens to credit")
+
+    def __init__(self, *args, approval_tokens: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.approval_tokens = approval_tokens
+        if approval_tokens is not None:
+            self.approve_tokens.description = (
+                f"Empty: the project's approval amount, {approval_tokens:,} tokens."
+            )
+
+    def validate_approve_tokens(self, field):
+        if field.process_errors:  # not a whole number: already said
+            return
+        if field.data is None and self.approval_tokens is None:
+            raise ValidationError(
+                "Tokens to credit: enter an amount (the project has no approval amount in its settings)."
+            )
+        if field.data is not None and not 1 <= field.data <= MAX_TOKENS:
+            raise ValidationError(f"Tokens to credit: enter from 1 to {MAX_TOKENS:,} tokens.")
+
+
+class BulkApproveForm(ApproveForm):
+    """Approve the customers ticked in the approval queue, each with the same amount."""
+
+    approve_ids = SelectMultipleField("Customers to approve", validate_choice=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Select, func, select
@@ -143,6 +143,18 @@ def find_customer(session: Session, project: Project, customer_id: str) -> Custo
     return customer
 
 
+def find_customer_and_approval(session: Session, project: Project, customer_id: str) -> tuple[Customer, bool]:
+    """The customer and whether it awaits approval, in one statement (its admin page shows both)."""
+    row = session.execute(
+        select(Customer, awaiting_approval()).where(
+            Customer.project_id == project.id, Customer.external_id == customer_id
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"no customer {customer_id!r}", "customer_id")
+    return row[0], bool(row[1])
+
+
 def find_customers(session: Session, project: Project, customer_ids: Sequence[str]) -> list[Customer]:
     """The project's customers among these ids (unknown ids are simply absent)."""
     return list(
@@ -273,6 +285,40 @@ def approve(
     )
     session.expire(customer)
     return entry
+
+
+def is_awaiting(session: Session, customer: Customer) -> bool:
+    """Whether the customer is in the approval queue (see awaiting_approval)."""
+    found = session.scalar(select(Customer.id).where(Customer.id == customer.id, awaiting_approval()))
+    return found is not None
+
+
+@dataclass
+class Approvals:
+    approved: list[Customer] = field(default_factory=list)
+    not_awaiting: list[Customer] = field(default_factory=list)  # credited since the list was shown
+
+
+def approve_many(
+    session: Session,
+    project: Project,
+    chosen: Sequence[Customer],
+    tokens: int | None,
+    source: str,
+    now: datetime,
+) -> Approvals:
+    """Approve each chosen customer with `approve`, in the caller's transaction. One that no longer
+    awaits approval (approved or credited since the list was shown) is reported, and the others
+    are approved all the same: `approve` refuses it before writing anything."""
+    done = Approvals()
+    for customer in sorted(chosen, key=lambda c: c.id):  # one lock order: two bulk approvals never deadlock
+        try:
+            approve(session, project, customer, tokens, source, now)
+        except Conflict:
+            done.not_awaiting.append(customer)
+        else:
+            done.approved.append(customer)
+    return done
 
 
 KEEP = object()  # set_own_budget: leave the duration as it is

@@ -8,13 +8,20 @@ from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
 
 from app.auth import owner_required
-from app.customers import listing
+from app.customers import listing, timeline
 from app.customers import operations as ops
-from app.customers.forms import DetailsForm, NewCustomerForm, TierForm, TokensForm
-from app.customers.refusals import refusals_of
+from app.customers.forms import (
+    ApproveForm,
+    BulkApproveForm,
+    DetailsForm,
+    NewCustomerForm,
+    TierForm,
+    TokensForm,
+)
+from app.customers.refusals import counts_by_code
 from app.customers.standing import standing
 from app.db import now_utc, row_id, session_writes
-from app.errors import DomainError
+from app.errors import Conflict, DomainError
 from app.extensions import db
 from app.form_errors import show_refusal
 from app.metering.credits import add_or_set
@@ -34,16 +41,24 @@ def _signed_in() -> None:
     """Every page here needs a signed-in admin."""
 
 
-def _list_page(new: NewCustomerForm, page: listing.Page | None = None, status: int = 200):
+def _list_page(
+    new: NewCustomerForm,
+    page: listing.Page | None = None,
+    status: int = 200,
+    approve: BulkApproveForm | None = None,
+):
     query = listing.Query.from_args(request.args)
-    page = page or listing.find(db.session, listing.current_project(db.session), query)
-    return render_template("customers/index.html", page=page, query=query, new=new), status
+    page = page or listing.find(db.session, listing.current_project(db.session), query, now_utc())
+    approve = approve or BulkApproveForm(
+        None, approve_tokens=page.project.approval_tokens, approval_tokens=page.project.approval_tokens
+    )
+    return render_template("customers/index.html", page=page, query=query, new=new, approve=approve), status
 
 
 def _new_customer_form(formdata=None) -> tuple[NewCustomerForm, listing.Page]:
     """The form with the project's tiers to choose from (the list page reads them anyway)."""
     project = listing.current_project(db.session)
-    page = listing.find(db.session, project, listing.Query.from_args(request.args))
+    page = listing.find(db.session, project, listing.Query.from_args(request.args), now_utc())
     form = NewCustomerForm(formdata, tier=project.default_tier_id)
     form.tier.choices = [SelectChoice(str(t.id), f"{t.name} · {t.key} v{t.version}") for t in page.tiers]
     return form, page
@@ -76,6 +91,50 @@ def create():
         return _list_page(form, page, 400)
     flash(f"Customer {made} created.", "success")
     return redirect(url_for("customers.detail", customer_id=made))
+
+
+BULK_MAX = 500  # customers one bulk approval may name (the queue shows 50 a page)
+
+
+@bp.route("/approve", methods=["POST"])
+@owner_required
+def approve_selected():
+    """Bulk approve from the approval queue: each chosen customer through `approve`, in one
+    transaction; those approved since the list was shown are reported, the rest approved."""
+    project = listing.current_project(db.session)
+    form = BulkApproveForm(request.form, approval_tokens=project.approval_tokens)
+    if not form.validate():
+        new, page = _new_customer_form()
+        return _list_page(new, page, 400, approve=form)
+    chosen = list(dict.fromkeys(form.approve_ids.data or []))
+    if not 0 < len(chosen) <= BULK_MAX:
+        flash(f"Nothing was approved: tick from 1 to {BULK_MAX} customers to approve.", "error")
+    else:
+        tokens = form.approve_tokens.data
+        with session_writes(db.session):
+            found = ops.find_customers(db.session, project, chosen)
+            names = {c: c.name for c in found}  # read now: approving expires the rows
+            gone = sorted(set(chosen) - {c.external_id for c in found})
+            done = ops.approve_many(db.session, project, found, tokens, _actor(), now_utc())
+        approved = [names[c] for c in done.approved]
+        skipped = [names[c] for c in done.not_awaiting] + gone
+        _report_approvals(approved, skipped, tokens if tokens is not None else project.approval_tokens)
+    return redirect(url_for("customers.index", **listing.Query.from_args(request.args).params()))
+
+
+def _report_approvals(approved: list[str], skipped: list[str], tokens: int | None) -> None:
+    if approved:
+        plural = "customer" if len(approved) == 1 else "customers"
+        flash(
+            f"Approved {len(approved)} {plural} with {tokens:,} tokens each: {_names(approved)}.", "success"
+        )
+    if skipped:
+        flash(f"Not approved, no longer awaiting approval: {_names(skipped)}.", "warning")
+
+
+def _names(names: list[str], shown: int = 10) -> str:
+    rest = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {rest} more" if rest > 0 else "")
 
 
 TABS = ("details", "usage", "ledger", "requests")
@@ -131,29 +190,41 @@ def _newest_first(model, customer_pk: int) -> tuple[list, int | None]:
     return rows[:PAGE], (rows[PAGE - 1].id if len(rows) > PAGE else None)
 
 
-def _render(customer, tab, forms, status=200, **extra):
-    project = listing.current_project(db.session)
+def _render(customer, tab, forms, status=200, approve: ApproveForm | None = None, **known):
+    """The customer page; `known` may carry the `project` and `awaiting` the caller read already,
+    and the `portal_link` just made."""
+    project = known.get("project") or listing.current_project(db.session)
     details, tokens, tier = forms
     context = dict(
-        customer=customer, tab=tab, project=project, details=details, tokens=tokens, tier_form=tier, **extra
+        customer=customer, tab=tab, project=project, details=details, tokens=tokens, tier_form=tier,
+        portal_link=known.get("portal_link"),
+    )
+    awaiting = known.get("awaiting")
+    context["awaiting"] = ops.is_awaiting(db.session, customer) if awaiting is None else awaiting
+    context["approve"] = approve or ApproveForm(
+        None, approve_tokens=project.approval_tokens, approval_tokens=project.approval_tokens
     )
     if tab == "usage":
         context["standing"] = standing(db.session, customer)
     elif tab == "ledger":
         context["entries"], context["older"] = _newest_first(LedgerEntry, customer.id)
     elif tab == "requests":
-        context["calls"], context["older"] = _newest_first(UsageRecord, customer.id)
-        context["refused"] = refusals_of(db.session, customer, now_utc())
+        calls, context["older"] = _newest_first(UsageRecord, customer.id)
+        before = row_id(request.args.get("before", ""))
+        now = now_utc()
+        context["lines"] = timeline.interleave(db.session, customer, calls, before, context["older"], now)
+        context["refused_by_code"] = counts_by_code(db.session, customer, now)
     return render_template("customers/detail.html", **context), status
 
 
 @bp.route("/<path:customer_id>")
 def detail(customer_id):
-    customer = _customer(customer_id)
     tab = request.args.get("tab", "details")
     if tab not in TABS:
         abort(404)
-    return _render(customer, tab, _forms(customer, listing.current_project(db.session)))
+    project = listing.current_project(db.session)
+    customer, awaiting = ops.find_customer_and_approval(db.session, project, customer_id)
+    return _render(customer, tab, _forms(customer, project), project=project, awaiting=awaiting)
 
 
 def _actor() -> str:
@@ -250,4 +321,24 @@ def revoke_portal_links(customer_id):
     with session_writes(db.session):
         links.revoke_all(db.session, _customer(customer_id))
     flash("Every usage link of this customer stopped working. A new link works again.", "success")
+    return redirect(url_for("customers.detail", customer_id=customer_id))
+
+
+@bp.route("/<path:customer_id>/approve", methods=["POST"])
+@owner_required
+def approve(customer_id):
+    """Approve, as `POST /api/customers/{id}/approve` does: credit the tokens, `customer.approved`."""
+    customer = _customer(customer_id)
+    project = listing.current_project(db.session)
+    form = ApproveForm(request.form, approval_tokens=project.approval_tokens)
+    if not form.validate():
+        return _render(customer, "details", _forms(customer, project), 400, approve=form)
+    try:
+        with session_writes(db.session):
+            entry = ops.approve(db.session, project, customer, form.approve_tokens.data, _actor(), now_utc())
+    except Conflict:
+        form.form_errors.append("Nothing was credited: this customer is no longer awaiting approval.")
+        customer = _customer(customer_id)
+        return _render(customer, "details", _forms(customer, project), 409, approve=form)
+    flash(f"Approved: {entry.amount:,} tokens credited, balance {entry.balance_after:,}.", "success")
     return redirect(url_for("customers.detail", customer_id=customer_id))

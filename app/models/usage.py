@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, false, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, now_utc
@@ -86,8 +97,10 @@ class PeriodCounter(Base):
 
 
 class RefusalCount(Base):
-    """Refused calls of one customer (SPEC 5.5), per code and UTC hour. Written in batches by each
-    process's refusal counter, never on the refused call's own path."""
+    """Refused calls of one customer (SPEC 5.5), per code and UTC hour, with the latest of them as an
+    example (when, its message, the model asked for): the admin's Requests tab shows each row as one
+    line among the served calls. Written in batches by each process's refusal counter, never on the
+    refused call's own path."""
 
     __tablename__ = "refusal_counts"
     __table_args__ = (
@@ -100,3 +113,7 @@ class RefusalCount(Base):
     hour: Mapped[datetime] = mapped_column(UTCDateTime)
     code: Mapped[str] = mapped_column(String(32))
     count: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The latest refusal counted in this row; null only on rows written before examples were kept.
+    last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    message: Mapped[str | None] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(String(200))

@@ -1,10 +1,10 @@
-"""Refused calls of known customers (SPEC 5.5), counted per customer, code and UTC hour, with the
-customer's last refusal.
+"""Refused calls of known customers (SPEC 5.5), counted per customer, code and UTC hour, each count
+with its latest refusal as an example (time, message, model), and the customer's last refusal.
 
 A refused call pays a dict update under a lock; a background flusher per process writes what
-gathered every FLUSH_S seconds in one transaction: one statement for every count, one for every
-customer's last refusal. However hard a refused client retries, the database sees a few statements
-per flush, and an admin sees the counts within seconds.
+gathered every FLUSH_S seconds in one transaction: one statement for every count and its example,
+one for every customer's last refusal. However hard a refused client retries, the database sees a
+few statements per flush, and an admin sees the counts within seconds.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Engine, Table, bindparam, or_, select, tuple_, update
+from sqlalchemy import Engine, Table, bindparam, case, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.db import now_utc, write_transaction
@@ -54,6 +54,9 @@ class Last:
     model: str | None
 
 
+Key = tuple[int, str, datetime, str]  # project, customer id, UTC hour, code
+
+
 class RefusalCounter:
     """One per process."""
 
@@ -63,8 +66,8 @@ class RefusalCounter:
         self.every_s = every_s
         self._lock = threading.Lock()
         self._writing = threading.Lock()  # one flush writes at a time (the flusher's, atexit's, a test's)
-        self._counts: Counter[tuple[int, str, datetime, str]] = Counter()
-        self._last: dict[tuple[int, str], Last] = {}
+        self._counts: Counter[Key] = Counter()
+        self._examples: dict[Key, Last] = {}  # the latest refusal of each count
         self._flusher: threading.Thread | None = None
 
     def note(self, project_id: int, customer_id: str | None, code: str, message: str, model: object) -> None:
@@ -73,9 +76,10 @@ class RefusalCounter:
         now = self.clock()
         hour = now.replace(minute=0, second=0, microsecond=0)
         shown = model[:200] if isinstance(model, str) else None
+        key = (project_id, customer_id, hour, code)
         with self._lock:
-            self._counts[(project_id, customer_id, hour, code)] += 1
-            self._last[(project_id, customer_id)] = Last(now, code, message[:MAX_MESSAGE], shown)
+            self._counts[key] += 1
+            self._examples[key] = Last(now, code, message[:MAX_MESSAGE], shown)
             if self._flusher is None:
                 self._start()
 
@@ -85,26 +89,27 @@ class RefusalCounter:
         with self._writing:
             with self._lock:
                 counts, self._counts = self._counts, Counter()
-                last, self._last = self._last, {}
+                examples, self._examples = self._examples, {}
             if not counts:
                 return 0
+            last = _latest_per_customer(examples)
             try:
                 with write_transaction(self.engine) as conn:
                     ids = self._ids(conn, set(last))
-                    return self._write_counts(conn, counts, ids) + self._write_last(conn, last, ids)
+                    return self._write_counts(conn, counts, examples, ids) + self._write_last(conn, last, ids)
             except Exception:
                 log.exception("refusal counts could not be written; they are kept for the next flush")
-                self._keep(counts, last)
+                self._keep(counts, examples)
                 return 0
 
-    def _keep(self, counts: Counter, last: dict[tuple[int, str], Last]) -> None:
+    def _keep(self, counts: Counter[Key], examples: dict[Key, Last]) -> None:
         """A batch that could not be written goes back, merged with what gathered since."""
         with self._lock:
             self._counts.update(counts)
-            for key, seen in last.items():
-                newer = self._last.get(key)
+            for key, seen in examples.items():
+                newer = self._examples.get(key)
                 if newer is None or newer.at < seen.at:
-                    self._last[key] = seen
+                    self._examples[key] = seen
 
     def _ids(self, conn, keys: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
         rows = conn.execute(
@@ -114,13 +119,15 @@ class RefusalCounter:
         )
         return {(row.project_id, row.external_id): row.id for row in rows}
 
-    def _write_counts(self, conn, counts: Counter, ids: dict[tuple[int, str], int]) -> int:
+    def _write_counts(
+        self, conn, counts: Counter[Key], examples: dict[Key, Last], ids: dict[tuple[int, str], int]
+    ) -> int:
         # In one order in every process: two flushes touching the same rows never deadlock.
         rows = sorted(
             (
-                {"customer_id": ids[(project, customer)], "hour": hour, "code": code, "count": n}
-                for (project, customer, hour, code), n in counts.items()
-                if (project, customer) in ids  # a customer deleted since: nothing to count for
+                _count_row(ids[key[:2]], key, n, examples[key])
+                for key, n in counts.items()
+                if key[:2] in ids  # a customer deleted since: nothing to count for
             ),
             key=lambda row: (row["customer_id"], row["hour"], row["code"]),
         )
@@ -128,10 +135,18 @@ class RefusalCounter:
             return 0
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         insert = dialect.insert(counts_table).values(rows)
+        # Another process's later example, written first, is not replaced by an older one.
+        newer = or_(counts_table.c.last_at.is_(None), insert.excluded.last_at >= counts_table.c.last_at)
         conn.execute(
             insert.on_conflict_do_update(
                 index_elements=["customer_id", "hour", "code"],
-                set_={"count": counts_table.c.count + insert.excluded.count},
+                set_={
+                    "count": counts_table.c.count + insert.excluded.count,
+                    **{
+                        name: case((newer, insert.excluded[name]), else_=counts_table.c[name])
+                        for name in ("last_at", "message", "model")
+                    },
+                },
             )
         )
         return 1
@@ -170,3 +185,25 @@ class RefusalCounter:
         while True:
             time.sleep(self.every_s)
             self.flush()
+
+
+def _count_row(customer_pk: int, key: Key, count: int, example: Last) -> dict:
+    return {
+        "customer_id": customer_pk,
+        "hour": key[2],
+        "code": key[3],
+        "count": count,
+        "last_at": example.at,
+        "message": example.message,
+        "model": example.model,
+    }
+
+
+def _latest_per_customer(examples: dict[Key, Last]) -> dict[tuple[int, str], Last]:
+    """Each customer's last refusal: the latest example among its counts."""
+    last: dict[tuple[int, str], Last] = {}
+    for (project, customer, _, _), seen in examples.items():
+        kept = last.get((project, customer))
+        if kept is None or kept.at < seen.at:
+            last[(project, customer)] = seen
+    return last

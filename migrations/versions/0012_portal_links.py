@@ -1,8 +1,8 @@
 """portal links: the customer's link secret, the project's embedding origins
 
-Revision ID: 0012_portal_links
-Revises: 0010
-Create Date: 2026-12-08 10:00:00.000000
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-05 10:00:00.000000
 
 """
 from alembic import op
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0012_portal_links'
-down_revision = '0010'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

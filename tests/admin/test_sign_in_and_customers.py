@@ -331,6 +331,8 @@ def test_statements_stay_bounded_at_ten_thousand_customers(browser, world: World
         "/customers",
         "/customers?after=1.5000",
         "/customers?q=bulk-09999",
+        "/customers?awaiting=1",
+        "/customers?refused=1",
         "/customers/heavy",
         "/customers/heavy?tab=usage",
         "/customers/heavy?tab=ledger",

@@ -3,6 +3,7 @@ last refusal, visible within 10 s, written in batches whatever the rate of refus
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -149,9 +150,12 @@ def test_the_admins_requests_tab_shows_the_refusals_beside_the_served_calls(
     client = client_for(app)
     sign_in(client)
     page = client.get("/customers/c?tab=requests").data.decode()
-    refused = page[page.index('id="refusals"') : page.index("Served calls")]
-    assert "load_shed" in refused and "gpt-test" in refused and "Shedding load" in refused
-    assert ">1</td>" in refused
+    calls = page[page.index('<table class="dash-table requests">') :]
+    refused = calls[calls.index('<tr class="refused-line" data-code="load_shed">') :]
+    refused = refused[: refused.index("</tr>")]
+    assert "refused · load_shed" in refused and "gpt-test" in refused and "Shedding load" in refused
+    assert re.search(r"\u00d7 <span[^>]*>1</span>", refused)
+    assert calls.index("refused-line") < calls.index('data-label="Latency"')  # newest first: above the call
     app.extensions["tollgate.signin_throttle"].__init__(None)
 
 
