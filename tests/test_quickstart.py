@@ -30,9 +30,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def readme_setup() -> list[str]:
+def readme_setup(root: Path = ROOT) -> list[str]:
     """The quickstart's first command (`make run`), as words."""
-    text = (ROOT / "README.md").read_text()
+    text = (root / "README.md").read_text()
     block = text.split("<!-- quickstart-setup -->", 1)[1]
     command = re.search(r"```sh\n(.+?)\n", block).group(1).split("#", 1)[0].split()
     assert command[0] == "make", command
@@ -55,14 +55,14 @@ def fresh_clone(tmp_path: Path) -> Path:
     return clone
 
 
-def readme_curl() -> str:
-    text = (ROOT / "README.md").read_text()
+def readme_curl(root: Path = ROOT) -> str:
+    text = (root / "README.md").read_text()
     block = text.split("<!-- quickstart-curl -->", 1)[1]
     return re.search(r"```sh\n(curl .+?)\n```", block, re.S).group(1)
 
 
-def readme_anthropic() -> str:
-    text = (ROOT / "README.md").read_text()
+def readme_anthropic(root: Path = ROOT) -> str:
+    text = (root / "README.md").read_text()
     block = text.split("<!-- quickstart-anthropic -->", 1)[1]
     return re.search(r"```python\n(.+?)\n```", block, re.S).group(1)
 
@@ -74,7 +74,7 @@ def test_fresh_clone_make_run_then_the_printed_export_and_readme_curl(tmp_path: 
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
     env.update(TOLLGATE_INSTANCE_PATH=str(tmp_path), TOLLGATE_BIND=bind)
     log = open(tmp_path / "make-run.log", "w+")  # noqa: SIM115 - outlives the block: closed in finally
-    make = readme_setup()  # `make run`, told that the borrowed venv is installed already
+    make = readme_setup(clone)  # `make run`, told that the borrowed venv is installed already
     proc = subprocess.Popen(
         [*make[:1], "-o", ".venv/.installed", *make[1:]],
         cwd=clone,
@@ -93,7 +93,7 @@ def test_fresh_clone_make_run_then_the_printed_export_and_readme_curl(tmp_path: 
         lines = output.splitlines()
         at = next(i for i, line in enumerate(lines) if line.startswith("export TOLLGATE_KEY="))
         export = lines[at]
-        command = readme_curl().replace("127.0.0.1:8000", bind)
+        command = readme_curl(clone).replace("127.0.0.1:8000", bind)
         assert lines[at + 1] == command
         done = subprocess.run(
             ["bash", "-c", f"{export}\n{command}"],
@@ -111,7 +111,7 @@ def test_fresh_clone_make_run_then_the_printed_export_and_readme_curl(tmp_path: 
             balance = db.execute("SELECT token_balance FROM customers WHERE external_id = 'acme'").fetchone()
         assert balance == (10_000 - used,)
         # The anthropic SDK snippet, as printed: a message and a stream, for the same customer.
-        script = readme_anthropic().replace("127.0.0.1:8000", bind)
+        script = readme_anthropic(clone).replace("127.0.0.1:8000", bind)
         ran = subprocess.run(
             [str(ROOT / ".venv/bin/python"), "-c", script],
             env={**env, "TOLLGATE_KEY": key},
