@@ -3,11 +3,12 @@
 The pages come from the app's own url_map: every GET rule of a browser blueprint, its path
 arguments filled from a seeded project (customers, tiers, models, a webhook, a Stripe event…). A
 rule added later with arguments this file cannot fill fails the test by name, so no page goes
-unmeasured. Each page, signed in as the owner, at 1280 x 900 and 375 x 812: no sideways scroll of the
-document (the widest elements are named when there is), no console error, and a full-page
-screenshot in TOLLGATE_SCREENSHOTS (default build/screenshots/), whose path the run prints. The
-sign-in page, an error page and, once the `portal` blueprint exists, a customer's usage page are
-measured signed out.
+unmeasured. Each page, signed in as the owner and again as a viewer (read-only forms), at
+1280 x 900 and 375 x 812: no sideways scroll of the document (the widest elements are named when
+there is), no console error, and a full-page screenshot in TOLLGATE_SCREENSHOTS (default
+build/screenshots/, named <who>-<endpoint>[-<variant>]-<desktop|phone>.png), whose path the run
+prints. The sign-in page, an error page and, once the `portal` blueprint exists, a customer's usage
+page are measured signed out.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from app.keys.operations import configure_key, create_key
 from app.models.catalog import Model
 from app.projects.operations import create_project
 from app.tiers.operations import clone_tier
+from tests.browser.conftest import sign_in
 from tests.factories import World, assign, chat
 from tests.integrations.conftest import API_KEY, PACK, SECRET, Stripe, checkout_session, event
 
@@ -47,6 +49,7 @@ VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 375, 
 MACHINE_BLUEPRINTS = ("api", "litellm", "monitoring", "v1", "stripe_webhook")
 # Pages that are one rule but several screens: the customer page's tabs.
 VARIANTS = {"customers.detail": [{"tab": t} for t in ("details", "usage", "ledger", "requests")]}
+VIEWER, VIEWER_PASSWORD = "viewer.with.a.long.address@subsidiary.example.com", "another password"
 LONG_ID = "org_01J9ZK3T7QW8X-enterprise-customer-with-a-long-identifier@subsidiary.example.com"
 LONG_URL = (
     "https://hooks.example-enterprise-integrations.com/services/T0123456789/B0123456789/tollgate-events"
@@ -97,7 +100,7 @@ def seed(world: World, stripe_api) -> Seeded:
         session, key, {"rpm_limit": 600, "models": ["gpt-test"], "max_budget_nusd": 5 * 10**9}, now_utc()
     )
     create_key(session, project, "frontend", "proxy")
-    add_admin("viewer.with.a.long.address@subsidiary.example.com", "another password", "viewer")
+    add_admin(VIEWER, VIEWER_PASSWORD, "viewer")
     create_project(session, "staging", "Staging environment for the EU region")
     world.add_tier({"key": "pro-plus", "name": "Pro Plus with a longer name", "prepaid": True})
     configure_stripe(
@@ -213,6 +216,7 @@ class Measure:
     """Visits pages in one tab and notes every page that scrolls sideways or logs an error."""
 
     page: Page
+    who: str  # in the screenshots' names and the failures
     failures: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     shots: int = 0
@@ -225,11 +229,13 @@ class Measure:
     def _located(message) -> str:
         return f"{message.text} ({message.location.get('url', '')})"
 
-    def visit(self, name: str, path: str, status: int = 200) -> None:
+    def visit(self, name: str, path: str, status: int | None = 200) -> None:
+        """Measure one page; `status` None: whatever it answers (a viewer reads the owner's pages)."""
+        name = f"{self.who}-{name}"
         self.page.set_viewport_size(VIEWPORTS["desktop"])
         self.errors.clear()
         answer = self.page.goto(path)
-        if answer is None or answer.status != status:
+        if answer is None or (status is not None and answer.status != status):
             got = answer.status if answer else "nothing"
             self.failures.append(f"{name} ({path}): HTTP {got}, expected {status}")
         for width, viewport in VIEWPORTS.items():
@@ -261,21 +267,34 @@ def test_every_admin_page_fits_a_phone_and_a_desktop(
     assert {"dashboard.index", "customers.detail", "integrations.deliveries", "auth.password"} <= {
         endpoint for endpoint, *_ in pages
     }
-    signed_in = Measure(admin)
+    owner = Measure(admin, "owner")
     for _, name, path, status in pages:
-        signed_in.visit(name, path, status)
-    signed_in.visit("error-404-signed-in", "/customers/no-such-customer", status=404)
+        owner.visit(name, path, status)
+    owner.visit("error-404", "/customers/no-such-customer", status=404)
 
-    context = chromium.new_context(base_url=live_url, viewport=VIEWPORTS["desktop"])
-    context.set_default_timeout(10_000)
-    signed_out = Measure(context.new_page())
+    viewer_tab, signed_out_tab = (new_tab(chromium, live_url) for _ in range(2))
+    viewer_tab.goto("/auth/sign-in")
+    sign_in(viewer_tab, VIEWER, VIEWER_PASSWORD)
+    viewer_tab.wait_for_url("**/dashboard")
+    viewer = Measure(viewer_tab, "viewer")
+    for _, name, path, _ in pages:
+        viewer.visit(name, path, status=None)
+    signed_out = Measure(signed_out_tab, "signed-out")
     signed_out.visit("auth.sign_in", "/auth/sign-in")
     signed_out.visit("error-404", "/no-such-page", status=404)
     if seeded.portal_path:
         signed_out.visit("portal", seeded.portal_path)
-    context.close()
+    for tab in (viewer_tab, signed_out_tab):
+        tab.context.close()
 
     with capsys.disabled():
-        print(f"\n{signed_in.shots + signed_out.shots} screenshots of every admin page in {SCREENSHOTS}")
-    failures = signed_in.failures + signed_out.failures
+        shots = owner.shots + viewer.shots + signed_out.shots
+        print(f"\n{shots} screenshots of every admin page in {SCREENSHOTS}")
+    failures = owner.failures + viewer.failures + signed_out.failures
     assert not failures, f"{len(failures)} page problems:\n" + "\n".join(failures)
+
+
+def new_tab(chromium, live_url: str) -> Page:
+    context = chromium.new_context(base_url=live_url, viewport=VIEWPORTS["desktop"])
+    context.set_default_timeout(10_000)
+    return context.new_page()
