@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 from flask import Flask
@@ -167,7 +168,8 @@ def portal_path(world: World, customer_id: str) -> str | None:
         timeout=30,
     )
     assert answer.status_code in (200, 201), answer.text
-    return "/" + answer.json()["url"].split("://", 1)[-1].split("/", 1)[1]
+    link = urlsplit(answer.json()["url"])
+    return f"{link.path}?{link.query}" if link.query else link.path
 
 
 def admin_pages(app: Flask, seeded: Seeded) -> list[tuple[str, str, str, int]]:
