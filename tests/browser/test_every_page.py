@@ -179,7 +179,7 @@ def admin_pages(app: Flask, seeded: Seeded) -> list[tuple[str, str, str, int]]:
         for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
             blueprint = rule.endpoint.rpartition(".")[0]
             if "GET" not in rule.methods or not blueprint or blueprint == "portal":
-                continue  # `root` and `static` have none; the portal is signed out, below
+                continue  # `root`, `favicon` and `static` are no blueprint's; the portal: signed out
             if blueprint.startswith(MACHINE_BLUEPRINTS) or rule.endpoint == "auth.sign_in":
                 continue
             fills = seeded.arguments.get(rule.endpoint, [] if rule.arguments else [("", {}, 200)])
