@@ -107,6 +107,8 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(stripe_webhook.bp)
     app.register_blueprint(portal_views.bp)
     app.add_url_rule("/", "root", lambda: redirect(url_for("dashboard.index")))
+    # Browsers and bookmark tools ask for /favicon.ico whatever the pages link: the same icon.
+    app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.svg"))
 
     app.register_blueprint(proxy_views.bp)  # GET /v1/models; the calls are app.proxy.entry's
     csrf.exempt(proxy_views.bp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -71,11 +72,25 @@ def setup() -> None:
         click.echo(f"Admin login: {login[0]} / {login[1]}  (shown once; change it after signing in)")
     if key:
         click.echo(f"Proxy key for project 'default': {key}  (shown once; store it now)")
-        click.echo(
-            f"Try it: curl -s http://{settings.bind}/v1/chat/completions -H 'Authorization: Bearer "
-            f"{key}' -H 'Content-Type: application/json' -d '{{\"model\": \"{DEMO_MODEL}\", "
-            f'"user": "acme", "messages": [{{"role": "user", "content": "Hello"}}]}}\''
-        )
+        click.echo("Try it from another terminal, pasting these two lines:")
+        click.echo(try_it(key, settings.bind))
+
+
+def try_it(key: str, bind: str) -> str:
+    """The README's quickstart call, ready to paste: the key exported (shell-quoted), then curl using it."""
+    body = json.dumps(
+        {"model": DEMO_MODEL, "user": "acme", "messages": [{"role": "user", "content": "Hello"}]}
+    )
+    return (
+        f"export TOLLGATE_KEY={_quoted(key)}\n"
+        f'curl -s http://{bind}/v1/chat/completions -H "Authorization: Bearer $TOLLGATE_KEY" '
+        f"-H 'Content-Type: application/json' -d {_quoted(body)}"
+    )
+
+
+def _quoted(text: str) -> str:
+    """POSIX shell single quotes, always (shlex.quote leaves a key bare), a quote inside spelled '\\''."""
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def _ensure_default_project(secret_key: str) -> None:

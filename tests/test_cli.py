@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
 
 from sqlalchemy import select, update
 
+from app.cli import try_it
 from app.crypto import unseal
 from app.extensions import db
 from app.models import AdminUser, ApiKey, Customer, Deployment, Model, UsageTier
@@ -162,3 +164,16 @@ def test_ledger_verify_passes_then_catches_a_tampered_balance(app, world: World)
     db.session.commit()
     bad = run(app, "ledger", "verify")
     assert bad.exit_code == 1 and "c1" in bad.output and "balance 501" in bad.output
+
+
+def test_setup_prints_an_export_line_a_shell_reads_back_as_the_key():
+    """The pasted export line sets exactly the key, whatever it holds (quotes, spaces, `$`), and the
+    curl after it reads the variable, not a pasted copy of the key."""
+    for key in ("tg-" + "Ab_-9" * 8, "tg-it's $HOME and `x`"):
+        export, curl = try_it(key, "127.0.0.1:8000").splitlines()
+        assert export.startswith("export TOLLGATE_KEY='")
+        shell = subprocess.run(
+            ["bash", "-c", f'{export}\nprintf %s "$TOLLGATE_KEY"'], capture_output=True, text=True, check=True
+        )
+        assert shell.stdout == key
+        assert '"Authorization: Bearer $TOLLGATE_KEY"' in curl and key not in curl

@@ -1,5 +1,13 @@
-"""The README's quickstart, as a new user runs it: `make run`, then the README's curl call and its
-anthropic SDK snippet. Runs the real gunicorn + gevent server that `make run` starts."""
+"""The README's quickstart, as a new user runs it (issue 16, acceptance 5): a fresh clone of this
+repository, the README's `make run`, the `export TOLLGATE_KEY=…` line it prints pasted into bash, then
+the README's curl call and its anthropic SDK snippet. Runs the real gunicorn + gevent server that
+`make run` starts.
+
+The clone is of HEAD (uncommitted changes are not in it; CI's checkout has none). It borrows this
+checkout's `.venv` through a symlink and `make -o .venv/.installed`, so nothing is installed again:
+the venv's editable finder comes after the current directory on sys.path, so the clone's own `app`
+package is the one that runs (asserted below).
+"""
 
 from __future__ import annotations
 
@@ -22,26 +30,58 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def readme_curl() -> str:
-    text = (ROOT / "README.md").read_text()
+def readme_setup(root: Path = ROOT) -> list[str]:
+    """The quickstart's first command (`make run`), as words."""
+    text = (root / "README.md").read_text()
+    block = text.split("<!-- quickstart-setup -->", 1)[1]
+    command = re.search(r"```sh\n(.+?)\n", block).group(1).split("#", 1)[0].split()
+    assert command[0] == "make", command
+    return command
+
+
+def fresh_clone(tmp_path: Path) -> Path:
+    """HEAD cloned into tmp_path, with this checkout's venv lent to it."""
+    clone = tmp_path / "tollgate"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
+    (clone / ".venv").symlink_to(ROOT / ".venv")
+    ran = subprocess.run(
+        [".venv/bin/python", "-c", "import app; print(app.__file__)"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(ran.stdout.strip()) == clone / "app" / "__init__.py"
+    return clone
+
+
+def readme_curl(root: Path = ROOT) -> str:
+    text = (root / "README.md").read_text()
     block = text.split("<!-- quickstart-curl -->", 1)[1]
     return re.search(r"```sh\n(curl .+?)\n```", block, re.S).group(1)
 
 
-def readme_anthropic() -> str:
-    text = (ROOT / "README.md").read_text()
+def readme_anthropic(root: Path = ROOT) -> str:
+    text = (root / "README.md").read_text()
     block = text.split("<!-- quickstart-anthropic -->", 1)[1]
     return re.search(r"```python\n(.+?)\n```", block, re.S).group(1)
 
 
-def test_make_run_then_readme_curl(tmp_path: Path):
+def test_fresh_clone_make_run_then_the_printed_export_and_readme_curl(tmp_path: Path):
+    clone = fresh_clone(tmp_path)
     port = free_port()
     bind = f"127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
     env.update(TOLLGATE_INSTANCE_PATH=str(tmp_path), TOLLGATE_BIND=bind)
     log = open(tmp_path / "make-run.log", "w+")  # noqa: SIM115 - outlives the block: closed in finally
+    make = readme_setup(clone)  # `make run`, told that the borrowed venv is installed already
     proc = subprocess.Popen(
-        ["make", "run"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        [*make[:1], "-o", ".venv/.installed", *make[1:]],
+        cwd=clone,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         wait_until_serving(f"http://{bind}", proc)
@@ -49,10 +89,15 @@ def test_make_run_then_readme_curl(tmp_path: Path):
         output = log.read()
         key = re.search(r"Proxy key for project 'default': (tg-[A-Za-z0-9_-]{40})", output).group(1)
         assert re.search(r"Admin login: admin@localhost / \S+", output)
-        command = readme_curl().replace("127.0.0.1:8000", bind)
+        # The two lines to paste: the export, then the README's very curl call.
+        lines = output.splitlines()
+        at = next(i for i, line in enumerate(lines) if line.startswith("export TOLLGATE_KEY="))
+        export = lines[at]
+        command = readme_curl(clone).replace("127.0.0.1:8000", bind)
+        assert lines[at + 1] == command
         done = subprocess.run(
-            ["bash", "-c", command],
-            env={**env, "TOLLGATE_KEY": key},
+            ["bash", "-c", f"{export}\n{command}"],
+            env=env,  # no TOLLGATE_KEY but the one the export line sets
             capture_output=True,
             text=True,
             timeout=60,
@@ -66,7 +111,7 @@ def test_make_run_then_readme_curl(tmp_path: Path):
             balance = db.execute("SELECT token_balance FROM customers WHERE external_id = 'acme'").fetchone()
         assert balance == (10_000 - used,)
         # The anthropic SDK snippet, as printed: a message and a stream, for the same customer.
-        script = readme_anthropic().replace("127.0.0.1:8000", bind)
+        script = readme_anthropic(clone).replace("127.0.0.1:8000", bind)
         ran = subprocess.run(
             [str(ROOT / ".venv/bin/python"), "-c", script],
             env={**env, "TOLLGATE_KEY": key},
