@@ -196,7 +196,12 @@ def _render(customer, tab, forms, status=200, approve: ApproveForm | None = None
     project = known.get("project") or listing.current_project(db.session)
     details, tokens, tier = forms
     context = dict(
-        customer=customer, tab=tab, project=project, details=details, tokens=tokens, tier_form=tier,
+        customer=customer,
+        tab=tab,
+        project=project,
+        details=details,
+        tokens=tokens,
+        tier_form=tier,
         portal_link=known.get("portal_link"),
     )
     awaiting = known.get("awaiting")

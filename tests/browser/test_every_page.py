@@ -49,7 +49,12 @@ VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 375, 
 # Blueprints that answer programs, not people: their GET rules are not admin pages.
 MACHINE_BLUEPRINTS = ("api", "litellm", "monitoring", "v1", "stripe_webhook")
 # Pages that are one rule but several screens: the customer page's tabs.
-VARIANTS = {"customers.detail": [{"tab": t} for t in ("details", "usage", "ledger", "requests")]}
+VARIANTS = {
+    "customers.detail": [{"tab": t} for t in ("details", "usage", "ledger", "requests")],
+    # The list as it is, the approval queue (initech), and the customers refused in the last 24 h.
+    "customers.index": [{}, {"awaiting": 1}, {"refused": 1}],
+    "dashboard.index": [{"range": r} for r in ("24h", "7d", "30d")],
+}
 VIEWER, VIEWER_PASSWORD = "viewer.with.a.long.address@subsidiary.example.com", "another password"
 LONG_ID = "org_01J9ZK3T7QW8X-enterprise-customer-with-a-long-identifier@subsidiary.example.com"
 LONG_URL = (
@@ -142,6 +147,8 @@ def seed(world: World, stripe_api) -> Seeded:
             ],
             "catalog.detail": [("long-name", {"model_id": model.id}, 200)],
             "tiers.migrate_form": [("pro", {"key": "pro"}, 200)],
+            # After the migrate of pro v1 to v2: v1 is not the default, so no offer; the page still reads.
+            "tiers.migrated": [("pro-1-2", {"key": "pro", "from_version": 1, "to_version": 2}, 200)],
             # A locked version's edit page says why and offers Clone (409); the clone is editable.
             "tiers.edit_form": [
                 ("locked", {"key": "pro", "version": 1}, 409),
@@ -187,7 +194,9 @@ def admin_pages(app: Flask, seeded: Seeded) -> list[tuple[str, str, str, int]]:
                 unfilled.append(f"{rule.endpoint} ({rule.rule})")
             for label, values, status in fills:
                 for variant in VARIANTS.get(rule.endpoint, [{}]):
-                    name = "-".join([rule.endpoint, label, *map(str, variant.values())]).replace("--", "-")
+                    name = "-".join(
+                        [rule.endpoint, label, *(f"{k}-{v}" for k, v in variant.items())]
+                    ).replace("--", "-")
                     path = app.url_for(rule.endpoint, **values, **variant)
                     pages.append((rule.endpoint, name.strip("-"), path, status))
     assert not unfilled, (
