@@ -1,6 +1,7 @@
 """A customer's refused calls (SPEC 5.5): its last refusal and its counts per hour and code, each
 with its latest example, the last 7 days, newest first; and the customers refused lately, for the
-customers list. The proxy's refusal counters write them within seconds."""
+customers list. The proxy's refusal counters write them within seconds; they are kept longer than
+a customer's page shows them, for the dashboard's ranges and their trends."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from app.db import write_transaction
 from app.models.customer import Customer
 from app.models.usage import RefusalCount
 
-WINDOW = timedelta(days=7)
+WINDOW = timedelta(days=7)  # what a customer's Requests tab and GET …/refusals show (SPEC 6)
+# How long counts are kept: the dashboard's longest range (30 days) and the previous period its
+# trend compares with, from the first day's midnight; a test checks every range fits.
+KEPT = timedelta(days=61)
 RECENT = timedelta(hours=24)  # "refused in the last 24 h" of the customers list
 
 
@@ -128,7 +132,7 @@ def refusals_lately(now: datetime) -> ColumnElement[int]:
 
 
 def forget_old_refusals(engine: Engine, now: datetime) -> int:
-    """Retention: counts older than the window (and an hour, for the hour it began in) go."""
+    """Retention: counts older than KEPT (and an hour, for the hour it began in) go."""
     with write_transaction(engine) as conn:
-        cutoff = now - WINDOW - timedelta(hours=1)
+        cutoff = now - KEPT - timedelta(hours=1)
         return conn.execute(delete(RefusalCount).where(RefusalCount.hour < cutoff)).rowcount

@@ -180,19 +180,6 @@ def _ticks(labels: Sequence[str]) -> list[str]:
     return parts
 
 
-def _missing(buckets: int, missing: int, note: str) -> list[str]:
-    """The buckets the figures are no longer kept for: shaded and said, not drawn as zeros."""
-    if not missing:
-        return []
-    width = 100 * missing / buckets
-    middle = f'x="{_pc(width / 2)}" y="{_px(TOP + PLOT_H / 2)}"'
-    return [
-        f'<g class="missing"><rect x="0" y="{TOP}" width="{_pc(width)}" height="{PLOT_H}">'
-        f"<title>{escape(note)}</title></rect>",
-        f'<text {middle} text-anchor="middle">{escape(note)}</text></g>',
-    ]
-
-
 def _bars(chart: Chart, buckets: Sequence[str], series: Sequence[Series], top: int) -> list[str]:
     slot = 100 / len(buckets)
     width = _pc(slot * BAR_SHARE)
@@ -233,11 +220,8 @@ def stacked_bars(
     buckets: Sequence[str],
     ticks: Sequence[str],
     series: Sequence[Series],
-    missing: int = 0,
-    missing_note: str = "",
 ) -> Markup:
-    """One chart: a bar per bucket, stacked by series, with a value axis, bucket labels and a legend.
-    The first `missing` buckets are shaded with `missing_note`: figures not kept that far back."""
+    """One chart: a bar per bucket, stacked by series, with a value axis, bucket labels and a legend."""
     peak = max((sum(column) for column in zip(*(s.values for s in series), strict=True)), default=0)
     scale = axis(peak, chart.axis_labels, chart.least)
     title_id = f"chart-{chart.key}-title"
@@ -247,7 +231,6 @@ def stacked_bars(
         f'<svg xmlns="http://www.w3.org/2000/svg" id="chart-{chart.key}" class="chart" '
         f'width="100%" height="{HEIGHT}" role="img" aria-labelledby="{title_id}">',
         f'<title id="{title_id}">{escape(chart.title)}</title>',
-        *_missing(len(buckets), missing, missing_note),
         *_grid(scale),
         *_bars(chart, buckets, series, scale.top),
         *_ticks(ticks),

@@ -14,7 +14,6 @@ from typing import Literal
 from sqlalchemy import ColumnElement, SQLColumnExpression, func, select
 from sqlalchemy.orm import Session
 
-from app.customers.refusals import WINDOW as REFUSALS_KEPT
 from app.models.catalog import Deployment, Model
 from app.models.customer import Customer
 from app.models.tier import MODEL_TIERS
@@ -214,8 +213,6 @@ def top_customers(session: Session, project_id: int, span: Span, now: datetime) 
     ]
 
 
-KEPT_WORDS = f"{REFUSALS_KEPT.days} days"  # how long refusal counts are kept, for people
-
 # The refusal codes of SPEC 5.5 in the order the chart stacks them: balance and limits first.
 REFUSAL_CODES = (
     "insufficient_tokens",
@@ -237,23 +234,15 @@ class CodeRefusals:
 
 @dataclass(frozen=True)
 class Refusals:
-    """Refused calls of the project's customers per code and bucket, and the previous period's total.
-
-    Counts are kept REFUSALS_KEPT (7 days): a span reaching further back has its oldest buckets
-    missing, and a previous period that old is not known (None), rather than shown as none."""
+    """Refused calls of the project's customers per code and bucket, and the previous period's total
+    (counts are kept long enough for every range's previous period: customers.refusals.KEPT)."""
 
     codes: list[CodeRefusals]  # codes refused in the span, in REFUSAL_CODES order
-    kept_since: datetime  # the first hour whose counts are surely kept
-    missing: int  # leading buckets wholly older than kept_since
-    previous: int | None
+    previous: int
 
     @property
     def total(self) -> int:
         return sum(sum(c.counts) for c in self.codes)
-
-    @property
-    def complete(self) -> bool:
-        return self.missing == 0
 
     @property
     def empty(self) -> bool:
@@ -265,21 +254,13 @@ def _code_order(code: str) -> tuple[int, str]:
     return known, code
 
 
-def kept_since(now: datetime) -> datetime:
-    """The first hour retention has surely left alone: it deletes hours older than the window and an hour."""
-    return (now - REFUSALS_KEPT).replace(minute=0, second=0, microsecond=0)
-
-
 def refusals(session: Session, project_id: int, span: Span, now: datetime) -> Refusals:
-    """Refusals per code and bucket in the span, and in all of the previous period when its counts are
-    kept: one statement. An hour's count belongs to the period its hour starts in."""
-    kept = kept_since(now)
+    """Refusals per code and bucket in the span, and in all of the previous period: one statement.
+    An hour's count belongs to the period its hour starts in."""
     start, end = span.start(now), span.end(now)
     before_start, before_end = span.previous(now)
     hour = RefusalCount.hour
-    wanted = (hour >= max(start, kept)) & (hour < end)
-    if before_start >= kept:
-        wanted = wanted | ((hour >= before_start) & (hour < before_end))
+    wanted = ((hour >= start) & (hour < end)) | ((hour >= before_start) & (hour < before_end))
     bucket = _bucket(session.get_bind().dialect.name, span, hour).label("bucket")
     rows = session.execute(
         select(bucket, RefusalCount.code, func.sum(RefusalCount.count))
@@ -296,12 +277,7 @@ def refusals(session: Session, project_id: int, span: Span, now: datetime) -> Re
             codes.setdefault(code, CodeRefusals(code, [0] * len(moments))).counts[place[key]] = int(count)
         else:
             previous += int(count)
-    return Refusals(
-        [codes[code] for code in sorted(codes, key=_code_order)],
-        kept,
-        sum(1 for m in moments if m + span.step <= kept),
-        previous if before_start >= kept else None,
-    )
+    return Refusals([codes[code] for code in sorted(codes, key=_code_order)], previous)
 
 
 Health = Literal["healthy", "probing", "resting"]

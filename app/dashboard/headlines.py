@@ -24,10 +24,10 @@ from app.models.usage import UsageRecord
 
 @dataclass(frozen=True)
 class Compared:
-    """A figure over the span and over the previous period (None: not known that far back)."""
+    """A figure over the span and over the previous period."""
 
     current: int
-    previous: int | None
+    previous: int
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def customer_counts(session: Session, project: Project, span: Span, now: datetim
 class Trend:
     """A figure's change against the previous period, in words: "▲ 12%" "vs previous 24 h"."""
 
-    tone: str  # good, bad, flat or unknown: the colour
+    tone: str  # good, bad or flat: the colour
     arrow: str  # ▲, ▼ or nothing
     direction: str  # up or down for a screen reader (the arrow is hidden from it); or nothing
     change: str  # 12%, <1%, new, no change; or nothing
@@ -120,8 +120,6 @@ def _percent(current: int, previous: int) -> str:
 def trend(figure: Compared, span: Span, up_is_good: bool = True) -> Trend:
     """Up or down in percent; "new" when the previous period had none; no arrow when both had none."""
     period = f"previous {span.length_words}"
-    if figure.previous is None:
-        return Trend("unknown", "", "", "", f"the {period} are no longer kept")
     current, previous = figure.current, figure.previous
     if current == previous:
         if current == 0:

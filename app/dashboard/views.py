@@ -51,8 +51,6 @@ def _refusals_chart(usage: figures.Usage, refused: figures.Refusals) -> Markup:
         usage.buckets,
         usage.ticks,
         [Series(c.code, c.counts) for c in refused.codes],
-        missing=refused.missing,
-        missing_note=f"not kept: counts are kept {figures.KEPT_WORDS}",
     )
 
 
@@ -74,7 +72,6 @@ def index():
         usage=usage,
         refused=refused,
         refused_figure=headlines.Compared(refused.total, refused.previous),
-        kept_words=figures.KEPT_WORDS,
         charts={} if usage.empty else _charts(usage),
         refusals_chart=None if refused.empty else _refusals_chart(usage, refused),
         top=figures.top_customers(db.session, project.id, span, now),

@@ -452,7 +452,6 @@ def test_refusals_by_code_beside_calls_with_the_same_buckets(admin, compared):
         (2, 4, False, ("good", "▼", "down", "50%", "vs previous 24 h")),  # fewer refusals: good news
         (5, 5, True, ("flat", "", "", "no change", "vs previous 24 h")),
         (0, 0, True, ("flat", "", "", "", "none in the previous 24 h either")),  # no arrow, no percent
-        (7, None, False, ("unknown", "", "", "", "the previous 24 h are no longer kept")),
     ],
 )
 def test_trend_words(current, previous, up_is_good, words):
@@ -550,31 +549,51 @@ def test_awaiting_approval_and_low_balance_now_and_new_in_the_range(admin, world
     assert headline(page(admin), "awaiting")[1] == "Awaiting approval 2 2 new in the last 30 days"
 
 
-def test_refusals_older_than_their_keeping_are_said_not_zero(admin, world: World):
-    """Refusal counts are kept 7 days: the 7 days' previous period is not known, and the 30 days show
-    their older buckets shaded as not kept."""
+def test_the_7_and_30_days_have_refusal_trends_against_their_previous_periods(admin, world: World):
+    """Counts are kept past the 7 days a customer's page shows: the scheduler's retention leaves the
+    30 days' previous period alone, and both ranges compare with theirs, to the hour."""
+    from app.customers.refusals import forget_old_refusals
+
     acme = world.give_customer("acme", 0)
     refusal_counts(
-        (acme, "2026-11-20T14:00:00", "load_shed", 2),
+        (acme, "2026-11-20T14:00:00", "load_shed", 2),  # in both ranges
         (acme, "2026-11-14T00:00:00", "rate_limit_exceeded", 1),  # the 7 days' first hour
-        (acme, "2026-11-13T14:00:00", "rate_limit_exceeded", 4),  # the first hour surely kept
-        (acme, "2026-11-13T13:00:00", "rate_limit_exceeded", 8),  # retention may have gone: left out
-        (acme, "2026-11-01T00:00:00", "rate_limit_exceeded", 16),  # retention has not run yet: left out
+        (acme, "2026-11-13T15:00:00", "rate_limit_exceeded", 64),  # after the 7 days' previous period
+        (acme, "2026-11-13T14:00:00", "rate_limit_exceeded", 4),  # its last hour (it ends at 14:30)
+        (acme, "2026-11-07T00:00:00", "rate_limit_exceeded", 8),  # its first hour
+        (acme, "2026-11-06T23:00:00", "rate_limit_exceeded", 16),  # before it
+        (acme, "2026-10-21T15:00:00", "insufficient_tokens", 128),  # after the 30 days' previous period
+        (acme, "2026-10-11T14:00:00", "insufficient_tokens", 32),  # 40 days ago: in it
+        (acme, "2026-09-22T00:00:00", "insufficient_tokens", 256),  # its first hour, 59 days ago
+        (acme, "2026-09-21T23:00:00", "insufficient_tokens", 512),  # before it
+        (acme, "2026-09-20T12:00:00", "insufficient_tokens", 1024),  # older than the retention
     )
+    assert forget_old_refusals(db.engine, NOW) == 1
     week = page(admin, "/dashboard?range=7d")
+    # 3 against 12: fewer refusals is good news.
     assert headline(week, "refusals") == (
         "/customers?refused=1",
-        "Refusals 3 the previous 7 days are no longer kept",
-        "",
+        "Refusals 3 ▼ down 75% vs previous 7 days",
+        "good",
     )
-    assert 'class="missing"' not in week
     month = page(admin, "/dashboard?range=30d")
-    assert headline(month, "refusals")[1] == "Refusals 7 in the last 7 days only: older counts are not kept"
+    # 95 against 288 (32 + 256).
+    assert headline(month, "refusals")[1:] == ("Refusals 95 ▼ down 67% vs previous 30 days", "good")
     assert nonzero(chart(month, "refusals", "code")) == {
-        "rate_limit_exceeded": {"2026-11-13": 4, "2026-11-14": 1},
+        "rate_limit_exceeded": {"2026-11-06": 16, "2026-11-07": 8, "2026-11-13": 68, "2026-11-14": 1},
         "load_shed": {"2026-11-20": 2},
     }
-    # Oct 22 to Nov 12 (22 of 30 days) are shaded; Nov 13 holds its kept hours.
-    shade = svg_of(month, "refusals").find(f"{SVG}g[@class='missing']/{SVG}rect")
-    assert (shade.get("x"), shade.get("width")) == ("0", f"{100 * 22 / 30:.3f}%")
-    assert shade.find(f"{SVG}title").text == "not kept: counts are kept 7 days"
+    assert "not kept" not in month and 'class="missing"' not in month
+
+
+@pytest.mark.parametrize("time_of_day", ["00:00:00", "14:30:00", "23:59:59.999999"])
+def test_refusal_counts_are_kept_for_every_range_and_its_previous_period(time_of_day):
+    """The retention (customers.refusals, which cannot import the dashboard) covers each range."""
+    from app.customers.refusals import KEPT, WINDOW
+    from app.dashboard.figures import SPANS
+
+    now = at(f"2026-11-20T{time_of_day}")
+    forgotten_before = now - KEPT - timedelta(hours=1)  # as forget_old_refusals deletes
+    for span in SPANS.values():
+        assert span.previous(now)[0] >= forgotten_before, span.key
+    assert KEPT > WINDOW

@@ -30,8 +30,9 @@ CODES = ("insufficient_tokens", "usage_limit_reached", "rate_limit_exceeded", "c
 
 @pytest.fixture
 def busy(world: World, monkeypatch):
-    """A month of calls by eight customers over three model tiers, refusals of four codes over the
-    last week, two customers awaiting approval and a low-balance threshold; the dashboard's clock at NOW."""
+    """A month of calls by eight customers over three model tiers and of refusals of four codes, each
+    with the month before (the 30 days' previous period), two customers awaiting approval and a
+    low-balance threshold; the dashboard's clock at NOW."""
     monkeypatch.setattr("app.dashboard.views.now_utc", lambda: NOW)
     world.set(low_balance_tokens=5_000)
     paying = [world.give_customer(f"customer-{i}", 500 + 2_000 * i) for i in range(8)]  # 3 under 5,000
@@ -53,7 +54,7 @@ def busy(world: World, monkeypatch):
             code=code,
             count=1 + h % 5,
         )
-        for h in range(0, 6 * 24)
+        for h in range(0, 60 * 24)
         for code in CODES[: 1 + h % 4]
     ]
     db.session.execute(RefusalCount.__table__.insert(), counts)
@@ -77,6 +78,7 @@ def test_the_dashboard_reads_at_a_glance_on_a_wide_screen_and_a_phone(admin: Pag
             cards = [headlines.get_by_role("link", name=re.compile(f"^{name}")) for name in HEADLINES]
             for card in cards:
                 expect(card).to_be_visible()
+            expect(cards[3]).to_contain_text("vs previous")  # refusals have their trend in every range
             # A grid of cards: three a row on a wide screen, two on a phone.
             tops = [card.bounding_box()["y"] for card in cards]
             assert tops[:columns] == [tops[0]] * columns and tops[columns] > tops[0], (width, tops)

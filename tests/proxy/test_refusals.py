@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from app.extensions import db
 from app.proxy.refusals import RefusalCounter
@@ -110,23 +110,37 @@ def test_a_call_that_is_not_a_customers_refusal_is_not_counted(world: World, hel
     assert refusals(world, "c") == {"last": None, "hours": []}
 
 
-def test_counts_older_than_seven_days_are_forgotten_by_the_scheduler(
-    world: World, held_counter: RefusalCounter
+def test_counts_are_kept_past_the_seven_days_shown_and_forgotten_after_the_retention(
+    app, world: World, held_counter: RefusalCounter
 ):
+    """The scheduler keeps counts for the dashboard's ranges (KEPT); a customer's Requests tab and
+    the API still show only the last 7 days."""
     from datetime import timedelta
 
-    from app.customers.refusals import forget_old_refusals
+    from app.cli import add_admin
+    from app.customers.refusals import KEPT, forget_old_refusals
     from app.db import now_utc
+    from app.models import RefusalCount
+    from tests.admin.test_sign_in_and_customers import PASSWORD, client_for, sign_in
 
     world.give_customer("c", 10_000, blocked=True)
-    long_ago = now_utc() - timedelta(days=8)
-    held_counter.clock = lambda: long_ago
-    chat(world.url, world.key, "c")
+    for age in (KEPT + timedelta(hours=2), timedelta(days=8), timedelta(0)):
+        held_counter.clock = lambda age=age: now_utc() - age
+        chat(world.url, world.key, "c")
     held_counter.clock = now_utc
-    chat(world.url, world.key, "c")
     held_counter.flush()
     assert forget_old_refusals(db.engine, now_utc()) == 1
+    hours = db.session.scalars(select(RefusalCount.hour).order_by(RefusalCount.hour)).all()
+    assert len(hours) == 2 and now_utc() - hours[0] > timedelta(days=8)
     assert [h["count"] for h in refusals(world, "c")["hours"]] == [1]
+    add_admin("owner@example.com", PASSWORD)
+    db.session.commit()
+    client = client_for(app)
+    sign_in(client)
+    page = client.get("/customers/c?tab=requests").data.decode()
+    assert page.count('<tr class="refused-line"') == 1
+    assert "customer_blocked</span> \u00d7 1" in page  # the 7 days' count per code
+    app.extensions["tollgate.signin_throttle"].__init__(None)
 
 
 def test_the_admins_requests_tab_shows_the_refusals_beside_the_served_calls(
