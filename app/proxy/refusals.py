@@ -2,9 +2,9 @@
 with its latest refusal as an example (time, message, model), and the customer's last refusal.
 
 A refused call pays a dict update under a lock; a background flusher per process writes what
-gathered every FLUSH_S seconds in one transaction: one statement for every count and its example,
-one for every customer's last refusal. However hard a refused client retries, the database sees a
-few statements per flush, and an admin sees the counts within seconds.
+gathered every FLUSH_S seconds in one transaction: one statement per CHUNK counts and their
+examples, one for every customer's last refusal. However hard a refused client retries, the
+database sees a few statements per flush, and an admin sees the counts within seconds.
 """
 
 from __future__ import annotations
@@ -40,6 +40,10 @@ COUNTED = frozenset(
 )
 FLUSH_S = 2.0
 MAX_MESSAGE = 2000
+MAX_MODEL = 200
+# Counts written per statement: 7 bound values a row stays far under PostgreSQL's 65,535 and
+# SQLite's 32,766 values per statement, however many customers a shedding burst refused.
+CHUNK = 1000
 
 log = logging.getLogger(__name__)
 customers = cast(Table, Customer.__table__)
@@ -75,11 +79,12 @@ class RefusalCounter:
             return
         now = self.clock()
         hour = now.replace(minute=0, second=0, microsecond=0)
-        shown = model[:200] if isinstance(model, str) else None
+        shown = _storable(model, MAX_MODEL) if isinstance(model, str) else None
         key = (project_id, customer_id, hour, code)
+        example = Last(now, code, _storable(message, MAX_MESSAGE), shown)
         with self._lock:
             self._counts[key] += 1
-            self._examples[key] = Last(now, code, message[:MAX_MESSAGE], shown)
+            self._examples[key] = example
             if self._flusher is None:
                 self._start()
 
@@ -112,12 +117,18 @@ class RefusalCounter:
                     self._examples[key] = seen
 
     def _ids(self, conn, keys: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
-        rows = conn.execute(
-            select(customers.c.project_id, customers.c.external_id, customers.c.id).where(
-                tuple_(customers.c.project_id, customers.c.external_id).in_(list(keys))
+        ids: dict[tuple[int, str], int] = {}
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), CHUNK):
+            rows = conn.execute(
+                select(customers.c.project_id, customers.c.external_id, customers.c.id).where(
+                    tuple_(customers.c.project_id, customers.c.external_id).in_(
+                        ordered[start : start + CHUNK]
+                    )
+                )
             )
-        )
-        return {(row.project_id, row.external_id): row.id for row in rows}
+            ids.update(((row.project_id, row.external_id), row.id) for row in rows)
+        return ids
 
     def _write_counts(
         self, conn, counts: Counter[Key], examples: dict[Key, Last], ids: dict[tuple[int, str], int]
@@ -131,8 +142,12 @@ class RefusalCounter:
             ),
             key=lambda row: (row["customer_id"], row["hour"], row["code"]),
         )
-        if not rows:
-            return 0
+        for start in range(0, len(rows), CHUNK):
+            self._upsert(conn, rows[start : start + CHUNK])
+        return -(-len(rows) // CHUNK)
+
+    @staticmethod
+    def _upsert(conn, rows: list[dict]) -> None:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         insert = dialect.insert(counts_table).values(rows)
         # Another process's later example, written first, is not replaced by an older one.
@@ -149,7 +164,6 @@ class RefusalCounter:
                 },
             )
         )
-        return 1
 
     def _write_last(self, conn, last: dict[tuple[int, str], Last], ids: dict[tuple[int, str], int]) -> int:
         params = [
@@ -185,6 +199,14 @@ class RefusalCounter:
         while True:
             time.sleep(self.every_s)
             self.flush()
+
+
+def _storable(text: str, most: int) -> str:
+    """What a client sent, as any database stores it: a lone surrogate (valid in JSON) cannot be
+    encoded and PostgreSQL refuses NUL in text; either would fail every later flush of the process.
+    Other control characters are shown as '?' too: the admin prints these lines."""
+    cut = text[:most].encode("utf-8", "replace").decode("utf-8")
+    return cut if cut.isprintable() else "".join(ch if ch.isprintable() else "?" for ch in cut)
 
 
 def _count_row(customer_pk: int, key: Key, count: int, example: Last) -> dict:

@@ -204,3 +204,54 @@ def test_an_older_last_refusal_never_replaces_a_newer_one(world: World, held_cou
     late.note(world.project.id, "c", "load_shed", "older, from another worker", "gpt-test")
     late.flush()
     assert refusals(world, "c")["last"]["code"] == "customer_blocked"
+
+
+def _raw_chat(world: World, customer_id: str, model_json: str) -> requests.Response:
+    """A call whose `model` is written as raw JSON: escapes json.dumps would never produce."""
+    body = '{"model": %s, "user": "%s", "messages": [{"role": "user", "content": "hi"}]}' % (
+        model_json,
+        customer_id,
+    )
+    return requests.post(
+        f"{world.url}/v1/chat/completions",
+        data=body.encode(),
+        headers={"Authorization": f"Bearer {world.key}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+
+
+def test_a_model_no_database_can_store_neither_fails_the_flush_nor_any_later_one(
+    world: World, held_counter: RefusalCounter
+):
+    """A blocked customer's call names any model: a lone surrogate cannot be encoded, and
+    PostgreSQL refuses NUL in text. Kept as sent, it failed that flush and every later one."""
+    world.give_customer("mallory", 10_000, blocked=True)
+    world.give_customer("alice", 10_000, blocked=True)
+    for model in ('"gpt\\ud800"', '"gpt\\u0000x"'):
+        assert _raw_chat(world, "mallory", model).json()["error"]["code"] == "customer_blocked"
+    assert held_counter.flush() == 2
+    assert chat(world.url, world.key, "alice").status_code == 403
+    assert held_counter.flush() == 2
+    assert [(h["code"], h["count"]) for h in refusals(world, "alice")["hours"]] == [("customer_blocked", 1)]
+    shown = refusals(world, "mallory")
+    assert [(h["count"], h["model"]) for h in shown["hours"]] == [(2, "gpt?x")]
+    assert shown["last"]["model"] == "gpt?x"
+
+
+def test_a_burst_of_many_customers_refusals_is_written_in_chunks(
+    world: World, held_counter: RefusalCounter, monkeypatch
+):
+    """However many customers a shedding burst refused, no statement binds more values than the
+    databases take (PostgreSQL 65,535, SQLite 32,766): the counts go in chunks of CHUNK rows."""
+    import app.proxy.refusals as counting
+
+    assert counting.CHUNK * 7 < 32_766
+    monkeypatch.setattr(counting, "CHUNK", 2)
+    for n in range(5):
+        world.give_customer(f"c{n}", 10_000, blocked=True)
+        assert chat(world.url, world.key, f"c{n}").status_code == 403
+    assert held_counter.flush() == 3 + 1  # three chunks of counts, one statement for the last refusals
+    for n in range(5):
+        assert [(h["code"], h["count"]) for h in refusals(world, f"c{n}")["hours"]] == [
+            ("customer_blocked", 1)
+        ]
