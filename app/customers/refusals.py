@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import ColumnElement, Engine, and_, delete, func, select
+from sqlalchemy import ColumnElement, Engine, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.db import write_transaction
@@ -83,14 +83,15 @@ def refusals_between(
     """The customer's counts of the last 7 days shown at a time in [since, until), newest first.
 
     `until` is an SQL expression (the time of the served call a page starts after) so that a page
-    of the Requests tab costs one statement for its refusals; None: no upper bound.
+    of the Requests tab costs one statement for its refusals; None, or an expression that is NULL
+    (no such call): no upper bound.
     """
     shown_at = func.coalesce(RefusalCount.last_at, RefusalCount.hour)
     stmt = _rows().where(RefusalCount.customer_id == customer.id, RefusalCount.hour >= _hour_of(now - WINDOW))
     if since is not None:
         stmt = stmt.where(shown_at >= since)
     if until is not None:
-        stmt = stmt.where(shown_at < until)
+        stmt = stmt.where(or_(until.is_(None), shown_at < until))
     rows = session.execute(stmt.order_by(shown_at.desc(), RefusalCount.code)).all()
     return [RefusalHour(*row) for row in rows]
 

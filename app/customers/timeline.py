@@ -13,7 +13,7 @@ import heapq
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.customers.refusals import RefusalHour, refusals_between
@@ -40,8 +40,12 @@ def interleave(
     refusals that fall in its time range."""
     since = calls[-1].created_at if older is not None and calls else None
     until = None
-    if before is not None:
-        until = select(UsageRecord.created_at).where(UsageRecord.id == before).scalar_subquery()
+    if before is not None:  # the oldest call from `before` on: a link to a call since deleted still pages
+        until = (
+            select(func.min(UsageRecord.created_at))
+            .where(UsageRecord.customer_id == customer.id, UsageRecord.id >= before)
+            .scalar_subquery()
+        )
     refused = refusals_between(session, customer, since, until, now)
     return list(
         heapq.merge(

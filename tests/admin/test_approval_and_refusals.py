@@ -254,7 +254,8 @@ def test_the_refused_filter_and_the_count_of_the_last_24_hours(owner, world: Wor
 def test_the_requests_tab_puts_refused_calls_among_the_served_ones_newest_first(
     owner, world: World, counter: RefusalCounter
 ):
-    now = now_utc().replace(microsecond=0)
+    # Half past an hour: the two refusals 2 h 10 min and 2 h ago fall in one UTC hour whenever it runs.
+    now = now_utc().replace(minute=30, second=0, microsecond=0) - timedelta(hours=1)
     customer = world.give_customer("c", 10)
     served(world, customer.id, [now - timedelta(hours=3), now - timedelta(hours=1), now])
     refuse(
@@ -346,5 +347,22 @@ def test_refused_lines_page_with_the_served_calls(owner, world: World, counter: 
         f"customer_blocked {X} 1 · gpt-test · on page two",
         "served",
         "served",
+        "served",
+    ]
+
+
+def test_a_page_after_a_call_that_no_longer_exists_keeps_its_refused_lines(
+    owner, world: World, counter: RefusalCounter
+):
+    """`?before=` names a call deleted since (or a hand-made link): the calls under it are listed,
+    and so are the refusals of their time range; none vanish for want of that call's time."""
+    now = now_utc().replace(microsecond=0)
+    customer = world.give_customer("c", 10)
+    served(world, customer.id, [now - timedelta(hours=3), now - timedelta(hours=1)])
+    refuse(counter, world, "c", "insufficient_tokens", now - timedelta(hours=2), "between the calls")
+    counter.flush()
+    assert timeline(owner.get("/customers/c?tab=requests&before=999999").data.decode()) == [
+        "served",
+        f"insufficient_tokens {X} 1 · gpt-test · between the calls",
         "served",
     ]
