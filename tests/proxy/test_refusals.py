@@ -208,10 +208,8 @@ def test_an_older_last_refusal_never_replaces_a_newer_one(world: World, held_cou
 
 def _raw_chat(world: World, customer_id: str, model_json: str) -> requests.Response:
     """A call whose `model` is written as raw JSON: escapes json.dumps would never produce."""
-    body = '{"model": %s, "user": "%s", "messages": [{"role": "user", "content": "hi"}]}' % (
-        model_json,
-        customer_id,
-    )
+    messages = '[{"role": "user", "content": "hi"}]'
+    body = f'{{"model": {model_json}, "user": "{customer_id}", "messages": {messages}}}'
     return requests.post(
         f"{world.url}/v1/chat/completions",
         data=body.encode(),
