@@ -151,25 +151,34 @@ def test_migrate_preview_then_the_default_offer_makes_the_new_version_the_defaul
     assert world.customer("brand-new").tier_id == v2.id
 
 
-def test_an_invalid_form_opens_on_its_summary_in_the_labels_words(admin: Page, world: World, shots):
+def test_an_invalid_form_lists_every_problem_at_once_in_plain_words(admin: Page, world: World, shots):
     admin.goto("/tiers/new")
     admin.get_by_label("Key", exact=True).fill("growth")
-    admin.get_by_label("Name", exact=True).fill("")
-    admin.get_by_label("Tokens per replenishment").fill("5000")  # with period none: refused
-    admin.get_by_label("Requests per minute").fill("0")
+    admin.get_by_label("Name", exact=True).fill("Growth")
+    admin.get_by_label("Period", exact=True).fill("fortnight")
+    admin.get_by_label("Budget per period (USD)", exact=True).fill("abc")
+    admin.get_by_label("Budgets per model (USD)").fill("gpt4o 25")
+    admin.get_by_label("Restrict to").select_option("standard")  # while a limit blocks
     admin.get_by_role("button", name="Create tier").click()
     summary = admin.get_by_role("alert")
-    expect(summary.get_by_role("heading")).to_have_text("Fix 2 problems below")
+    expect(summary.get_by_role("heading")).to_have_text("Fix 4 problems below")
     expect(summary).to_be_focused()  # a long form never hides why it came back
     expect(summary.get_by_role("link")).to_have_text(
-        ["A name is required.", re.compile(r"^Requests per minute: Enter a whole number from 1")]
+        [
+            re.compile(r"^Enter a period such as month, week, 30d or 12h"),
+            re.compile(r"^“Restrict to” is used only when"),
+            "Budget per period (USD): Enter an amount in dollars, like 25 or 9.99.",
+            re.compile(r"Line 1: write it as “model = USD”"),
+        ]
     )
-    admin.get_by_label("Name", exact=True).fill("Growth")
-    admin.get_by_label("Requests per minute").fill("")
-    admin.get_by_role("button", name="Create tier").click()
-    link = admin.get_by_role("alert").get_by_role("link")
-    expect(link).to_have_text(re.compile(r"^Tokens per replenishment needs a replenishment period"))
     fits_a_phone(admin, shots, "tier-form-errors")
-    link.click()
+    summary.get_by_role("link").first.click()
     expect(admin.get_by_label("Period", exact=True)).to_be_in_viewport()
     expect(admin.get_by_label("Period", exact=True)).to_have_attribute("aria-invalid", "true")
+    admin.get_by_label("Period", exact=True).fill("30 days")
+    admin.get_by_label("Budget per period (USD)", exact=True).fill("$25")
+    admin.get_by_label("Budgets per model (USD)").fill("gpt-4o = 9.99")
+    admin.get_by_label("Restrict to").select_option("")
+    admin.get_by_role("button", name="Create tier").click()
+    expect(admin.get_by_text("Created growth v1.")).to_be_visible()
+    expect(admin.locator("#tier-growth-v1")).to_contain_text("30d")
