@@ -10,7 +10,7 @@ import pytest
 from app.extensions import db
 from app.models.tier import UsageTier
 from app.tiers.spec import FIELDS, tier_spec
-from tests.admin.test_sign_in_and_customers import csrf, form_post
+from tests.admin.test_sign_in_and_customers import client_for, csrf, form_post, sign_in
 from tests.factories import World, assign, chat
 
 EVERY_FIELD = {
@@ -266,25 +266,57 @@ def test_an_unlocked_version_is_edited_and_the_proxy_applies_it(owner, world: Wo
     assert second.status_code == 429 and second.json()["error"]["code"] == "usage_limit_reached"
 
 
-def test_a_locked_version_refuses_edits_and_offers_a_clone(owner, world: World):
+LOCKED_V1 = (
+    "v1 is locked because customers have used it; its rules can't change. Clone it to make a new version "
+    "(v{}) you can edit and migrate customers to."
+)
+
+
+def test_a_locked_version_reads_only_and_refuses_edits_and_offers_a_clone(owner, world: World):
     default = db.session.get(UsageTier, world.project.default_tier_id)
     assert default.locked  # acme is on it
     page = owner.get("/tiers/default/versions/1/edit")
-    text = page.data.decode()
-    assert page.status_code == 409 and "is locked" in text and "Clone to v2" in text
-    assert "<fieldset disabled>" in text.replace("fieldset  disabled", "fieldset disabled")
+    text = html.unescape(page.data.decode())
+    assert page.status_code == 200 and LOCKED_V1.format(2) in text and "Clone to v2" in text
+    assert 'role="alert"' not in text and "tier default v1 is locked" not in text
+    assert '<fieldset class="bare" disabled>' in text  # around every control, selects included
+    form = text[text.index('<form class="card tier-form"') :]
+    inside = form[form.index('<fieldset class="bare" disabled>') :]
+    assert inside.count("<select") == form.count("<select") == 4 and inside.count("<textarea") == 2
+    assert "Save v1" not in text
     before = _tiers()
-    token = csrf(text.encode())
+    token = csrf(page.data)
     refused = owner.post(
         "/tiers/default/versions/1/edit",
-        data={**EVERY_FIELD, "key": "default", "name": "Changed", "csrf_token": token},
+        data={**EVERY_FIELD, "key": "default", "name": "Changed", "period": "fortnight", "csrf_token": token},
     )
-    assert refused.status_code == 409 and "is locked" in refused.data.decode()
+    refused_text = html.unescape(refused.data.decode())
+    assert refused.status_code == 409 and LOCKED_V1.format(2) in refused_text
+    assert "Enter a period" not in refused_text and 'value="Changed"' not in refused_text  # v1 as stored
     assert _tiers() == before
     cloned = owner.post("/tiers/default/versions/1/clone", data={"csrf_token": token})
     assert cloned.status_code == 302 and cloned.headers["Location"].endswith("/tiers/default/versions/2/edit")
     copy = owner.get("/tiers/default/versions/2/edit")
-    assert copy.status_code == 200 and "Save v2" in copy.data.decode()
+    assert (
+        copy.status_code == 200 and "Save v2" in copy.data.decode() and "is locked" not in copy.data.decode()
+    )
+    # With v2 there, v1's notice and button both name v3: the version a clone makes now.
+    again = html.unescape(owner.get("/tiers/default/versions/1/edit").data.decode())
+    assert LOCKED_V1.format(3) in again and "Clone to v3" in again
+    listing = owner.get("/tiers").data.decode()
+    assert (
+        'aria-label="View default v1">View</a>' in listing
+        and 'aria-label="Edit default v2">Edit</a>' in listing
+    )
+    assert "Edit default v1" not in listing
+
+
+def test_a_viewer_reads_why_a_version_is_locked_without_the_clone(owner, app, world: World):
+    viewer = client_for(app)
+    sign_in(viewer, "viewer@example.com")
+    text = html.unescape(viewer.get("/tiers/default/versions/1/edit").data.decode())
+    assert "v1 is locked because customers have used it; its rules can't change." in text
+    assert "Clone" not in text
 
 
 def test_missing_versions_are_404(owner, world: World):

@@ -81,7 +81,7 @@ def test_the_version_page_reads_0_as_none_allowed_and_an_empty_limit_as_no_limit
     page = owner.get("/tiers/trial/versions/1/edit").data.decode()
     glance = re.search(r'<section class="card version-glance".*?</section>', page, re.S).group(0)
     assert limit_lines(glance) == READ
-    assert "0 customers · editable" in text(glance)
+    assert "0 customers on it now · editable" in text(glance)
     premium_calls = re.search(
         r'<input[^>]*id="limits-premium-calls"[^>]*>\s*<p class="hint bad">(.*?)</p>', page
     )

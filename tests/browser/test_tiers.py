@@ -83,7 +83,7 @@ def test_tier_list_shows_limits_at_a_glance_and_fits_a_phone(admin: Page, world:
     box = button.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
 
-    admin.get_by_role("link", name="Edit pro v1").click()
+    admin.get_by_role("link", name="View pro v1").click()
     expect(admin.get_by_role("region", name="At a glance")).to_contain_text("none allowed")
     expect(admin.get_by_label("premium calls", exact=True)).to_have_value("0")
     expect(admin.get_by_label("super premium calls", exact=True)).to_have_attribute("placeholder", "no limit")
@@ -97,6 +97,35 @@ def test_tier_list_shows_limits_at_a_glance_and_fits_a_phone(admin: Page, world:
         admin.get_by_role("row").filter(has=admin.get_by_role("cell", name="super premium"))
     ).to_contain_text("no limit")
     fits_a_phone(admin, shots, "customer-usage")
+
+
+def test_a_locked_version_reads_calmly_and_cannot_be_changed(admin: Page, world: World, plans, shots):
+    console_errors: list[str] = []
+    admin.on(
+        "console", lambda message: console_errors.append(message.text) if message.type == "error" else None
+    )
+    open_section(admin, "Usage tiers")
+    expect(admin.get_by_role("link", name="Edit pro v1")).to_have_count(0)  # v1 is locked
+    expect(admin.get_by_role("link", name="Edit pro v2")).to_be_visible()  # its clone is not
+    admin.get_by_role("link", name="View pro v1").click()
+    notice = admin.get_by_role("note")
+    expect(notice).to_contain_text(
+        "v1 is locked because customers have used it; its rules can't change. Clone it to make a new "
+        "version (v3) you can edit and migrate customers to."
+    )
+    expect(notice.get_by_role("button")).to_have_text("Clone to v3")  # the version the notice names
+    expect(admin.get_by_role("alert")).to_have_count(0)  # nothing went wrong
+    controls = admin.locator("form.tier-form").locator("input:not([type=hidden]), select, textarea")
+    assert controls.count() > 20
+    for n in range(controls.count()):
+        expect(controls.nth(n)).to_be_disabled()
+    for label in ("Anchor", "Replenish by", "When a limit is reached", "Restrict to"):
+        expect(admin.get_by_label(label, exact=True)).to_be_disabled()
+    expect(admin.get_by_role("button", name=re.compile("^Save"))).to_have_count(0)
+    fits_a_phone(admin, shots, "tier-locked")
+    assert console_errors == []  # the page answered 200, not 409
+    notice.get_by_role("button", name="Clone to v3").click()
+    expect(admin).to_have_url(re.compile(r"/tiers/pro/versions/3/edit$"))
 
 
 def test_migrate_preview_then_the_default_offer_makes_the_new_version_the_default(
