@@ -21,6 +21,21 @@ PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1280, "height": 900}
 
 
+# True when no word of the element's text is split across lines: each word, measured alone, sits on
+# one line (a Range over it has a single client rect).
+WORDS_UNBROKEN = """element => {
+    const text = element.firstChild && element.firstChild.nodeType === 3 ? element.firstChild : null;
+    if (!text) return true;
+    const range = document.createRange();
+    for (const match of text.data.matchAll(/\\S+/g)) {
+        range.setStart(text, match.index);
+        range.setEnd(text, match.index + match[0].length);
+        if (range.getClientRects().length > 1) return false;
+    }
+    return true;
+}"""
+
+
 @pytest.fixture
 def shots(tmp_path_factory) -> Path:
     folder = tmp_path_factory.getbasetemp() / "screenshots"
@@ -75,6 +90,13 @@ def test_tier_list_shows_limits_at_a_glance_and_fits_a_phone(admin: Page, world:
     expect(pro_v1).to_contain_text("500 calls · no token limit")
     expect(pro_v1.get_by_role("link", name="3 customers on pro v1")).to_be_visible()
     expect(admin.locator("#tier-default-v1")).to_contain_text("Default for new customers")
+    # At 1280 px: each header on whole words, and the badge inside the Version column.
+    for header in admin.locator("table.tier-versions thead th").all():
+        words = header.inner_text().split()
+        assert header.evaluate(WORDS_UNBROKEN), f"{words} breaks inside a word"
+    version_cell = admin.locator("#tier-default-v1 th").bounding_box()
+    badge = admin.locator("#tier-default-v1 .badge.default").bounding_box()
+    assert version_cell and badge and badge["x"] + badge["width"] <= version_cell["x"] + version_cell["width"]
     fits_a_phone(admin, shots, "tiers")
     # On a phone the actions are on screen, not off to the right.
     admin.set_viewport_size(PHONE)
