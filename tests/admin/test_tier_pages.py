@@ -157,7 +157,8 @@ def test_the_preview_lists_who_would_move_and_moves_nobody(owner, world: World):
     preview = re.search(r'<section class="card section migrate-preview".*?</section>', page, re.S).group(0)
     assert "103 customers would move from v1 to v2" in text(preview)
     listed = re.findall(
-        r'<tr><th scope="row"><a [^>]*>(.*?)</a>(?:\s*<span class="badge waiting">awaiting approval</span>)?</th>\s*'
+        r'<tr><th scope="row"><a [^>]*>(.*?)</a>'
+        r'(?:\s*<span class="badge waiting">awaiting approval</span>)?</th>\s*'
         r"<td[^>]*><code>(.*?)</code></td>\s*<td[^>]*>(.*?)</td>",
         preview,
     )
