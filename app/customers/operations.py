@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, Invalid, NotFound
@@ -94,6 +94,8 @@ def migrate_customers(
 class MigrationPreview:
     total: int
     first: list[Customer]  # the first `shown` of them, in the order they would move
+    awaiting: frozenset[int] = frozenset()  # the ids (Customer.id) among `first` awaiting approval
+    awaiting_total: int = 0  # how many of all `total` await approval
 
 
 def preview_migration(
@@ -107,8 +109,12 @@ def preview_migration(
 ) -> MigrationPreview:
     """Who `migrate_customers` with these arguments would move, refused as it would be; nothing changes."""
     _, moving = _migration(session, project, key, from_version, to_version, customer_ids)
-    total = session.scalar(select(func.count()).select_from(moving.subquery())) or 0
-    return MigrationPreview(total, list(session.scalars(moving.order_by(Customer.id).limit(shown))))
+    total, awaiting_total = session.execute(
+        moving.with_only_columns(func.count(), func.count(case((awaiting_approval(), 1))))
+    ).one()
+    rows = session.execute(moving.add_columns(awaiting_approval()).order_by(Customer.id).limit(shown)).all()
+    awaiting = frozenset(customer.id for customer, waiting in rows if waiting)
+    return MigrationPreview(total, [customer for customer, _ in rows], awaiting, awaiting_total)
 
 
 def _migration(

@@ -92,19 +92,28 @@ def clone(key: str, version: int):
     return redirect(url_for("tiers.edit_form", key=key, version=made))
 
 
-def _version_page(form: TierVersionForm, tier: UsageTier | None, status: int = 200, refusal: str = ""):
+def _version_page(form: TierVersionForm, tier: UsageTier | None, status: int = 200):
     latest = max((v.version for v in _versions(tier.project_id, tier.key)), default=0) if tier else 0
     project = current_project(db.session)
     return render_template(
         "tiers/version.html",
         form=form,
         tier=tier,
-        refusal=refusal,
         next_version=latest + 1,
+        locked_notice=_locked_notice(tier, latest + 1) if tier is not None and tier.locked else "",
         glance=glance(tier) if tier else None,
         customers=_counts(project.id).get(tier.id, 0) if tier else 0,
         is_default=tier is not None and tier.id == project.default_tier_id,
     ), status
+
+
+def _locked_notice(tier: UsageTier, next_version: int) -> str:
+    """Why a version reads only, and the way on: said calmly (nothing went wrong), with the number the
+    Clone button makes (the key's next version, which is not always this one plus 1)."""
+    return (
+        f"v{tier.version} is locked because customers have used it; its rules can't change. Clone it to "
+        f"make a new version (v{next_version}) you can edit and migrate customers to."
+    )
 
 
 def _found(key: str, version: int) -> UsageTier:
@@ -137,17 +146,17 @@ def create():
 
 @bp.route("/<key>/versions/<id:version>/edit")
 def edit_form(key: str, version: int):
+    """The version's form: editable, or (locked, or for a viewer) read only."""
     tier = _found(key, version)
-    form = TierVersionForm(formdata=None, data=form_data(tier))
-    if tier.locked and current_user.role == "owner":  # a viewer is only reading it
-        return _version_page(form, tier, 409, TierLocked.about(tier))
-    return _version_page(form, tier)
+    return _version_page(TierVersionForm(formdata=None, data=form_data(tier)), tier)
 
 
 @bp.route("/<key>/versions/<id:version>/edit", methods=["POST"])
 @owner_required
 def edit(key: str, version: int):
     tier = _found(key, version)
+    if tier.locked:  # its stored rules, read only, and why: not the refused input's errors
+        return _version_page(TierVersionForm(formdata=None, data=form_data(tier)), tier, 409)
     formdata = request.form.copy()
     formdata["key"] = tier.key  # shown read-only: a tier's key never changes
     form = TierVersionForm(formdata)
@@ -155,8 +164,9 @@ def edit(key: str, version: int):
         try:
             with session_writes(db.session):
                 edit_tier(db.session, tier, form.spec())
-        except TierLocked as refused:
-            return _version_page(form, _found(key, version), 409, refused.message)
+        except TierLocked:  # locked by an assignment since the check above
+            tier = _found(key, version)
+            return _version_page(TierVersionForm(formdata=None, data=form_data(tier)), tier, 409)
         except DomainError as refused:
             show_refusal(form, refused)
         else:

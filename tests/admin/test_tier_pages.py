@@ -81,7 +81,7 @@ def test_the_version_page_reads_0_as_none_allowed_and_an_empty_limit_as_no_limit
     page = owner.get("/tiers/trial/versions/1/edit").data.decode()
     glance = re.search(r'<section class="card version-glance".*?</section>', page, re.S).group(0)
     assert limit_lines(glance) == READ
-    assert "0 customers · editable" in text(glance)
+    assert "0 customers on it now · editable" in text(glance)
     premium_calls = re.search(
         r'<input[^>]*id="limits-premium-calls"[^>]*>\s*<p class="hint bad">(.*?)</p>', page
     )
@@ -157,7 +157,8 @@ def test_the_preview_lists_who_would_move_and_moves_nobody(owner, world: World):
     preview = re.search(r'<section class="card section migrate-preview".*?</section>', page, re.S).group(0)
     assert "103 customers would move from v1 to v2" in text(preview)
     listed = re.findall(
-        r'<tr><th scope="row"><a [^>]*>(.*?)</a></th>\s*'
+        r'<tr><th scope="row"><a [^>]*>(.*?)</a>'
+        r'(?:\s*<span class="badge waiting">awaiting approval</span>)?</th>\s*'
         r"<td[^>]*><code>(.*?)</code></td>\s*<td[^>]*>(.*?)</td>",
         preview,
     )
@@ -185,6 +186,44 @@ def test_the_preview_lists_who_would_move_and_moves_nobody(owner, world: World):
     )
     assert '<textarea name="customer_ids" hidden>c002\nc001\n</textarea>' in confirm
     assert '<input type="hidden" name="confirm" value="y">' in confirm
+
+
+def test_the_preview_marks_awaiting_customers_and_says_a_replenishing_target_credits_them(
+    owner, world: World
+):
+    from app.tiers.operations import edit_tier
+
+    pro, v2 = _two_versions(world, 2)
+    for n, name in enumerate(("Waiting Wanda", "Waiting Walt")):
+        world.give_customer(f"w{n}", 0, name=name)  # never credited: awaiting approval
+        assign(world, f"w{n}", pro)
+    page = form_post(
+        owner, "/tiers/pro/migrate", {"from_version": "1", "to_version": "2"}, "/tiers/pro/migrate"
+    )
+    preview = re.search(
+        r'<section class="card section migrate-preview".*?</section>', page.data.decode(), re.S
+    )
+    rows = dict(re.findall(r'<tr><th scope="row"><a [^>]*>(.*?)</a>(.*?)</th>', preview.group(0), re.S))
+    assert {name: "awaiting approval" in rest for name, rest in rows.items()} == {
+        "Customer 0": False,
+        "Customer 1": False,
+        "Waiting Wanda": True,
+        "Waiting Walt": True,
+    }
+    assert "replenish-note" not in preview.group(0)  # v2 gives nothing back each period
+
+    edit_tier(db.session, v2, {"period": "month", "replenish_tokens": 50_000})
+    world.commit()
+    page = form_post(
+        owner, "/tiers/pro/migrate", {"from_version": "1", "to_version": "2"}, "/tiers/pro/migrate"
+    )
+    said = text(re.search(r'<p class="replenish-note">.*?</p>', page.data.decode(), re.S).group(0))
+    assert said == (
+        "On v2 every customer's balance is set to 50,000 tokens at the start of each period: the customers "
+        "who move get it at their next period. That includes the 2 awaiting approval, who will then have "
+        "tokens without an Approve."
+    )
+    assert page.data.decode().index("replenish-note") < page.data.decode().index("<table")  # above the list
 
 
 def test_ids_not_on_the_version_are_refused_in_the_labels_words(owner, world: World):

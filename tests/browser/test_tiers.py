@@ -21,6 +21,21 @@ PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1280, "height": 900}
 
 
+# True when no word of the element's text is split across lines: each word, measured alone, sits on
+# one line (a Range over it has a single client rect).
+WORDS_UNBROKEN = """element => {
+    const text = element.firstChild && element.firstChild.nodeType === 3 ? element.firstChild : null;
+    if (!text) return true;
+    const range = document.createRange();
+    for (const match of text.data.matchAll(/\\S+/g)) {
+        range.setStart(text, match.index);
+        range.setEnd(text, match.index + match[0].length);
+        if (range.getClientRects().length > 1) return false;
+    }
+    return true;
+}"""
+
+
 @pytest.fixture
 def shots(tmp_path_factory) -> Path:
     folder = tmp_path_factory.getbasetemp() / "screenshots"
@@ -75,6 +90,13 @@ def test_tier_list_shows_limits_at_a_glance_and_fits_a_phone(admin: Page, world:
     expect(pro_v1).to_contain_text("500 calls · no token limit")
     expect(pro_v1.get_by_role("link", name="3 customers on pro v1")).to_be_visible()
     expect(admin.locator("#tier-default-v1")).to_contain_text("Default for new customers")
+    # At 1280 px: each header on whole words, and the badge inside the Version column.
+    for header in admin.locator("table.tier-versions thead th").all():
+        words = header.inner_text().split()
+        assert header.evaluate(WORDS_UNBROKEN), f"{words} breaks inside a word"
+    version_cell = admin.locator("#tier-default-v1 th").bounding_box()
+    badge = admin.locator("#tier-default-v1 .badge.default").bounding_box()
+    assert version_cell and badge and badge["x"] + badge["width"] <= version_cell["x"] + version_cell["width"]
     fits_a_phone(admin, shots, "tiers")
     # On a phone the actions are on screen, not off to the right.
     admin.set_viewport_size(PHONE)
@@ -83,7 +105,7 @@ def test_tier_list_shows_limits_at_a_glance_and_fits_a_phone(admin: Page, world:
     box = button.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
 
-    admin.get_by_role("link", name="Edit pro v1").click()
+    admin.get_by_role("link", name="View pro v1").click()
     expect(admin.get_by_role("region", name="At a glance")).to_contain_text("none allowed")
     expect(admin.get_by_label("premium calls", exact=True)).to_have_value("0")
     expect(admin.get_by_label("super premium calls", exact=True)).to_have_attribute("placeholder", "no limit")
@@ -97,6 +119,35 @@ def test_tier_list_shows_limits_at_a_glance_and_fits_a_phone(admin: Page, world:
         admin.get_by_role("row").filter(has=admin.get_by_role("cell", name="super premium"))
     ).to_contain_text("no limit")
     fits_a_phone(admin, shots, "customer-usage")
+
+
+def test_a_locked_version_reads_calmly_and_cannot_be_changed(admin: Page, world: World, plans, shots):
+    console_errors: list[str] = []
+    admin.on(
+        "console", lambda message: console_errors.append(message.text) if message.type == "error" else None
+    )
+    open_section(admin, "Usage tiers")
+    expect(admin.get_by_role("link", name="Edit pro v1")).to_have_count(0)  # v1 is locked
+    expect(admin.get_by_role("link", name="Edit pro v2")).to_be_visible()  # its clone is not
+    admin.get_by_role("link", name="View pro v1").click()
+    notice = admin.get_by_role("note")
+    expect(notice).to_contain_text(
+        "v1 is locked because customers have used it; its rules can't change. Clone it to make a new "
+        "version (v3) you can edit and migrate customers to."
+    )
+    expect(notice.get_by_role("button")).to_have_text("Clone to v3")  # the version the notice names
+    expect(admin.get_by_role("alert")).to_have_count(0)  # nothing went wrong
+    controls = admin.locator("form.tier-form").locator("input:not([type=hidden]), select, textarea")
+    assert controls.count() > 20
+    for n in range(controls.count()):
+        expect(controls.nth(n)).to_be_disabled()
+    for label in ("Anchor", "Replenish by", "When a limit is reached", "Restrict to"):
+        expect(admin.get_by_label(label, exact=True)).to_be_disabled()
+    expect(admin.get_by_role("button", name=re.compile("^Save"))).to_have_count(0)
+    fits_a_phone(admin, shots, "tier-locked")
+    assert console_errors == []  # the page answered 200, not 409
+    notice.get_by_role("button", name="Clone to v3").click()
+    expect(admin).to_have_url(re.compile(r"/tiers/pro/versions/3/edit$"))
 
 
 def test_migrate_preview_then_the_default_offer_makes_the_new_version_the_default(
@@ -151,25 +202,34 @@ def test_migrate_preview_then_the_default_offer_makes_the_new_version_the_defaul
     assert world.customer("brand-new").tier_id == v2.id
 
 
-def test_an_invalid_form_opens_on_its_summary_in_the_labels_words(admin: Page, world: World, shots):
+def test_an_invalid_form_lists_every_problem_at_once_in_plain_words(admin: Page, world: World, shots):
     admin.goto("/tiers/new")
     admin.get_by_label("Key", exact=True).fill("growth")
-    admin.get_by_label("Name", exact=True).fill("")
-    admin.get_by_label("Tokens per replenishment").fill("5000")  # with period none: refused
-    admin.get_by_label("Requests per minute").fill("0")
+    admin.get_by_label("Name", exact=True).fill("Growth")
+    admin.get_by_label("Period", exact=True).fill("fortnight")
+    admin.get_by_label("Budget per period (USD)", exact=True).fill("abc")
+    admin.get_by_label("Budgets per model (USD)").fill("gpt4o 25")
+    admin.get_by_label("Restrict to").select_option("standard")  # while a limit blocks
     admin.get_by_role("button", name="Create tier").click()
     summary = admin.get_by_role("alert")
-    expect(summary.get_by_role("heading")).to_have_text("Fix 2 problems below")
+    expect(summary.get_by_role("heading")).to_have_text("Fix 4 problems below")
     expect(summary).to_be_focused()  # a long form never hides why it came back
     expect(summary.get_by_role("link")).to_have_text(
-        ["A name is required.", re.compile(r"^Requests per minute: Enter a whole number from 1")]
+        [
+            re.compile(r"^Enter a period such as month, week, 30d or 12h"),
+            re.compile(r"^“Restrict to” is used only when"),
+            "Budget per period (USD): Enter an amount in dollars, like 25 or 9.99.",
+            re.compile(r"Line 1: write it as “model = USD”"),
+        ]
     )
-    admin.get_by_label("Name", exact=True).fill("Growth")
-    admin.get_by_label("Requests per minute").fill("")
-    admin.get_by_role("button", name="Create tier").click()
-    link = admin.get_by_role("alert").get_by_role("link")
-    expect(link).to_have_text(re.compile(r"^Tokens per replenishment needs a replenishment period"))
     fits_a_phone(admin, shots, "tier-form-errors")
-    link.click()
+    summary.get_by_role("link").first.click()
     expect(admin.get_by_label("Period", exact=True)).to_be_in_viewport()
     expect(admin.get_by_label("Period", exact=True)).to_have_attribute("aria-invalid", "true")
+    admin.get_by_label("Period", exact=True).fill("30 days")
+    admin.get_by_label("Budget per period (USD)", exact=True).fill("$25")
+    admin.get_by_label("Budgets per model (USD)").fill("gpt-4o = 9.99")
+    admin.get_by_label("Restrict to").select_option("")
+    admin.get_by_role("button", name="Create tier").click()
+    expect(admin.get_by_text("Created growth v1.")).to_be_visible()
+    expect(admin.locator("#tier-growth-v1")).to_contain_text("30d")
