@@ -128,8 +128,8 @@ def _migration(
     """The target version and the statement selecting who moves; every chosen id must be on the source."""
     if from_version == to_version:
         raise Invalid("from_version and to_version are the same", "to_version")
-    source_tier = find_version(session, project, key, from_version)
-    target = find_version(session, project, key, to_version)
+    source_tier = _version_of(session, project, key, from_version, "from_version")
+    target = _version_of(session, project, key, to_version, "to_version")
     stmt = select(Customer).where(Customer.project_id == project.id, Customer.tier_id == source_tier.id)
     if customer_ids is not None:
         wanted = set(customer_ids)
@@ -138,6 +138,14 @@ def _migration(
         if missing:
             raise NotFound(f"not on {key} v{from_version}: {', '.join(sorted(missing))}", "customer_ids")
     return target, stmt
+
+
+def _version_of(session: Session, project: Project, key: str, version: int, field: str) -> UsageTier:
+    """The version, or NotFound naming the field that asked for it (the form shows it there)."""
+    try:
+        return find_version(session, project, key, version)
+    except NotFound as missing:
+        raise NotFound(missing.message, field) from missing
 
 
 def find_customer(session: Session, project: Project, customer_id: str) -> Customer:

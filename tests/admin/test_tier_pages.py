@@ -245,6 +245,15 @@ def test_ids_not_on_the_version_are_refused_in_the_labels_words(owner, world: Wo
     for sent in ({"to_version": "2"}, {"from_version": "one", "to_version": "2"}):
         bad = form_post(owner, "/tiers/pro/migrate", sent, "/tiers/pro/migrate")
         assert bad.status_code == 400 and '<a href="#from_version">From version: ' in bad.data.decode()
+    for field, sent in (
+        ("to_version", {"from_version": "1", "to_version": "9"}),
+        ("from_version", {"from_version": "9", "to_version": "1"}),
+    ):
+        missing = form_post(owner, "/tiers/pro/migrate", sent, "/tiers/pro/migrate")
+        summary = re.search(r'<div class="error-summary".*?</div>', missing.data.decode(), re.S).group(0)
+        assert missing.status_code == 400 and f'href="#{field}"' in summary, (
+            summary
+        )  # beside the picker asked
 
 
 def test_after_a_migrate_off_the_default_the_admin_offers_the_new_version(owner, world: World, app):
