@@ -62,7 +62,7 @@ class TierLocked(Conflict):
     def about(tier: UsageTier) -> str:
         return (
             f"tier {tier.key} v{tier.version} is locked: customers have used it. Clone it to make "
-            f"v{tier.version + 1} and migrate customers to that."
+            "a new version (POST …/clone answers its number) and migrate customers to that."
         )
 
 

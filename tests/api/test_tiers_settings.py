@@ -45,6 +45,9 @@ def test_tier_lifecycle_create_edit_lock_clone_migrate(world: World, admin: str)
     assert locked.status_code == 409 and error(locked)["code"] == "tier_locked"
     v2 = api(world, admin, "POST", "/tiers/pro/versions/1/clone")
     assert v2.status_code == 201 and v2.json()["version"] == 2 and not v2.json()["locked"]
+    again = api(world, admin, "PATCH", "/tiers/pro/versions/1", json={"rpm_limit": 5})
+    assert "make v2" not in error(again)["message"]  # v2 exists now: the refusal names no version to make
+    assert "Clone it to make a new version" in error(again)["message"]
     moved = api(
         world,
         admin,
