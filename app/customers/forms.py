@@ -1,6 +1,7 @@
 """Forms of the customer page."""
 
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from wtforms import BooleanField, IntegerField, SelectField, SelectMultipleField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
@@ -65,7 +66,10 @@ class NewCustomerForm(FlaskForm):
     customer_id = StringField(
         "Customer id",
         validators=[DataRequired(message="A customer id is required."), Length(max=256)],
-        description="The id your app sends in `user` or X-Tollgate-Customer.",
+        description=Markup(
+            "The id your app's calls name the customer by: the <code>X-Customer-Id</code> header,"
+            " or the body's <code>customer.customer_id</code> or <code>user</code>."
+        ),
     )
     name = StringField("Name", validators=[Optional(), Length(max=256)])
     email = StringField("Email", validators=[Optional(), Length(max=320)])
