@@ -99,6 +99,8 @@ class TokensToCredit(IntegerField):
 class ApproveForm(FlaskForm):
     """Approve one customer: the tokens to credit (empty: the project's approval_tokens)."""
 
+    NO_AMOUNT = "Tokens to credit: enter an amount (the project has no approval amount in its settings)."
+
     # Named apart from the other forms of the pages it is on (New customer's `tokens`).
     approve_tokens = TokensToCredit("Tokens to credit")
 
@@ -114,9 +116,7 @@ class ApproveForm(FlaskForm):
         if field.process_errors:  # not a whole number: already said
             return
         if field.data is None and self.approval_tokens is None:
-            raise ValidationError(
-                "Tokens to credit: enter an amount (the project has no approval amount in its settings)."
-            )
+            raise ValidationError(self.NO_AMOUNT)
         if field.data is not None and not 1 <= field.data <= MAX_TOKENS:
             raise ValidationError(f"Tokens to credit: enter from 1 to {MAX_TOKENS:,} tokens.")
 

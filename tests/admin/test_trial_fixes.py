@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from app.extensions import db
 from tests.factories import World
 
 
@@ -14,3 +15,55 @@ def test_the_new_customer_hint_names_what_the_proxy_reads(owner, world: World):
     assert "<code>X-Customer-Id</code>" in hint and "<code>user</code>" in hint
     assert "<code>customer.customer_id</code>" in hint
     assert "X-Tollgate-Customer" not in page and "`" not in hint
+
+
+def settings_form(world: World, **changes: str) -> dict[str, str]:
+    return {
+        "new_customer_initial_tokens": "0",
+        "default_tier": str(world.project.default_tier_id),
+        "default_shedding_tier": "middle",
+        "default_allowed_regions": "",
+        "low_balance_tokens": "",
+        "shedding_level": "off",
+        "capacity": "",
+        **changes,
+    }
+
+
+def test_the_approval_amount_is_a_setting_and_the_approve_error_links_to_it(owner, world: World):
+    from app.models.project import Project
+    from tests.admin.test_sign_in_and_customers import form_post
+
+    world.give_customer("newcomer", 0)
+    refused = form_post(owner, "/customers/newcomer/approve", {"approve_tokens": ""}, "/customers/newcomer")
+    assert refused.status_code == 400
+    error = re.search(r'<p class="field-error" role="alert">(.*?)</p>', refused.data.decode(), re.S).group(1)
+    assert "no approval amount in its settings" in error
+    assert '<a href="/settings#approval_tokens">' in error
+
+    page = owner.get("/settings").data.decode()
+    assert 'id="approval_tokens"' in page and "Approval amount (tokens)" in page
+    assert "refused until you approve it" in page  # 0 initial tokens: the customer waits
+    for bad in ("0", "-3", "many"):
+        resp = form_post(owner, "/settings", settings_form(world, approval_tokens=bad), "/settings")
+        assert resp.status_code == 400 and "approval_tokens-error" in resp.data.decode(), bad
+    assert (
+        form_post(owner, "/settings", settings_form(world, approval_tokens="2500"), "/settings").status_code
+        == 302
+    )
+    db.session.expire_all()
+    assert db.session.get(Project, world.project.id).approval_tokens == 2500
+    assert 'value="2500"' in owner.get("/settings").data.decode()
+    assert (
+        form_post(
+            owner, "/customers/newcomer/approve", {"approve_tokens": ""}, "/customers/newcomer"
+        ).status_code
+        == 302
+    )
+    assert world.customer("newcomer").token_balance == 2500
+    assert (
+        form_post(owner, "/settings", settings_form(world, approval_tokens=""), "/settings").status_code
+        == 302
+    )
+    db.session.expire_all()
+    assert db.session.get(Project, world.project.id).approval_tokens is None
