@@ -26,6 +26,7 @@ from app.extensions import db
 from app.form_errors import show_refusal
 from app.metering.credits import add_or_set
 from app.models.catalog import Deployment, Model
+from app.customers.reconciliation import reconcile
 from app.models.ledger import LedgerEntry
 from app.models.tier import UsageTier
 from app.models.usage import UsageRecord
@@ -213,6 +214,7 @@ def _render(customer, tab, forms, status=200, approve: ApproveForm | None = None
         context["standing"] = standing(db.session, customer)
     elif tab == "ledger":
         context["entries"], context["older"] = _newest_first(LedgerEntry, customer.id)
+        context["reconciled"] = reconcile(db.session, customer)
     elif tab == "requests":
         calls, context["older"] = _newest_first(UsageRecord, customer.id)
         before = row_id(request.args.get("before", ""))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from app.extensions import db
-from tests.factories import World
+from tests.factories import World, chat
 
 
 def test_the_new_customer_hint_names_what_the_proxy_reads(owner, world: World):
@@ -67,3 +67,32 @@ def test_the_approval_amount_is_a_setting_and_the_approve_error_links_to_it(owne
     )
     db.session.expire_all()
     assert db.session.get(Project, world.project.id).approval_tokens is None
+
+
+def table_cells(page: str, marker: str) -> list[str]:
+    """The opening tags of the body cells of the table whose opening tag has `marker`."""
+    start = page.index(marker)
+    table = page[start : page.index("</table>", start)]
+    return re.findall(r"<td\b[^>]*>", table[table.index("<tbody>") :])
+
+
+def test_usage_and_ledger_tables_keep_their_column_labels_on_a_phone(owner, world: World):
+    usage = owner.get("/customers/acme?tab=usage").data.decode()
+    cells = table_cells(usage, '<table class="dash-table usage">')
+    assert len(cells) == 4 * 5 and all("data-label=" in cell for cell in cells)
+    ledger = owner.get("/customers/acme?tab=ledger").data.decode()
+    cells = table_cells(ledger, '<table class="dash-table ledger">')
+    assert len(cells) == 6 and all("data-label=" in cell for cell in cells)
+    assert 'data-label="Balance after"' in ledger
+
+
+def test_the_ledger_tab_reconciles_the_balance_with_the_calls_charges(owner, world: World):
+    reply = chat(world.url, world.key, "acme")
+    assert reply.status_code == 200
+    charged = reply.json()["usage"]["total_tokens"]
+    page = owner.get("/customers/acme?tab=ledger").data.decode()
+    line = re.sub(r"<[^>]+>|\s+", " ", re.search(r'<p class="reconcile".*?</p>', page, re.S).group(0))
+    assert " ".join(line.split()) == (
+        f"Balance {1000 - charged:,} = ledger entries 1,000 − tokens charged by calls {charged}"
+    )
+    assert page.index('class="reconcile"') < page.index('<table class="dash-table ledger">')
