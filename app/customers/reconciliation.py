@@ -1,5 +1,6 @@
 """Why a customer's balance differs from the ledger's last "balance after": calls charge the balance
-without a ledger entry (SPEC 5.4), so balance = Σ ledger entries − Σ tokens charged by calls (11.1)."""
+without a ledger entry (SPEC 5.4), so balance = sum of ledger entries - sum of tokens charged by
+calls (SPEC 11.1)."""
 
 from __future__ import annotations
 

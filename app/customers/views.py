@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
@@ -18,15 +18,15 @@ from app.customers.forms import (
     TierForm,
     TokensForm,
 )
+from app.customers.reconciliation import reconcile
 from app.customers.refusals import counts_by_code
 from app.customers.standing import standing
-from app.db import now_utc, row_id, session_writes
+from app.db import iso, now_utc, row_id, session_writes
 from app.errors import Conflict, DomainError
 from app.extensions import db
 from app.form_errors import show_refusal
 from app.metering.credits import add_or_set
 from app.models.catalog import Deployment, Model
-from app.customers.reconciliation import reconcile
 from app.models.ledger import LedgerEntry
 from app.models.tier import UsageTier
 from app.models.usage import UsageRecord
@@ -318,6 +318,9 @@ def create_portal_link(customer_id):
         link = links.issue(
             db.session, customer, current_app.config["SECRET_KEY"], now_utc(), links.DAYS_DEFAULT
         )
+    if request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json":
+        # The page's script (static/js/usage_link.js): it shows and copies the link itself.
+        return jsonify({"url": portal.address(link), "expires_at": iso(link.expires_at)}), 201
     forms = _forms(customer, listing.current_project(db.session))
     return _render(customer, "details", forms, 201, portal_link=(portal.address(link), link.expires_at))
 
@@ -327,7 +330,7 @@ def create_portal_link(customer_id):
 def revoke_portal_links(customer_id):
     with session_writes(db.session):
         links.revoke_all(db.session, _customer(customer_id))
-    flash("Every usage link of this customer stopped working. A new link works again.", "success")
+    flash("All usage links of this customer were revoked. Links made from now on work.", "success")
     return redirect(url_for("customers.detail", customer_id=customer_id))
 
 

@@ -93,6 +93,6 @@ def test_the_ledger_tab_reconciles_the_balance_with_the_calls_charges(owner, wor
     page = owner.get("/customers/acme?tab=ledger").data.decode()
     line = re.sub(r"<[^>]+>|\s+", " ", re.search(r'<p class="reconcile".*?</p>', page, re.S).group(0))
     assert " ".join(line.split()) == (
-        f"Balance {1000 - charged:,} = ledger entries 1,000 − tokens charged by calls {charged}"
+        f"Balance {1000 - charged:,} = ledger entries 1,000 \N{MINUS SIGN} tokens charged by calls {charged}"
     )
     assert page.index('class="reconcile"') < page.index('<table class="dash-table ledger">')
