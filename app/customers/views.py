@@ -78,7 +78,8 @@ def create():
     if not form.validate():
         return _list_page(form, page, 400)
     project = listing.current_project(db.session)
-    fields = {"customer_id": form.customer_id.data.strip(), "name": form.name.data or None}
+    fields = {"customer_id": form.customer_id.data.strip()}
+    fields |= {"name": form.name.data} if form.name.data else {}  # none given: named by its id
     fields |= {"email": form.email.data} if form.email.data else {}
     fields |= {"token_balance": form.tokens.data} if form.tokens.data is not None else {}
     if form.tier.data != project.default_tier_id:  # new customers start on the default already

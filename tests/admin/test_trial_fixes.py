@@ -96,3 +96,34 @@ def test_the_ledger_tab_reconciles_the_balance_with_the_calls_charges(owner, wor
         f"Balance {1000 - charged:,} = ledger entries 1,000 \N{MINUS SIGN} tokens charged by calls {charged}"
     )
     assert page.index('class="reconcile"') < page.index('<table class="dash-table ledger">')
+
+
+def test_a_customer_made_by_hand_is_never_seen_until_its_first_call(owner, world: World):
+    from tests.admin.test_sign_in_and_customers import form_post
+
+    made = form_post(
+        owner,
+        "/customers",
+        {
+            "customer_id": "by-hand",
+            "name": "",
+            "email": "",
+            "tokens": "50000",
+            "tier": world.project.default_tier_id,
+        },
+        "/customers",
+    )
+    assert made.status_code == 302, made.data.decode()[-3000:]
+    assert world.customer("by-hand").last_seen_at is None
+    assert "last seen never" in " ".join(owner.get("/customers/by-hand").data.decode().split())
+    reply = chat(world.url, world.key, "by-hand")
+    assert reply.status_code == 200, reply.text
+    assert world.customer("by-hand").last_seen_at is not None  # the proxy still marks it
+    assert chat(world.url, world.key, "first-call").status_code == 200
+    assert world.customer("first-call").last_seen_at is not None  # made by its first call: seen
+
+
+def test_the_add_admin_form_offers_the_viewer_role_first(owner):
+    page = owner.get("/admins").data.decode()
+    form = page[page.rindex("<form", 0, page.index('name="password"')) :]
+    assert re.search(r'<option selected value="viewer">|<option value="viewer" selected>', form), form[:1500]

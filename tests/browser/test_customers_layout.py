@@ -58,3 +58,16 @@ def test_select_all_ticks_every_customer_of_the_approval_queue(admin: Page, worl
     expect(admin.get_by_text("No customer is awaiting approval.")).to_be_visible()
     assert [world.customer(c).token_balance for c in ("amy", "bob", "cyd")] == [50, 50, 50]
     admin.screenshot(path=str(tmp_path / "queue-approved-1280.png"))
+
+
+def test_the_customer_tabs_fit_one_line_on_a_phone(admin: Page, world: World, tmp_path: Path):
+    world.give_customer("acme", 1000)
+    admin.set_viewport_size({"width": 375, "height": 800})
+    admin.goto("/customers/acme?tab=usage")
+    tops = admin.locator("nav.tabs a").evaluate_all("links => links.map(a => a.getBoundingClientRect().top)")
+    assert len(tops) == 4 and max(tops) - min(tops) < 2, tops  # one row: "Requests" not alone below
+    expect(admin.get_by_role("link", name="Usage", exact=True)).to_be_visible()  # "& Limits" hidden
+    assert admin.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    admin.screenshot(path=str(tmp_path / "customer-usage-375.png"), full_page=True)
+    admin.set_viewport_size({"width": 1280, "height": 900})
+    expect(admin.get_by_role("link", name="Usage & Limits", exact=True)).to_be_visible()
