@@ -17,7 +17,7 @@ class AddAdminForm(FlaskForm):
     password = PasswordField(
         "Password", validators=[Length(min=8, max=1024, message="At least 8 characters.")]
     )
-    role = SelectField("Role", choices=ROLE_CHOICES)
+    role = SelectField("Role", choices=ROLE_CHOICES, default="viewer")  # least access unless chosen
 
 
 class RoleForm(FlaskForm):

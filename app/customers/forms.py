@@ -1,6 +1,7 @@
 """Forms of the customer page."""
 
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from wtforms import BooleanField, IntegerField, SelectField, SelectMultipleField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
@@ -65,7 +66,10 @@ class NewCustomerForm(FlaskForm):
     customer_id = StringField(
         "Customer id",
         validators=[DataRequired(message="A customer id is required."), Length(max=256)],
-        description="The id your app sends in `user` or X-Tollgate-Customer.",
+        description=Markup(
+            "The id your app's calls name the customer by: the <code>X-Customer-Id</code> header,"
+            " or the body's <code>customer.customer_id</code> or <code>user</code>."
+        ),
     )
     name = StringField("Name", validators=[Optional(), Length(max=256)])
     email = StringField("Email", validators=[Optional(), Length(max=320)])
@@ -95,6 +99,8 @@ class TokensToCredit(IntegerField):
 class ApproveForm(FlaskForm):
     """Approve one customer: the tokens to credit (empty: the project's approval_tokens)."""
 
+    NO_AMOUNT = "Tokens to credit: enter an amount (the project has no approval amount in its settings)."
+
     # Named apart from the other forms of the pages it is on (New customer's `tokens`).
     approve_tokens = TokensToCredit("Tokens to credit")
 
@@ -110,9 +116,7 @@ class ApproveForm(FlaskForm):
         if field.process_errors:  # not a whole number: already said
             return
         if field.data is None and self.approval_tokens is None:
-            raise ValidationError(
-                "Tokens to credit: enter an amount (the project has no approval amount in its settings)."
-            )
+            raise ValidationError(self.NO_AMOUNT)
         if field.data is not None and not 1 <= field.data <= MAX_TOKENS:
             raise ValidationError(f"Tokens to credit: enter from 1 to {MAX_TOKENS:,} tokens.")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from wtforms.fields.choices import SelectChoice
@@ -18,9 +18,10 @@ from app.customers.forms import (
     TierForm,
     TokensForm,
 )
+from app.customers.reconciliation import reconcile
 from app.customers.refusals import counts_by_code
 from app.customers.standing import standing
-from app.db import now_utc, row_id, session_writes
+from app.db import iso, now_utc, row_id, session_writes
 from app.errors import Conflict, DomainError
 from app.extensions import db
 from app.form_errors import show_refusal
@@ -77,7 +78,8 @@ def create():
     if not form.validate():
         return _list_page(form, page, 400)
     project = listing.current_project(db.session)
-    fields = {"customer_id": form.customer_id.data.strip(), "name": form.name.data or None}
+    fields = {"customer_id": form.customer_id.data.strip()}
+    fields |= {"name": form.name.data} if form.name.data else {}  # none given: named by its id
     fields |= {"email": form.email.data} if form.email.data else {}
     fields |= {"token_balance": form.tokens.data} if form.tokens.data is not None else {}
     if form.tier.data != project.default_tier_id:  # new customers start on the default already
@@ -213,6 +215,7 @@ def _render(customer, tab, forms, status=200, approve: ApproveForm | None = None
         context["standing"] = standing(db.session, customer)
     elif tab == "ledger":
         context["entries"], context["older"] = _newest_first(LedgerEntry, customer.id)
+        context["reconciled"] = reconcile(db.session, customer)
     elif tab == "requests":
         calls, context["older"] = _newest_first(UsageRecord, customer.id)
         before = row_id(request.args.get("before", ""))
@@ -316,6 +319,9 @@ def create_portal_link(customer_id):
         link = links.issue(
             db.session, customer, current_app.config["SECRET_KEY"], now_utc(), links.DAYS_DEFAULT
         )
+    if request.accept_mimetypes.best_match(["text/html", "application/json"]) == "application/json":
+        # The page's script (static/js/usage_link.js): it shows and copies the link itself.
+        return jsonify({"url": portal.address(link), "expires_at": iso(link.expires_at)}), 201
     forms = _forms(customer, listing.current_project(db.session))
     return _render(customer, "details", forms, 201, portal_link=(portal.address(link), link.expires_at))
 
@@ -325,7 +331,7 @@ def create_portal_link(customer_id):
 def revoke_portal_links(customer_id):
     with session_writes(db.session):
         links.revoke_all(db.session, _customer(customer_id))
-    flash("Every usage link of this customer stopped working. A new link works again.", "success")
+    flash("All usage links of this customer were revoked. Links made from now on work.", "success")
     return redirect(url_for("customers.detail", customer_id=customer_id))
 
 

@@ -27,9 +27,17 @@ class Defaults:
 
 
 def open_account(
-    conn: Connection, defaults: Defaults, external_id: str, name: str | None, now: datetime, source: str
+    conn: Connection,
+    defaults: Defaults,
+    external_id: str,
+    name: str | None,
+    now: datetime,
+    source: str,
+    *,
+    calling: bool = False,
 ) -> int | None:
-    """Create the customer with the project's defaults; None if it already existed.
+    """Create the customer with the project's defaults; None if it already existed. `calling`: made
+    by its first call (the proxy), so seen now; one made by an admin or the API has not been seen.
 
     Concurrent first calls race on the (project, customer_id) unique key: exactly one inserts,
     and only that one writes the initial grant and the event.
@@ -58,7 +66,7 @@ def open_account(
             low_balance_notified=False,
             metadata={},
             created_at=now,
-            last_seen_at=now,
+            last_seen_at=now if calling else None,
         ),
         ["project_id", "external_id"],
     )

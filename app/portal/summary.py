@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.customers.operations import is_awaiting
 from app.customers.standing import Standing, TierUse, standing, usage_shape
 from app.db import iso
 from app.metering.pricing import to_usd, usd_str
@@ -23,6 +24,19 @@ class Summary:
     customer: Customer
     standing: Standing
     calls: list[UsageRecord]
+    awaiting: bool  # in the approval queue: its calls are refused until an admin approves it
+
+    def refusal(self) -> str | None:
+        """Why the customer's calls are refused right now, if they are: "blocked", "awaiting"
+        (approval) or "no_tokens" (a prepaid plan with nothing left); the first that applies."""
+        tier = self.standing.tier
+        if self.customer.blocked:
+            return "blocked"
+        if self.awaiting:
+            return "awaiting"
+        if tier is not None and tier.prepaid and self.customer.token_balance <= 0:
+            return "no_tokens"
+        return None
 
     def model_tier_rows(self) -> list[tuple[str, TierUse]]:
         """The model tiers worth a line on the page: those with a limit, or used this period."""
@@ -41,7 +55,7 @@ def summarize(session: Session, customer: Customer) -> Summary:
         .order_by(UsageRecord.id.desc())
         .limit(LAST_CALLS)
     )
-    return Summary(customer, standing(session, customer), list(calls))
+    return Summary(customer, standing(session, customer), list(calls), is_awaiting(session, customer))
 
 
 def as_json(summary: Summary) -> dict:

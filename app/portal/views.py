@@ -40,7 +40,12 @@ def page(token: str):
     else:
         response = make_response(
             render_template(
-                "portal/page.html", summary=summary, now=now_utc(), last_calls=LAST_CALLS, exact_usd=exact_usd
+                "portal/page.html",
+                summary=summary,
+                project_name=project.name if project else "",
+                now=now_utc(),
+                last_calls=LAST_CALLS,
+                exact_usd=exact_usd,
             )
         )
     return _framed_by(response, list(project.portal_frame_origins or []) if project else [])

@@ -153,7 +153,7 @@ def _open_if_missing(engine: Engine, caller: Caller, who: Who, now: datetime) ->
     if tier is not None:
         defaults = replace(defaults, tier_rules=tier.rules)
     with write_transaction(engine) as conn:
-        open_account(conn, defaults, who.customer_id, who.name, now, source="proxy")
+        open_account(conn, defaults, who.customer_id, who.name, now, source="proxy", calling=True)
 
 
 def _refuse_unknown_model(engine: Engine, caller: Caller, who: Who, model: str, now: datetime) -> ProxyError:

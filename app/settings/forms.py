@@ -16,6 +16,15 @@ class SettingsForm(FlaskForm):
     new_customer_initial_tokens = IntegerField(
         "Initial tokens for new customers",
         validators=[InputRequired(message="Enter 0 or more tokens."), TOKENS],
+        description="0: a new customer's calls are refused until you approve it (the approval queue).",
+    )
+    approval_tokens = IntegerField(
+        "Approval amount (tokens)",
+        validators=[
+            Optional(),
+            NumberRange(min=1, max=10**15, message="Enter 1 or more tokens, or leave it empty."),
+        ],
+        description="What Approve credits when no amount is typed. Empty: Approve asks for an amount.",
     )
     default_tier = SelectField("Default tier for new customers", coerce=int)
     default_shedding_tier = SelectField(

@@ -60,6 +60,7 @@ def save():
     tier = db.session.get(UsageTier, form.default_tier.data)
     changes = {
         "new_customer_initial_tokens": form.new_customer_initial_tokens.data,
+        "approval_tokens": form.approval_tokens.data,
         "default_tier": {"key": tier.key, "version": tier.version},
         "default_shedding_tier": form.default_shedding_tier.data,
         "default_allowed_regions": form.regions(),

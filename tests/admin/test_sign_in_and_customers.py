@@ -408,10 +408,10 @@ def test_the_ledger_pages_through_every_entry_newest_first(owner, world: World):
         )
     db.session.commit()
     first = owner.get("/customers/acme?tab=ledger").data.decode()
-    amounts = re.findall(r'<td class="num">\+([\d,]+)</td>', first)
+    amounts = re.findall(r'<td class="num" data-label="Amount">\+([\d,]+)</td>', first)
     assert len(amounts) == 100 and amounts[0] == "150" and amounts[-1] == "51"
     older = re.search(r'href="(/customers/acme\?tab=ledger&amp;before=\d+)">Older', first).group(1)
     second = owner.get(older.replace("&amp;", "&")).data.decode()
-    rest = re.findall(r'<td class="num">\+([\d,]+)</td>', second)
+    rest = re.findall(r'<td class="num" data-label="Amount">\+([\d,]+)</td>', second)
     assert rest[:50] == [str(n) for n in range(50, 0, -1)] and len(rest) == 51  # and the initial grant
     assert "Older" not in second and "← Newest" in second

@@ -22,7 +22,7 @@ def test_the_owner_makes_a_link_that_opens_the_customers_page_then_revokes_every
 ):
     page = owner.get("/customers/acme").data.decode()
     assert "Copy usage link" in page and "Revoke all usage links" in page
-    assert 'id="usage-link-url"' not in page  # no link until one is asked for
+    assert "/portal/" not in page and '<div class="made-link" hidden>' in page  # no link until asked
     made = form_post(owner, "/customers/acme/portal-link", {}, "/customers/acme")
     assert made.status_code == 201
     url = shown_link(made.data)
@@ -36,9 +36,32 @@ def test_the_owner_makes_a_link_that_opens_the_customers_page_then_revokes_every
     second = shown_link(form_post(owner, "/customers/acme/portal-link", {}, "/customers/acme").data)
     revoked = form_post(owner, "/customers/acme/portal-link/revoke", {}, "/customers/acme")
     assert revoked.status_code == 302
-    assert "stopped working" in owner.get(revoked.headers["Location"]).data.decode()
+    notice = "All usage links of this customer were revoked. Links made from now on work."
+    assert notice in owner.get(revoked.headers["Location"]).data.decode()
     for link in (url, second):
         assert stranger.get(link.removeprefix("http://localhost")).status_code == 404
+
+
+def test_a_script_asking_for_json_gets_the_link_and_revoking_asks_first(owner, world: World, app):
+    from tests.admin.test_sign_in_and_customers import csrf, hidden_inputs
+
+    page = owner.get("/customers/acme")
+    sent = {name.decode(): value.decode() for name, value in hidden_inputs(page.data).items()}
+    made = owner.post(
+        "/customers/acme/portal-link",
+        data={**sent, "csrf_token": csrf(page.data)},
+        headers={"Accept": "application/json"},
+    )
+    assert made.status_code == 201 and made.mimetype == "application/json"
+    body = made.get_json()
+    assert set(body) == {"url", "expires_at"} and body["expires_at"].endswith("Z")
+    assert app.test_client().get(body["url"].removeprefix("http://localhost")).status_code == 200
+    no_token = owner.post("/customers/acme/portal-link", headers={"Accept": "application/json"})
+    assert no_token.status_code == 400  # CSRF holds for the script too
+    text = page.data.decode()
+    revoke = text[text.index('<details class="revoke-links">') : text.index("</details>")]
+    assert "<summary>Revoke all usage links…</summary>" in revoke and "portal-link/revoke" in revoke
+    assert 'src="/static/js/usage_link.js"' in text and "onclick=" not in text
 
 
 def test_viewers_see_no_link_controls_and_cannot_make_one(owner, app):

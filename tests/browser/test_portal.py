@@ -5,6 +5,7 @@ only by the origins the project lists."""
 from __future__ import annotations
 
 import html
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -88,14 +89,13 @@ def test_the_admins_copy_usage_link_makes_a_link_that_opens(
     world.give_customer("acme", 4_321, name="Acme Rockets")
     admin.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_url)
     admin.goto("/customers/acme")
-    admin.get_by_role("button", name="Copy usage link").click()
+    admin.get_by_role("button", name="Copy usage link").click()  # one click: made, shown, copied
     shown = admin.get_by_label("Usage link")
-    expect(shown).to_be_visible()
+    expect(shown).to_have_value(re.compile(f"^{re.escape(live_url)}/portal/"))
+    expect(admin.locator("#usage-link .copied")).to_have_text("Copied")
     url = shown.input_value()
-    assert url.startswith(f"{live_url}/portal/")
-    admin.get_by_role("button", name="Copy", exact=True).click()
-    expect(admin.get_by_role("button", name="Copied", exact=True)).to_be_visible()
     assert admin.evaluate("navigator.clipboard.readText()") == url
+    assert admin.url == f"{live_url}/customers/acme"  # a reload makes no other link
     admin.locator("#usage-link").screenshot(path=str(tmp_path / "admin-usage-link-1280.png"))
     admin.set_viewport_size({"width": 375, "height": 800})
     fits(admin)
@@ -108,8 +108,11 @@ def test_the_admins_copy_usage_link_makes_a_link_that_opens(
         expect(tab.get_by_role("heading", level=1)).to_have_text("Acme Rockets")
         expect(tab.locator("#balance")).to_have_text("4,321")
         fits(tab)
-        admin.get_by_role("button", name="Revoke all usage links").click()
-        expect(admin.get_by_role("status")).to_contain_text("stopped working")
+        admin.get_by_text("Revoke all usage links…").click()  # asks first
+        admin.get_by_role("button", name="Yes, revoke all usage links").click()
+        expect(admin.get_by_role("status").first).to_have_text(
+            "All usage links of this customer were revoked. Links made from now on work."
+        )
         answer = tab.goto(url)
         assert answer is not None and answer.status == 404
         expect(tab.get_by_role("heading", level=1)).to_have_text("Link not valid")
@@ -121,8 +124,13 @@ class Embedder(BaseHTTPRequestHandler):
     """The operator's app: a page that frames the URL in its query string."""
 
     def do_GET(self) -> None:
-        src = html.escape(parse_qs(urlsplit(self.path).query).get("src", ["about:blank"])[0])
-        body = f'<!doctype html><iframe src="{src}" width="400" height="600"></iframe>'.encode()
+        query = parse_qs(urlsplit(self.path).query)
+        src = html.escape(query.get("src", ["about:blank"])[0])
+        width = int(query.get("width", ["400"])[0])
+        body = (
+            '<!doctype html><body style="margin:0">'
+            f'<iframe src="{src}" width="{width}" height="900" style="border:0"></iframe>'
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(body)))
@@ -164,3 +172,58 @@ def test_only_the_listed_origins_may_frame_the_page(page: Page, world: World, ac
     world.set(portal_frame_origins=["https://app.example.com"])
     page.reload()
     assert framed(page).startswith("chrome-error://")
+
+
+# Every word of these on one line: a figure or a label broken mid-word reads as two figures.
+BROKEN_WORDS = """selector => {
+  const broken = [];
+  for (const element of document.querySelectorAll(selector)) {
+    const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const word of node.data.matchAll(/\\S+/g)) {
+        const range = document.createRange();
+        range.setStart(node, word.index);
+        range.setEnd(node, word.index + word[0].length);
+        const rects = [...range.getClientRects()].filter(r => r.width > 0);
+        const lines = new Set(rects.map(r => Math.round(r.top)));
+        if (lines.size > 1) broken.push(word[0]);
+      }
+    }
+  }
+  return broken;
+}"""
+WORDS = ".portal-head, .portal-notice, .portal-figures, .portal-limits, .portal-calls"
+
+
+def test_narrow_phones_and_frames_break_no_figure_or_label_mid_word(
+    page: Page, world: World, embedder, tmp_path: Path
+):
+    """At 320 and 375 px and in a 343 px iframe: no word split across lines, no sideways scroll; a
+    customer named by its id shows it once, a blocked one reads why its calls are refused."""
+    tier = world.add_tier({**TIER, "key": "tiny", "name": "Starter monthly replenishment"})
+    world.give_customer("acme", 987_654_321)  # its name is its id
+    assign(world, "acme", tier)
+    for _ in range(2):
+        assert chat(world.url, world.key, "acme").status_code == 200
+    world.set(portal_frame_origins=[embedder])
+    world.customer("acme").blocked = True
+    world.commit()
+    link = links.issue(db.session, world.customer("acme"), world.secret_key, now_utc(), 30)
+    world.commit()
+    url = f"{world.url}/portal/{link.token}"
+    for width in (320, 375):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(url)
+        expect(page.locator("#notice")).to_have_text("Access is paused: calls are refused. Contact Test.")
+        expect(page.get_by_text("acme", exact=True)).to_have_count(1)  # the heading, not "Account acme"
+        page.screenshot(path=str(tmp_path / f"portal-narrow-{width}.png"), full_page=True)
+        assert page.evaluate(BROKEN_WORDS, WORDS) == [], width
+        fits(page)
+    page.set_viewport_size({"width": 400, "height": 1000})
+    page.goto(f"{embedder}/?{urlencode({'src': url, 'width': 343})}")
+    frame = page.frames[1]
+    expect(page.frame_locator("iframe").locator("#notice")).to_contain_text("Access is paused")
+    assert frame.evaluate(BROKEN_WORDS, WORDS) == []
+    assert frame.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.screenshot(path=str(tmp_path / "portal-iframe-343.png"), full_page=True)
+    print(f"portal screenshots: {tmp_path}")

@@ -298,3 +298,48 @@ def test_a_customer_without_a_tier_and_owing_tokens_reads_plainly(app, world: Wo
     assert "Your plan has no call or token limits." in text and "No calls yet." in text
     body = app.test_client().get(link_for(world, "owes") + "?format=json").get_json()
     assert body["tier"] is None and body["usage"]["tier"] is None and body["calls"] == []
+
+
+def notice_of(app, world: World, customer_id: str) -> str | None:
+    page = app.test_client().get(link_for(world, customer_id)).data.decode()
+    found = re.search(r'<p class="portal-notice" id="notice" role="status">(.*?)</p>', page, re.S)
+    return visible_text(found.group(1)).strip() if found else None
+
+
+def test_the_page_says_why_calls_are_refused_and_the_json_keeps_its_shape(app, world: World, acme):
+    from app.metering.credits import add_or_set
+
+    world.give_customer("paused", 100, name="Paused Co", blocked=True)
+    world.give_customer("newbie", 0, name="Newbie")
+    world.give_customer("spent", 100, name="Spent Ltd")
+    add_or_set(
+        db.session.connection(),
+        world.customer("spent").id,
+        "set",
+        0,
+        source="test",
+        reason="used up",
+        now=now_utc(),
+    )
+    world.commit()
+    assert notice_of(app, world, "paused") == "Access is paused: calls are refused. Contact Test."
+    assert notice_of(app, world, "newbie") == (
+        "Waiting for approval: calls are refused until your access is approved."
+    )
+    assert notice_of(app, world, "spent").startswith(
+        "No tokens left: calls are refused until tokens are added"
+    )
+    assert notice_of(app, world, "acme") is None
+    for customer_id in ("paused", "newbie", "spent", "acme"):
+        body = app.test_client().get(link_for(world, customer_id) + "?format=json").get_json()
+        assert set(body) == {"customer_id", "name", "token_balance", "tier", "usage", "calls"}
+
+
+def test_no_replenishment_reads_none_scheduled_and_an_id_used_as_name_shows_once(app, world: World):
+    flat = world.add_tier({"key": "flat", "name": "Flat", "period": "none"})
+    world.give_customer("solo", 10)
+    assign(world, "solo", flat)
+    page = app.test_client().get(link_for(world, "solo")).data.decode()
+    text = visible_text(page[page.index("<main") :])  # the body, not the tab's title
+    assert "Next replenishment None scheduled" in text and ">None<" not in page
+    assert "Account" not in text and re.findall(r"\bsolo\b", text) == ["solo"]
