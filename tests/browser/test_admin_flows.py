@@ -176,11 +176,12 @@ def test_tier_customer_tier_change_and_tokens(admin: Page, world: World):
 def test_a_locked_tier_is_refused_cloned_edited_and_its_customer_migrated(admin: Page, world: World):
     assert chat(world.url, world.key, "acme").status_code == 200  # puts acme on default v1: locked
     open_section(admin, "Usage tiers")
-    with admin.expect_response(re.compile(r"/tiers/default/versions/1/edit$")) as refused:
-        admin.get_by_role("link", name="Edit default v1").click()
-    assert refused.value.status == 409
-    expect(admin.get_by_role("alert")).to_contain_text("is locked")
+    with admin.expect_response(re.compile(r"/tiers/default/versions/1/edit$")) as shown:
+        admin.get_by_role("link", name="View default v1").click()  # a locked version reads only
+    assert shown.value.status == 200
+    expect(admin.get_by_role("note")).to_contain_text("v1 is locked because customers have used it")
     expect(admin.get_by_role("button", name=re.compile(r"^Save"))).to_have_count(0)
+    expect(admin.get_by_label("Name", exact=True)).to_be_disabled()
 
     admin.get_by_role("button", name="Clone to v2").click()
     expect(admin).to_have_url(re.compile(r"/tiers/default/versions/2/edit$"))
