@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from app.models.catalog import Deployment, Model
 from app.models.customer import Customer
 from app.models.tier import MODEL_TIERS
-from app.models.usage import RefusalCount, UsageRecord
+from app.models.usage import REFUSAL_CODES, RefusalCount, UsageRecord
 from app.proxy.health import Health as DeploymentsHealth
 
 TOP = 10
@@ -211,19 +211,6 @@ def top_customers(session: Session, project_id: int, span: Span, now: datetime) 
         TopCustomer(external_id, name, int(calls), int(tokens), int(cost))
         for external_id, name, calls, tokens, cost in rows
     ]
-
-
-# The refusal codes of SPEC 5.5 in the order the chart stacks them: balance and limits first.
-REFUSAL_CODES = (
-    "insufficient_tokens",
-    "usage_limit_reached",
-    "budget_exceeded",
-    "rate_limit_exceeded",
-    "customer_blocked",
-    "load_shed",
-    "region_not_allowed",
-    "limits_unavailable",
-)
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,19 @@ class PeriodCounter(Base):
     reserved_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+# The refused calls SPEC 5.5 counts, in the order the dashboard stacks them: balance and limits first.
+REFUSAL_CODES = (
+    "insufficient_tokens",
+    "usage_limit_reached",
+    "budget_exceeded",
+    "rate_limit_exceeded",
+    "customer_blocked",
+    "load_shed",
+    "region_not_allowed",
+    "limits_unavailable",
+)
+
+
 class RefusalCount(Base):
     """Refused calls of one customer (SPEC 5.5), per code and UTC hour, with the latest of them as an
     example (when, its message, the model asked for): the admin's Requests tab shows each row as one

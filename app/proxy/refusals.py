@@ -24,20 +24,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from app.db import now_utc, write_transaction
 from app.models.customer import Customer
-from app.models.usage import RefusalCount
+from app.models.usage import REFUSAL_CODES, RefusalCount
 
-COUNTED = frozenset(
-    {
-        "insufficient_tokens",
-        "usage_limit_reached",
-        "budget_exceeded",
-        "rate_limit_exceeded",
-        "customer_blocked",
-        "load_shed",
-        "region_not_allowed",
-        "limits_unavailable",
-    }
-)
+COUNTED = frozenset(REFUSAL_CODES)
 FLUSH_S = 2.0
 MAX_MESSAGE = 2000
 MAX_MODEL = 200
