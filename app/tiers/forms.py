@@ -48,6 +48,8 @@ class MigrateForm(FlaskForm):
         description="One customer id per line; leave empty to move everyone on the version.",
     )
     confirm = BooleanField("Move them")
+    # How many the preview showed: a move of everyone on a version checks it still is that many.
+    previewed = IntegerField(validators=[Optional(), NumberRange(min=0)])
 
     def with_versions(self, versions: list[UsageTier], counts: dict[int, int], default_id: int | None):
         """Each version as a choice, with its customer count and whether new customers start on it."""

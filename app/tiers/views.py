@@ -175,7 +175,13 @@ def edit(key: str, version: int):
     return _version_page(form, _found(key, version), 400)
 
 
-def _migrate_page(key: str, form: MigrateForm, preview: MigrationPreview | None = None, status: int = 200):
+def _migrate_page(
+    key: str,
+    form: MigrateForm,
+    preview: MigrationPreview | None = None,
+    status: int = 200,
+    previewed: int | None = None,
+):
     project = current_project(db.session)
     versions = list(_versions(project.id, key))
     if not versions:
@@ -189,6 +195,7 @@ def _migrate_page(key: str, form: MigrateForm, preview: MigrationPreview | None 
         counts=counts,
         form=form,
         preview=preview,
+        previewed=previewed,
         source=next((v for v in versions if v.version == form.from_version.data), None),
         glances={v.id: glance(v) for v in versions},
     ), status
@@ -230,6 +237,10 @@ def migrate(key: str):
         if not form.confirm.data:
             preview = preview_migration(db.session, project, key, *versions, form.chosen())
             return _migrate_page(key, form, preview=preview)
+        if form.previewed.data is not None:  # customers joined or left the version since the preview:
+            now = preview_migration(db.session, project, key, *versions, form.chosen())
+            if now.total != form.previewed.data:  # the owner confirms what is there now
+                return _migrate_page(key, form, preview=now, status=409, previewed=form.previewed.data)
         with session_writes(db.session):
             moved = migrate_customers(
                 db.session, project, key, *versions, form.chosen(), f"admin:{current_user.email}", now_utc()

@@ -332,3 +332,30 @@ def test_the_tier_list_offers_make_default_on_every_other_version(owner, world: 
     db.session.expire_all()
     trial = db.session.scalar(db.select(UsageTier).where(UsageTier.key == "trial"))
     assert db.session.get(Project, world.project.id).default_tier_id == trial.id
+
+
+def test_a_move_of_everyone_confirmed_after_the_version_changed_moves_nobody_and_shows_it_again(
+    owner, world: World
+):
+    """Preview says N; customers join the version before Move is pressed: nobody moves, and the
+    preview comes back with the new count for the owner to confirm."""
+    pro, _ = _two_versions(world, 1)
+    sent = {"from_version": "1", "to_version": "2", "confirm": "y"}
+    preview = form_post(
+        owner, "/tiers/pro/migrate", {"from_version": "1", "to_version": "2"}, "/tiers/pro/migrate"
+    )
+    previewed = int(re.search(r'name="previewed" value="(\d+)"', preview.data.decode()).group(1))
+    source = world.customer("c000").tier_id
+    world.give_customer("latecomer", 10)
+    assign(world, "latecomer", pro)
+    changed = form_post(
+        owner, "/tiers/pro/migrate", {**sent, "previewed": str(previewed)}, "/tiers/pro/migrate"
+    )
+    page = html.unescape(changed.data.decode())
+    assert changed.status_code == 409
+    assert f"Nobody moved: {previewed + 1} customers would move now, {previewed} when you previewed." in page
+    assert world.customer("c000").tier_id == source  # nobody moved
+    moved = form_post(
+        owner, "/tiers/pro/migrate", {**sent, "previewed": str(previewed + 1)}, "/tiers/pro/migrate"
+    )
+    assert moved.status_code == 302 and world.customer("latecomer").tier_id != source
