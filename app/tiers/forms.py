@@ -111,7 +111,7 @@ SOFT_ABOVE = "Soft budget per period (USD) must not be above the budget per peri
 
 PERIOD_FORMS = "Enter a period such as month, week, 30d or 12h (or none: limits never reset)."
 # A length as people write it: "30 days", "2 weeks", "every 12 hours", "3 mo".
-TYPED_LENGTH = re.compile(r"(?:every\s+)?([0-9]+)\s*([a-z]+)")
+TYPED_LENGTH = re.compile(r"(?:every\s+)?([0-9]{1,9})\s*([a-z]+)")  # past 9 digits no period fits
 # Unit words → the period grammar's unit and how many of it one makes (it has no weeks or years).
 UNIT_WORDS = {
     "s": ("s", 1), "sec": ("s", 1), "second": ("s", 1),
@@ -129,6 +129,8 @@ CALENDAR_WORDS = {"hourly": "hour", "daily": "day", "weekly": "week", "monthly":
 def typed_period(text: str) -> str:
     """The period grammar's spelling of what was typed ("30 days" → 30d, "Monthly" → month), or
     ValidationError naming the accepted forms."""
+    if re.fullmatch(r"\s*(?:every\s+)?[0-9]+\s*M\s*", text):  # 3M: months to some, minutes to the grammar
+        raise ValidationError("Enter “3mo” for three months or “3m” for three minutes: “M” is either.")
     typed = " ".join(text.lower().split())
     typed = CALENDAR_WORDS.get(typed, typed)
     if typed == periods.NONE or typed in periods.CALENDAR_UNITS:

@@ -212,6 +212,20 @@ def test_a_period_is_taken_as_people_write_it(owner, world: World, typed, stored
     assert next(t for t in _tiers() if t["key"] == "growth")["period"] == stored
 
 
+@pytest.mark.parametrize(
+    ("typed", "said"),
+    [
+        ("3M", "Enter “3mo” for three months or “3m” for three minutes"),  # not silently 3 minutes
+        ("9" * 5000, "Enter a period such as"),  # past int()'s digit limit: an error, not a 500
+    ],
+)
+def test_a_period_that_could_mean_two_things_or_nothing_is_asked_back(owner, world: World, typed, said):
+    refused = form_post(owner, "/tiers/new", {**EVERY_FIELD, "period": typed}, "/tiers/new")
+    assert refused.status_code == 400
+    assert said in summary(refused.data.decode())[1]["period"]
+    assert not any(t["key"] == "growth" for t in _tiers())
+
+
 def test_dollar_signs_are_taken_and_a_soft_budget_above_the_budget_is_said_with_the_rest(owner, world: World):
     made = form_post(
         owner,
