@@ -32,11 +32,11 @@ class Summary:
         tier = self.standing.tier
         if self.customer.blocked:
             return "blocked"
-        if self.awaiting:
-            return "awaiting"
-        if tier is not None and tier.prepaid and self.customer.token_balance <= 0:
-            return "no_tokens"
-        return None
+        # Only a prepaid plan (the hold's default without a tier) stops at an empty balance: a
+        # postpaid customer waiting in the queue is still served.
+        if not (tier is None or tier.prepaid) or self.customer.token_balance > 0:
+            return None
+        return "awaiting" if self.awaiting else "no_tokens"
 
     def model_tier_rows(self) -> list[tuple[str, TierUse]]:
         """The model tiers worth a line on the page: those with a limit, or used this period."""

@@ -335,6 +335,18 @@ def test_the_page_says_why_calls_are_refused_and_the_json_keeps_its_shape(app, w
         assert set(body) == {"customer_id", "name", "token_balance", "tier", "usage", "calls"}
 
 
+def test_a_postpaid_customer_in_the_approval_queue_is_served_and_told_nothing_is_refused(app, world: World):
+    """Only a prepaid plan stops at an empty balance: a postpaid customer never credited is still in
+    the queue, but its calls are served, so the page must not say they are refused."""
+    from tests.factories import assign, chat
+
+    postpaid = world.add_tier({"key": "postpaid", "name": "Postpaid", "prepaid": False})
+    world.give_customer("later", 0)
+    assign(world, "later", postpaid)
+    assert chat(world.url, world.key, "later").status_code == 200
+    assert notice_of(app, world, "later") is None
+
+
 def test_no_replenishment_reads_none_scheduled_and_an_id_used_as_name_shows_once(app, world: World):
     flat = world.add_tier({"key": "flat", "name": "Flat", "period": "none"})
     world.give_customer("solo", 10)
