@@ -13,6 +13,7 @@ import atexit
 import logging
 import threading
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -174,6 +175,14 @@ class RefusalCounter:
                 last_refusal_code=bindparam("code"),
                 last_refusal_message=bindparam("message"),
                 last_refusal_model=bindparam("model"),
+                # A refused call is a call: an awaiting customer retrying is seen, not "never".
+                last_seen_at=case(
+                    (
+                        or_(customers.c.last_seen_at.is_(None), customers.c.last_seen_at < bindparam("at")),
+                        bindparam("at"),
+                    ),
+                    else_=customers.c.last_seen_at,
+                ),
             ),
             params,
         )
@@ -193,9 +202,12 @@ class RefusalCounter:
 def _storable(text: str, most: int) -> str:
     """What a client sent, as any database stores it: a lone surrogate (valid in JSON) cannot be
     encoded and PostgreSQL refuses NUL in text; either would fail every later flush of the process.
-    Other control characters are shown as '?' too: the admin prints these lines."""
+    Other control characters are shown as '?' too (the admin prints these lines); spaces of any
+    script stay."""
     cut = text[:most].encode("utf-8", "replace").decode("utf-8")
-    return cut if cut.isprintable() else "".join(ch if ch.isprintable() else "?" for ch in cut)
+    if cut.isprintable():  # nearly always: no character to look at
+        return cut
+    return "".join("?" if unicodedata.category(ch) == "Cc" else ch for ch in cut)
 
 
 def _count_row(customer_pk: int, key: Key, count: int, example: Last) -> dict:

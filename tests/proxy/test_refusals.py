@@ -253,3 +253,25 @@ def test_a_burst_of_many_customers_refusals_is_written_in_chunks(
         assert [(h["code"], h["count"]) for h in refusals(world, f"c{n}")["hours"]] == [
             ("customer_blocked", 1)
         ]
+
+
+def test_a_model_with_a_no_break_space_is_kept_as_sent(world: World, held_counter: RefusalCounter):
+    world.give_customer("c", 10_000, blocked=True)
+    assert _raw_chat(world, "c", '"my\\u00a0model\\u3000x"').json()["error"]["code"] == "customer_blocked"
+    held_counter.flush()
+    assert refusals(world, "c")["last"]["model"] == "my\u00a0model\u3000x"
+
+
+def test_a_customer_whose_calls_are_all_refused_is_still_seen(world: World, held_counter: RefusalCounter):
+    """Waiting for approval (0 tokens), every call refused: the admin's "last seen" says when it
+    last tried, not "never"."""
+    from app.db import now_utc
+
+    world.give_customer("waiting", 0)
+    world.customer("waiting").last_seen_at = None
+    world.commit()
+    before = now_utc()
+    assert chat(world.url, world.key, "waiting").json()["error"]["code"] == "insufficient_tokens"
+    held_counter.flush()
+    db.session.expire_all()
+    assert world.customer("waiting").last_seen_at >= before.replace(microsecond=0)
