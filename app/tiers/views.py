@@ -215,6 +215,11 @@ def _suggested(key: str) -> dict[str, int]:
         given = request.args.get(name, type=int)
         if given is not None and any(v.version == given for v in versions):
             chosen[name] = given
+    if chosen["from_version"] == chosen["to_version"] and "to_version" not in request.args:
+        # Migrate… on the newest version: no newer one, so the newest of the others.
+        others = [v.version for v in versions if v.version != chosen["from_version"]]
+        if others:
+            chosen["to_version"] = others[-1]
     return chosen
 
 

@@ -143,6 +143,8 @@ def test_migrate_picks_versions_from_lists_with_their_customer_counts(owner, wor
     assert [v for v, _, chosen in _options(page, "to_version") if chosen] == ["2"]
     linked = owner.get("/tiers/pro/migrate?from_version=2&to_version=1").data.decode()
     assert [v for v, _, chosen in _options(linked, "from_version") if chosen] == ["2"]
+    newest = owner.get("/tiers/pro/migrate?from_version=2").data.decode()  # Migrate… on the newest
+    assert [v for v, _, chosen in _options(newest, "to_version") if chosen] == ["1"]  # not v2 to v2
     default = owner.get("/tiers/default/migrate").data.decode()
     assert _options(default, "from_version")[0][1] == "v1 · Default New Customer Tier · 1 customer · default"
 
